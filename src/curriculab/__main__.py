@@ -1,0 +1,5 @@
+import sys
+
+from curriculab.cli import main
+
+sys.exit(main())

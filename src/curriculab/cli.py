@@ -1,0 +1,179 @@
+"""`curriculab …` / `python -m curriculab …`: validate, prepare, pretrain, train, evaluate, aggregate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from curriculab.config import ConfigError, load_params
+
+
+def _params(args) -> tuple:
+    params = load_params(args.params)
+    return params, Path(args.workdir).resolve()
+
+
+def cmd_validate(args) -> int:
+    params = load_params(args.file)
+    n = 0
+    from curriculab.tables.spec import expand_table, get_spec
+
+    for key in params.tables:
+        n += len(expand_table(get_spec(key), params))
+    print(f"{args.file}: valid (profile {params.profile!r}, {len(params.tables)} tables, {n} runs)")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from curriculab.data.prepare import prepare_all
+    from curriculab.engine.loop import progress_enabled
+    from curriculab.tracking import init_store
+
+    params, workdir = _params(args)
+    init_store(workdir, params.tracking)  # once, before any stage fans out
+    written = prepare_all(params, workdir, progress=progress_enabled())
+    print("prepared: " + (", ".join(written) if written else "nothing to do (all up to date)"))
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from curriculab.methods import registry
+
+    params, workdir = _params(args)
+    if args.method not in params.pretrain:
+        raise ConfigError(f"pretrain.{args.method}: no such block in {args.params}")
+    cls = registry()[args.method]
+    cls.pretrain(cls.PretrainParams.model_validate(params.pretrain[args.method]), params, workdir)
+    return 0
+
+
+def _table(params, key: str):
+    from curriculab.tables.spec import get_spec
+
+    spec = get_spec(key)
+    if spec.key not in params.tables:
+        raise ConfigError(f"tables.{spec.key}: table {spec.id!r} has no block in the params file")
+    return spec
+
+
+def cmd_train(args) -> int:
+    from curriculab.executor import is_finished, run_all
+    from curriculab.tables.spec import expand_table
+    from curriculab.tracking import log_table
+
+    params, workdir = _params(args)
+    spec = _table(params, args.table)
+    runs = expand_table(spec, params)
+    if args.rerun:
+        shutil.rmtree(workdir / "runs" / spec.key, ignore_errors=True)
+    cfg = params.executor.model_copy(update={"workers": args.workers} if args.workers else {})
+    todo = sum(not is_finished(r, workdir) for r in runs)
+    print(f"{spec.id}: {len(runs)} runs, {len(runs) - todo} already finished, {todo} to train "
+          f"(executor: {cfg.backend}, {cfg.workers} worker(s))", flush=True)
+    records = run_all(runs, workdir, cfg)
+    logged = log_table(workdir, params.tracking, spec.id, params.profile, runs, records)
+    print(f"{spec.id}: done; {logged} run(s) newly logged to MLflow")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from curriculab.data.prepared import atomic_write_json
+    from curriculab.executor import read_record
+    from curriculab.tables.spec import expand_table
+
+    params, workdir = _params(args)
+    spec = _table(params, args.table)
+    if spec.evaluate is None:
+        raise ConfigError(f"table {spec.id!r} has no evaluate step")
+    opts = spec.EvalParams.model_validate(params.evaluate.get(spec.key, {}))
+    out = workdir / "runs" / "eval" / spec.key
+    for run in expand_table(spec, params):
+        rec = read_record(run.dir(workdir))
+        if not rec or rec.get("status") != "done":
+            raise ConfigError(f"{spec.id}: run {run.run_id} ({run.row}, {run.column}, seed {run.seed}) has not "
+                              f"finished training; run `dvc repro train@{spec.key}` first")
+        target = out / f"{run.run_id}.json"
+        key = {"options": opts.model_dump(mode="json"), "checksum": rec.get("data_checksum")}
+        if target.is_file() and json.loads(target.read_text()).get("_key") == key:
+            continue
+        metrics = spec.evaluate(run, rec, opts, workdir)
+        atomic_write_json(target, {**metrics, "_key": key})
+    print(f"{spec.id}: evaluated")
+    return 0
+
+
+def cmd_aggregate(args) -> int:
+    from curriculab.tables.report import aggregate
+
+    params, workdir = _params(args)
+    entries = aggregate(params, workdir, workdir / args.reports)
+    for e in entries:
+        print(f"{e['id']}: {e['done']}/{e['runs']} runs → {args.reports}/tables/{e['id']}.md")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from curriculab.executor import read_record
+    from curriculab.tables.spec import expand_table, get_spec
+
+    params, workdir = _params(args)
+    for key in params.tables:
+        runs = expand_table(get_spec(key), params)
+        recs = [read_record(r.dir(workdir)) for r in runs]
+        done = sum(1 for r in recs if r and r.get("status") == "done")
+        partial = sum(1 for r in recs if r and r.get("status") == "running")
+        print(f"{key}: {done} finished, {partial} interrupted, {len(runs) - done - partial} not started")
+    return 0
+
+
+def cmd_use_profile(args) -> int:
+    src = Path("profiles") / f"{args.name}.yaml"
+    load_params(src)
+    shutil.copyfile(src, args.params)
+    print(f"{args.params} now holds {src}; `git checkout {args.params}` restores the embedded default")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="curriculab", description=__doc__)
+    p.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
+    p.add_argument("--workdir", default=".", help="project root holding data/, runs/ and mlflow.db")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("validate", help="check a params file; exit non-zero with a one-line message if invalid")
+    v.add_argument("file", nargs="?", default="params.yaml")
+    sub.add_parser("prepare", help="write the prepared datasets and their copies; create the MLflow store")
+    pt = sub.add_parser("pretrain", help="a method's pretraining stage (e.g. spl)")
+    pt.add_argument("method")
+    t = sub.add_parser("train", help="train every unfinished run of a table")
+    t.add_argument("table")
+    t.add_argument("--workers", type=int, default=None, help="override executor.workers")
+    t.add_argument("--rerun", action="store_true", help="delete the table's runs and train them again")
+    e = sub.add_parser("evaluate", help="the evaluate step of a table, on its trained checkpoints")
+    e.add_argument("table")
+    a = sub.add_parser("aggregate", help="write reports/ from the runs")
+    a.add_argument("--reports", default="reports")
+    sub.add_parser("status", help="finished / interrupted / missing runs per table")
+    u = sub.add_parser("use-profile", help="copy profiles/NAME.yaml over params.yaml (e.g. paper)")
+    u.add_argument("name")
+    return p
+
+
+COMMANDS = {"validate": cmd_validate, "prepare": cmd_prepare, "pretrain": cmd_pretrain, "train": cmd_train,
+            "evaluate": cmd_evaluate, "aggregate": cmd_aggregate, "status": cmd_status,
+            "use-profile": cmd_use_profile}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.cmd](args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; the interrupted one resumes from its last checkpoint",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,388 @@
+"""params.yaml → typed, validated objects, with one-line errors that name the key path."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A user error in the settings: the message is one line naming the key and the fix."""
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML with YAML 1.2 floats, so `5e-4` is a number as it is for DVC."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping; a missing or malformed file is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such settings file; pass an existing params.yaml or a file from profiles/")
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def deep_merge(base: dict, *overrides: dict) -> dict:
+    """Recursively merge mappings; later ones win, lists and scalars are replaced."""
+    out = copy.deepcopy(base)
+    for over in overrides:
+        for k, v in (over or {}).items():
+            if isinstance(v, dict) and isinstance(out.get(k), dict):
+                out[k] = deep_merge(out[k], v)
+            else:
+                out[k] = copy.deepcopy(v)
+    return out
+
+
+def stable_hash(obj: Any, n: int = 12) -> str:
+    """Hash of a JSON-able object, independent of key order."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+# --------------------------------------------------------------------------- schema base
+
+
+class Strict(BaseModel):
+    """Every settings block: unknown keys are errors, no silent type coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
+
+
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+def _type_name(ann: Any) -> str:
+    origin = typing.get_origin(ann)
+    if origin is Annotated:
+        return _type_name(typing.get_args(ann)[0])
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(ann))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(ann) if a is not type(None))
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(ann, str(ann))
+
+
+def _strip(ann: Any) -> list[Any]:
+    """The concrete types behind Annotated/Optional/Union."""
+    origin = typing.get_origin(ann)
+    if origin is Annotated:
+        return _strip(typing.get_args(ann)[0])
+    if origin in (Union, types.UnionType):
+        return [t for a in typing.get_args(ann) if a is not type(None) for t in _strip(a)]
+    return [ann]
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The settings class that holds the last key of `loc`, for suggesting close matches."""
+    current: Any = model
+    for part in loc:
+        found = None
+        for t in _strip(current):
+            if isinstance(t, type) and issubclass(t, BaseModel) and isinstance(part, str):
+                if part in t.model_fields:
+                    found = t.model_fields[part].annotation
+                    break
+            origin = typing.get_origin(t)
+            if origin is dict:
+                found = typing.get_args(t)[1]
+                break
+            if origin in (list, tuple) and isinstance(part, int):
+                found = typing.get_args(t)[0]
+                break
+        if found is None:
+            return None
+        current = found
+    for t in _strip(current):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+    return None
+
+
+def suggest(word: str, choices: typing.Iterable[str]) -> str:
+    """'; did you mean X?' for a misspelt name, or the list of valid names."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
+    if close:
+        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "; valid: " + ", ".join(choices) if choices else ""
+
+
+def format_error(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """First pydantic error as `key.path: what was expected (got ...)`."""
+    e = err.errors()[0]
+    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+    # pydantic appends the union member / validator name to loc; drop names that are not keys.
+    holder = _model_at(model, loc[:-1]) if loc else model
+    if holder is not None and loc and isinstance(loc[-1], str) and loc[-1] not in holder.model_fields:
+        if e["type"] != "extra_forbidden":
+            loc = loc[:-1]
+    path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc) or "(top level)"
+    got = e.get("input")
+    if e["type"] == "extra_forbidden":
+        holder = _model_at(model, loc[:-1])
+        hint = suggest(str(loc[-1]), holder.model_fields) if holder else ""
+        return f"{path}: unknown key{hint}"
+    if e["type"] == "missing":
+        return f"{path}: required key is missing"
+    if e["type"].endswith("_type") or e["type"] in ("model_type", "dict_type", "list_type"):
+        leaf = model
+        ann = None
+        for t in [leaf]:
+            holder = _model_at(t, loc[:-1])
+            if holder is not None and loc and loc[-1] in holder.model_fields:
+                ann = holder.model_fields[loc[-1]].annotation
+        expected = _type_name(ann) if ann is not None else e["msg"].lower()
+        return f"{path}: expected {expected}, got {type(got).__name__} {got!r}"
+    msg = e["msg"]
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    msg = msg.replace("value error, ", "")
+    return f"{path}: {msg} (got {got!r})"
+
+
+def validate(model: type[BaseModel], data: Any, prefix: str = ""):
+    """Validate `data` into `model`, turning the first error into a one-line ConfigError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_error(err, model, prefix)) from None
+
+
+def check_name(kind: str, name: str, registry: typing.Iterable[str], path: str) -> None:
+    """An unknown registry name (method, model, dataset) is a ConfigError with close matches."""
+    names = list(registry)
+    if name not in names:
+        raise ConfigError(f"{path}: unknown {kind} {name!r}{suggest(name, names)}")
+
+
+# --------------------------------------------------------------------------- run settings
+
+
+class NoiseCfg(Strict):
+    """Label corruption applied to the training split (DP §4.2)."""
+
+    rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    kind: Literal["uniform", "permute_first", "random"] = "uniform"
+    oracle: bool = False  # train only on the items not chosen for corruption
+
+
+class AugmentCfg(Strict):
+    """Batched on-device augmentation."""
+
+    crop_pad: NonNegInt = 0
+    flip: bool = False
+    normalize: bool = True
+
+
+class DataCfg(Strict):
+    """Which prepared dataset a run trains on, and the seeded variant derived from it."""
+
+    dataset: str = "digits"
+    subset_per_class: PosInt | None = None
+    test_limit: PosInt | None = None
+    image_size: PosInt | None = None
+    channels: Literal[1, 3] | None = None
+    noise: NoiseCfg = NoiseCfg()
+    augment: AugmentCfg = AugmentCfg()
+
+
+class ModelCfg(Strict):
+    name: str = "small_cnn"
+    width: PosFloat = 1.0
+    kwargs: dict[str, Any] = {}
+
+
+class OptimizerCfg(Strict):
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: PosFloat = 0.05
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    weight_decay: NonNegFloat = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleCfg(Strict):
+    """Learning-rate schedule; epochs may be fractional where stated."""
+
+    name: Literal["constant", "multistep", "step", "plateau", "cosine"] = "constant"
+    milestones: list[NonNegInt] = []
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
+    step_size: PosInt = 30
+    patience: PosInt = 3
+    warmup_epochs: NonNegInt = 0
+
+
+class TrainCfg(Strict):
+    epochs: PosInt = 5
+    batch_size: PosInt = 64
+    eval_batch_size: PosInt = 1000
+    optimizer: OptimizerCfg = OptimizerCfg()
+    schedule: ScheduleCfg = ScheduleCfg()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = True  # autocast on CUDA only
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    checkpoint: bool = True
+
+
+class RunConfig(Strict):
+    """One fully resolved run: everything that decides its numbers."""
+
+    task: str = "classification"
+    task_params: dict[str, Any] = {}
+    seed: NonNegInt = 0
+    data: DataCfg = DataCfg()
+    model: ModelCfg = ModelCfg()
+    train: TrainCfg = TrainCfg()
+    methods: dict[str, dict[str, Any]] = {"baseline": {}}
+
+    def method_params(self, name: str) -> dict[str, Any]:
+        return self.methods.get(name, {})
+
+
+# --------------------------------------------------------------------------- top-level params
+
+
+class FashionCfg(Strict):
+    root: str = "/usr/share/datasets/fashion-mnist"
+    val: PosInt = 5000
+
+
+class SynDigitsCfg(Strict):
+    train: PosInt = 6000
+    val: PosInt = 1000
+    test: PosInt = 2000
+    size: PosInt = 28
+
+
+class DigitsCfg(Strict):
+    val: PosInt = 180
+    test: PosInt = 360
+
+
+class ImageFolderCfg(Strict):
+    root: str | None = None
+    image_size: PosInt = 64
+    limit: PosInt | None = None
+
+
+class PrepareCfg(Strict):
+    """The `prepare` stage: which datasets to write, where, and their derived copies."""
+
+    root: str = "data"
+    torchvision_root: str = "~/.cache/curriculab/torchvision"
+    download: bool = True
+    datasets: list[str] = ["digits", "syndigits", "fashion_mnist"]
+    seed: NonNegInt = 0
+    digits: DigitsCfg = DigitsCfg()
+    syndigits: SynDigitsCfg = SynDigitsCfg()
+    fashion_mnist: FashionCfg = FashionCfg()
+    imagefolder: ImageFolderCfg = ImageFolderCfg()
+    copies: dict[str, dict[str, Any]] = {}  # name → method-specific settings of a derived copy
+
+
+class ExecutorCfg(Strict):
+    workers: PosInt = 1
+    backend: Literal["local", "ray"] = "local"
+
+
+class TrackingCfg(Strict):
+    enabled: bool = True
+    uri: str | None = None  # default: sqlite:///<repo>/mlflow.db
+
+
+class TableCfg(Strict):
+    """A table: rows × columns × seeds, each a deep-merged override of `run`."""
+
+    seeds: Annotated[list[NonNegInt], Field(min_length=1)]
+    run: dict[str, Any] = {}
+    rows: Annotated[dict[str, dict[str, Any]], Field(min_length=1)]
+    columns: Annotated[dict[str, dict[str, Any]], Field(min_length=1)] = {"all": {}}
+    options: dict[str, Any] = {}  # table-specific settings (evaluation, figures), validated by its spec
+
+
+class Params(Strict):
+    profile: str = "offline"
+    description: str = ""
+    prepare: PrepareCfg = PrepareCfg()
+    executor: ExecutorCfg = ExecutorCfg()
+    tracking: TrackingCfg = TrackingCfg()
+    defaults: dict[str, Any] = {}  # YAML anchors shared by tables; read only through them
+    pretrain: dict[str, dict[str, Any]] = {}  # stage settings of methods that pretrain (validated there)
+    tables: dict[str, TableCfg] = {}
+    evaluate: dict[str, dict[str, Any]] = {}  # evaluate-stage settings per table key (validated by its spec)
+
+
+def table_key(table_id: str) -> str:
+    """`cbs.t1` (the id the papers' tables go by) → `cbs_t1` (its key in params.yaml)."""
+    return table_id.replace(".", "_")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Load and fully validate a params file: every table expands and every run resolves."""
+    raw = load_yaml(path)
+    params = validate(Params, raw)
+    from curriculab.tables.spec import expand_table, get_spec, table_ids
+
+    keys = {table_key(t): t for t in table_ids()}
+    for key in params.tables:
+        check_name("table", key, keys, f"tables.{key}")
+        expand_table(get_spec(keys[key]), params)
+    for key, block in params.evaluate.items():
+        check_name("table", key, keys, f"evaluate.{key}")
+        spec = get_spec(keys[key])
+        if spec.evaluate is None:
+            raise ConfigError(f"evaluate.{key}: table {spec.id!r} has no evaluate step")
+        validate(spec.EvalParams, block, prefix=f"evaluate.{key}")
+    from curriculab.data.sources import SOURCES
+
+    for i, name in enumerate(params.prepare.datasets):
+        check_name("dataset", name, SOURCES, f"prepare.datasets.{i}")
+    from curriculab.methods import validate_pretrain
+
+    validate_pretrain(params)
+    return params

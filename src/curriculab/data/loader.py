@@ -1,0 +1,127 @@
+"""The device loader: the dataset lives on the device as uint8; batches are drawn by indexing.
+
+Augmentation (pad-and-crop, flip) and normalisation act on whole batches on the device, as in
+KellerJordan/airbench. Nothing here loops over samples in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from curriculab.config import AugmentCfg, RunConfig
+from curriculab.data.derive import corrupt_labels, resize, subset_per_class
+from curriculab.data.prepared import load_copy, load_prepared
+from curriculab.methods.base import Batch
+
+
+def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Pad every image by `pad` zeros and crop back at a random offset, per image, in one gather."""
+    n, c, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    return xp[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
+              rows, cols]
+
+
+def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the batch left-right."""
+    mask = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
+    return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+
+class DeviceData:
+    """One run's data on its device: train (possibly noisy or subset), val and test, plus derived copies."""
+
+    def __init__(self, run: RunConfig, root: str | Path, device: torch.device):
+        cfg = run.data
+        self.root, self.name, self.device = Path(root), cfg.dataset, device
+        prep = load_prepared(self.root, cfg.dataset)
+        self.checksum, self.classes = prep.checksum, prep.classes
+        self._size, self._channels = cfg.image_size, cfg.channels
+        pos = prep.splits["train"]
+        if cfg.subset_per_class is not None:
+            pos = pos[subset_per_class(prep.y[pos], cfg.subset_per_class, run.seed)]
+        true_y = prep.y[pos]
+        noisy_y, chosen = corrupt_labels(true_y, cfg.noise.rate, cfg.noise.kind, prep.classes, run.seed)
+        if cfg.noise.oracle:  # DP Table 2's oracle: train only on the items that were not corrupted
+            keep = ~chosen
+            pos, true_y, noisy_y, chosen = pos[keep], true_y[keep], noisy_y[keep], chosen[keep]
+        self.train_pos = pos  # positions in the prepared arrays: aligns derived copies with `index`
+        self.train_x = self._to_device(prep.x[pos])
+        self.train_y = torch.from_numpy(noisy_y).to(device)
+        self.true_y = torch.from_numpy(true_y).to(device)
+        self.chosen = torch.from_numpy(chosen).to(device)  # picked for corruption
+        self.corrupt = self.train_y != self.true_y  # label actually differs from the truth
+        test_pos = prep.splits["test"][: cfg.test_limit] if cfg.test_limit else prep.splits["test"]
+        self.val = (self._to_device(prep.x[prep.splits["val"]]), torch.from_numpy(prep.y[prep.splits["val"]]).to(device))
+        self.test = (self._to_device(prep.x[test_pos]), torch.from_numpy(prep.y[test_pos]).to(device))
+        xf = self.train_x.float() / 255
+        self.mean = xf.mean((0, 2, 3), keepdim=True) if cfg.augment.normalize else torch.zeros(1, device=device)
+        self.std = xf.std((0, 2, 3), keepdim=True).clamp_min(1e-3) if cfg.augment.normalize else torch.ones(1, device=device)
+        self.augment: AugmentCfg = cfg.augment
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(run.seed)
+        self._copies: dict[str, torch.Tensor] = {}
+
+    def _to_device(self, x: np.ndarray) -> torch.Tensor:
+        return resize(torch.from_numpy(np.ascontiguousarray(x)), self._size, self._channels).to(self.device)
+
+    # -- shape
+    @property
+    def n_train(self) -> int:
+        return len(self.train_y)
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.train_x.shape[-1]
+
+    # -- copies made by prepare, aligned with the training items
+    def copy(self, name: str) -> torch.Tensor:
+        """The training images of a derived copy (e.g. a blurred one): row i is the same item as train_x[i]."""
+        if name not in self._copies:
+            self._copies[name] = self._to_device(load_copy(self.root, self.name, name)[self.train_pos])
+        return self._copies[name]
+
+    # -- batches
+    def to_input(self, x: torch.Tensor, augment: bool) -> torch.Tensor:
+        """uint8 batch → normalised float batch, augmented on the device when asked."""
+        x = x.float().div_(255)
+        if augment and self.augment.crop_pad:
+            x = random_crop(x, self.augment.crop_pad, self.gen)
+        if augment and self.augment.flip:
+            x = random_flip(x, self.gen)
+        return (x - self.mean) / self.std
+
+    def permutation(self, n: int | None = None) -> torch.Tensor:
+        return torch.randperm(n or self.n_train, generator=self.gen, device=self.device)
+
+    def batches(self, batch_size: int, indices: torch.Tensor | None = None, images: torch.Tensor | None = None,
+                shuffle: bool = True, augment: bool = True, drop_last: bool = False) -> Iterator[Batch]:
+        """Minibatches over `indices` (default: the whole training set) of `images` (default: train_x)."""
+        images = self.train_x if images is None else images
+        if indices is None:
+            indices = self.permutation() if shuffle else torch.arange(self.n_train, device=self.device)
+        elif shuffle:
+            indices = indices[self.permutation(len(indices))]
+        stop = len(indices) - (len(indices) % batch_size if drop_last else 0)
+        for i in range(0, stop, batch_size):
+            idx = indices[i:i + batch_size]
+            yield Batch(self.to_input(images[idx], augment), self.train_y[idx], idx)
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) over the val or test split, or the training set without augmentation ('train')."""
+        x, y = {"val": self.val, "test": self.test, "train": (self.train_x, self.train_y)}[split]
+        for i in range(0, len(y), batch_size):
+            yield self.to_input(x[i:i + batch_size], augment=False), y[i:i + batch_size]

@@ -1,0 +1,29 @@
+"""Device choice, seeding and the CPU determinism switches."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` → the first CUDA device when one is visible, else the CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        from curriculab.config import ConfigError
+
+        raise ConfigError("train.device: 'cuda' was asked for but no CUDA device is visible; use 'auto' or 'cpu'")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; make CPU kernels deterministic."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

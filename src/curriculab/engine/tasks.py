@@ -1,0 +1,84 @@
+"""Tasks: what the model's output means, the default loss, and per-epoch evaluation.
+
+Classification is built in; other tasks (the VAE of CBS table 6) register with `@register_task`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from curriculab.config import Strict
+from curriculab.methods.base import Batch, cross_entropy
+
+_TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def task_names() -> list[str]:
+    import curriculab.evaluate  # noqa: F401  (tasks defined there register on import)
+
+    return sorted(_TASKS)
+
+
+def get_task(name: str, params: dict) -> Task:
+    task_names()
+    cls = _TASKS[name]
+    return cls(cls.Params.model_validate(params))
+
+
+class Task:
+    """Classification: logits, cross-entropy, accuracy (top-1 and top-5)."""
+
+    name: ClassVar[str] = "classification"
+    Params: ClassVar[type[BaseModel]] = Strict
+    primary: ClassVar[str] = "acc"  # the metric tables report by default
+    higher_is_better: ClassVar[bool] = True
+
+    def __init__(self, params: BaseModel):
+        self.params = params
+
+    def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
+        """Per-sample training loss."""
+        return cross_entropy(outputs, batch.y)
+
+    def logits(self, outputs: Any) -> torch.Tensor:
+        return outputs
+
+    def correct(self, outputs: Any, y: torch.Tensor) -> torch.Tensor:
+        """Number of correct top-1 predictions (soft targets compare against their arg-max)."""
+        target = y.argmax(1) if y.ndim == 2 else y
+        return (self.logits(outputs).argmax(1) == target).sum()
+
+    @torch.no_grad()
+    def evaluate(self, predict: Callable[[torch.Tensor], Any], batches) -> dict[str, float]:
+        """Loss, top-1 and top-5 accuracy over (x, y) batches; sums stay on the device until the end."""
+        tot = None
+        for x, y in batches:
+            out = self.logits(predict(x)).float()
+            k = min(5, out.shape[1])
+            top = out.topk(k, 1).indices
+            part = torch.stack([
+                torch.nn.functional.cross_entropy(out, y, reduction="sum"),
+                (top[:, 0] == y).sum().float(),
+                (top == y[:, None]).any(1).sum().float(),
+                torch.tensor(float(len(y)), device=out.device),
+            ])
+            tot = part if tot is None else tot + part
+        loss, c1, c5, n = tot.tolist()
+        return {"loss": loss / n, "acc": c1 / n, "top5": c5 / n}
+
+    def final_metrics(self, model: nn.Module, data, predict, run) -> dict[str, float]:
+        """Extra metrics computed once at the end of training (e.g. a VAE's NLL); none by default."""
+        return {}
+
+
+register_task(Task)

@@ -1,0 +1,88 @@
+"""Executes a table's runs: skips finished ones, resumes interrupted ones; sequential, local-parallel or Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+import yaml
+
+from curriculab.config import ConfigError, ExecutorCfg
+from curriculab.data.prepared import atomic_write_bytes, read_meta
+from curriculab.tables.spec import RunSpec
+
+
+def read_record(run_dir: Path) -> dict | None:
+    p = Path(run_dir) / "metrics.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def is_finished(run: RunSpec, workdir: Path) -> bool:
+    """Done, and trained on the data that is prepared now (same checksum)."""
+    rec = read_record(run.dir(workdir))
+    checksum = read_meta(Path(workdir) / "data", run.config.data.dataset)["checksum"]
+    return bool(rec and rec.get("status") == "done" and rec.get("data_checksum") == checksum)
+
+
+def execute(run: RunSpec, workdir: Path, position: int = 0) -> dict:
+    """Train one run unless it is already finished; return its metrics record."""
+    from curriculab.engine.loop import fit
+
+    workdir = Path(workdir)
+    d = run.dir(workdir)
+    checksum = read_meta(workdir / "data", run.config.data.dataset)["checksum"]
+    rec = read_record(d)
+    if rec and rec.get("status") == "done" and rec.get("data_checksum") == checksum:
+        return rec
+    if rec and rec.get("data_checksum") != checksum:  # trained on other data: start again
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    labels = {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed, "run_id": run.run_id}
+    atomic_write_bytes(d / "config.yaml", yaml.safe_dump(
+        {"labels": labels, "data_checksum": checksum, "config": run.config.model_dump(mode="json")},
+        sort_keys=False).encode())
+    record = fit(run.config, d, workdir, run_id=run.run_id, position=position, meta={"labels": labels,
+                 "data_checksum": checksum})
+    return record
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _execute_on(run: RunSpec, workdir: str, slot: int, devices: int) -> dict:
+    if devices:
+        torch.cuda.set_device(slot % devices)
+    return execute(run, Path(workdir), position=slot)
+
+
+def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorCfg) -> list[dict]:
+    """Execute runs in order (workers = 1), over local worker processes, or on a Ray cluster."""
+    if cfg.backend == "ray":
+        return _run_ray(runs, workdir)
+    if cfg.workers == 1 or len(runs) <= 1:
+        return [execute(r, workdir) for r in runs]
+    workers = min(cfg.workers, len(runs))
+    devices = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(_execute_on, r, str(workdir), i % workers, devices) for i, r in enumerate(runs)]
+        return [f.result() for f in futures]
+
+
+def _run_ray(runs: list[RunSpec], workdir: Path) -> list[dict]:
+    """One Ray task per run (one GPU each when the cluster has them); RAY_ADDRESS picks the cluster."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor.backend: 'ray' needs the ray package: pip install 'ray[default]'") from None
+    ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
+    remote = ray.remote(num_gpus=gpus)(execute)
+    return ray.get([remote.remote(r, str(workdir)) for r in runs])

@@ -1,0 +1,84 @@
+"""Plain convolutional classifiers: a small CNN, LeNet and VGG-16."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from curriculab.models import ch, register_model
+
+
+class MaybePool(nn.Module):
+    """2×2 max-pool that is skipped once the feature map is a single pixel (small offline images)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 2) if min(x.shape[-2:]) >= 2 else x
+
+
+class ConvBlock(nn.Sequential):
+    """conv → [bn] → relu; the conv is `.conv` so methods can address it."""
+
+    def __init__(self, cin: int, cout: int, bn: bool = True, k: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=not bn)
+        if bn:
+            self.bn = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+
+
+@register_model
+def small_cnn(in_channels: int, num_classes: int, width: float = 1.0) -> nn.Module:
+    """Three conv blocks (32, 64, 128 channels × width) with pooling, global average pool, linear."""
+    c = [ch(32, width), ch(64, width), ch(128, width)]
+    return nn.Sequential(
+        ConvBlock(in_channels, c[0]), MaybePool(),
+        ConvBlock(c[0], c[1]), MaybePool(),
+        ConvBlock(c[1], c[2]),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c[2], num_classes),
+    )
+
+
+@register_model
+def lenet(in_channels: int, num_classes: int, width: float = 1.0) -> nn.Module:
+    """LeNet-5 (6, 16 channels × width; 120-84 hidden), padded so it accepts 8×8 inputs too."""
+    c1, c2 = ch(6, width), ch(16, width)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(), MaybePool(),
+        nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), MaybePool(),
+        nn.AdaptiveAvgPool2d(5), nn.Flatten(),
+        nn.Linear(c2 * 25, ch(120, width)), nn.ReLU(), nn.Linear(ch(120, width), ch(84, width)), nn.ReLU(),
+        nn.Linear(ch(84, width), num_classes),
+    )
+
+
+VGG16 = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
+
+
+class VGG(nn.Module):
+    """VGG-16, CIFAR style (one linear classifier). Convs are `blocks.<b>.conv<k>.conv`, k from 1."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: float, bn: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        cin = in_channels
+        for spec in VGG16:
+            block = nn.Sequential()
+            for k, c in enumerate(spec, 1):
+                block.add_module(f"conv{k}", ConvBlock(cin, ch(c, width), bn=bn))
+                cin = ch(c, width)
+            block.add_module("pool", MaybePool())
+            self.blocks.append(block)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+@register_model
+def vgg16(in_channels: int, num_classes: int, width: float = 1.0, bn: bool = True) -> nn.Module:
+    """VGG-16 with BatchNorm (`bn: false` gives the original, as in the CBS official code)."""
+    return VGG(in_channels, num_classes, width, bn)

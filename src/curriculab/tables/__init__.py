@@ -1,0 +1,1 @@
+"""Table specs (one module per paper), aggregation and figures."""

@@ -1,0 +1,200 @@
+"""Aggregation: every run's metrics.json → reports/tables/<id>.md and .csv, figures, and reports/README.md."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from curriculab.config import Params, table_key
+from curriculab.executor import read_record
+from curriculab.tables.spec import RunSpec, TableSpec, expand_table, get_spec, options
+from curriculab.tables.stats import check_claim
+
+PAPER_TITLES = {
+    "cbs": "Curriculum by Smoothing (Sinha, Garg, Larochelle, NeurIPS 2020)",
+    "dp": "Data Parameters (Saxena, Tuzel, DeCoste, NeurIPS 2019)",
+    "spl": "SPL-ADVisE (Thangarasa & Taylor, BMVC 2018)",
+    "ps": "Optimisation with Progressive Sharpening (Trivedi 2021)",
+    "thesis": "Deep Learning Training Procedure Augmentations (Simionescu, MSc 2020)",
+    "harness": "curriculab's own check of the harness (no paper)",
+}
+
+
+@dataclass
+class TableResult:
+    """A table's runs and whatever records exist for them (missing runs are reported, not hidden)."""
+
+    spec: TableSpec
+    params: Params
+    runs: list[RunSpec]
+    records: list[dict | None]
+    workdir: Path
+
+    @property
+    def options(self):
+        return options(self.spec, self.params)
+
+    def finals(self) -> pd.DataFrame:
+        """One row per finished run: labels + final metrics (+ evaluate-stage metrics)."""
+        rows = []
+        for run, rec in zip(self.runs, self.records):
+            if not rec or rec.get("status") != "done":
+                continue
+            row = {"row": run.row, "column": run.column, "seed": run.seed, "run_id": run.run_id, **rec["final"]}
+            ev = self.workdir / "runs" / "eval" / self.spec.key / f"{run.run_id}.json"
+            if ev.is_file():
+                row.update({k: v for k, v in json.loads(ev.read_text()).items() if not k.startswith("_")})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def history(self) -> pd.DataFrame:
+        """One row per (finished run, epoch): labels + that epoch's metrics."""
+        rows = [{"row": r.row, "column": r.column, "seed": r.seed, **h}
+                for r, rec in zip(self.runs, self.records) if rec and rec.get("status") == "done"
+                for h in rec["history"]]
+        return pd.DataFrame(rows)
+
+    def artifacts(self) -> list[tuple[RunSpec, list[dict]]]:
+        return [(r, rec["artifacts"]) for r, rec in zip(self.runs, self.records) if rec and rec.get("status") == "done"]
+
+
+def load_result(table_id: str, params: Params, workdir: Path) -> TableResult:
+    spec = get_spec(table_id)
+    runs = expand_table(spec, params)
+    return TableResult(spec, params, runs, [read_record(r.dir(workdir)) for r in runs], Path(workdir))
+
+
+def _fmt(v: float, percent: bool) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v * 100:.2f}" if percent else f"{v:.4g}"
+
+
+def _cell(vals: pd.Series, percent: bool) -> str:
+    if vals.empty:
+        return "not run"
+    sd = vals.std(ddof=1) if len(vals) > 1 else float("nan")
+    return f"{_fmt(vals.mean(), percent)} ± {_fmt(sd, percent)} ({len(vals)})"
+
+
+def _header(res: TableResult) -> list[str]:
+    p, t, spec = res.params, res.params.tables[res.spec.key], res.spec
+    cfgs = [r.config for r in res.runs]
+    done = sum(1 for rec in res.records if rec and rec.get("status") == "done")
+    ds = sorted({c.data.dataset for c in cfgs})
+    arch = sorted({f"{c.model.name} (width {c.model.width:g})" for c in cfgs})
+    epochs = sorted({c.train.epochs for c in cfgs})
+    methods = sorted({"+".join(c.methods) for c in cfgs})
+    return [
+        f"# {spec.id}: {spec.title}",
+        "",
+        f"- Source: {PAPER_TITLES.get(spec.source, spec.source)}",
+        f"- Profile: **{p.profile}**" + (f" ({p.description})" if p.description else ""),
+        f"- What these runs used: datasets {', '.join(ds)}; architectures {', '.join(arch)}; "
+        f"epochs {', '.join(map(str, epochs))}; seeds {t.seeds}; methods {', '.join(methods)}",
+        f"- Runs finished: {done} of {len(res.runs)}",
+        "",
+    ]
+
+
+def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
+    """Markdown, the CSV summary (row, column, metric, mean, std, n, paper) and the claim results."""
+    spec, t = res.spec, res.params.tables[res.spec.key]
+    df = res.finals()
+    lines = _header(res)
+    summary, claims = [], []
+    for metric in spec.metrics:
+        lines += [f"## {metric}" + (" (%)" if spec.percent else "") + " — measured here, mean ± std (n)", ""]
+        cols = list(t.columns)
+        lines += ["| row | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for row in t.rows:
+            cells = []
+            for col in cols:
+                vals = df[(df["row"] == row) & (df["column"] == col)][metric].dropna() if metric in df else pd.Series()
+                paper = spec.paper.get(row, {}).get(col)
+                cell = _cell(vals, spec.percent)
+                if paper is not None and metric == spec.metrics[0]:
+                    cell += f" · paper {paper:g}"
+                cells.append(cell)
+                summary.append({"row": row, "column": col, "metric": metric,
+                                "mean": vals.mean() if len(vals) else None,
+                                "std": vals.std(ddof=1) if len(vals) > 1 else None, "n": len(vals),
+                                "paper": paper if metric == spec.metrics[0] else None})
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if spec.claims:
+        lines += ["## Claims", "", "Difference of means (claimed-better minus other, in the metric's units; "
+                  "positive supports the claim), Welch's t-test (two-sided) when both sides have n ≥ 3.", "",
+                  "| claim | column | metric | difference | p | verdict |", "|---|---|---|---|---|---|"]
+        for claim in spec.claims:
+            metric = claim.metric or spec.metrics[0]
+            for col in t.columns:
+                if claim.better not in t.rows or claim.worse not in t.rows:
+                    continue
+                sel = df[df["column"] == col] if len(df) else df
+
+                def vals(row, sel=sel, metric=metric):
+                    return list(sel[sel["row"] == row][metric].dropna()) if len(sel) and metric in sel else []
+
+                r = check_claim(vals(claim.better), vals(claim.worse), spec.higher_is_better)
+                claims.append({"claim": claim.text, "column": col, "metric": metric, "diff": r.diff, "p": r.p,
+                               "verdict": r.verdict})
+                p = "–" if r.p is None else f"{r.p:.3g}"
+                lines.append(f"| {claim.text} | {col} | {metric} | {_fmt(r.diff, spec.percent)} | {p} | {r.verdict} |")
+        lines.append("")
+    if spec.paper:
+        pcols = list(dict.fromkeys(c for v in spec.paper.values() for c in v))
+        lines += ["## The paper's reported numbers (quoted, not measured here)", "",
+                  "| row | " + " | ".join(pcols) + " |", "|---" * (len(pcols) + 1) + "|"]
+        for row, vals in spec.paper.items():
+            lines.append(f"| {row} | " + " | ".join(f"{vals[c]:g}" if c in vals else "" for c in pcols) + " |")
+        lines.append("")
+        if spec.paper_note:
+            lines += [spec.paper_note, ""]
+    if spec.notes:
+        lines += ["## Notes", "", spec.notes, ""]
+    return "\n".join(lines), pd.DataFrame(summary), claims
+
+
+def write_table(res: TableResult, reports: Path) -> dict:
+    """Write the table's .md and .csv and its figures; return an index entry."""
+    md, summary, claims = render_table(res)
+    out = Path(reports) / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{res.spec.id}.md").write_text(md)
+    summary.to_csv(out / f"{res.spec.id}.csv", index=False)
+    figs = []
+    for fig in res.spec.figures:
+        figs += [p for p in fig(res, Path(reports) / "figures") if Path(p).suffix == ".png"]
+    verdicts = [c["verdict"] for c in claims]
+    return {"id": res.spec.id, "title": res.spec.title,
+            "done": sum(1 for r in res.records if r and r.get("status") == "done"), "runs": len(res.runs),
+            "verdicts": verdicts, "figures": [Path(f).name for f in figs]}
+
+
+def write_index(entries: list[dict], params: Params, reports: Path) -> None:
+    lines = ["# Reports", "", f"Profile: **{params.profile}**. Generated by `dvc repro` (stage `aggregate`); "
+             "every number below was measured by the runs under `runs/`, the papers' numbers are quoted "
+             "beside them and labelled as such.", "",
+             "| table | title | runs finished | claims reproduced | figures |", "|---|---|---|---|---|"]
+    for e in entries:
+        ok = sum(v == "reproduced" for v in e["verdicts"])
+        claims = f"{ok} of {len(e['verdicts'])}" if e["verdicts"] else "–"
+        figs = ", ".join(f"[{f}](figures/{f})" for f in e["figures"]) or "–"
+        lines.append(f"| [{e['id']}](tables/{e['id']}.md) | {e['title']} | {e['done']} / {e['runs']} | {claims} | {figs} |")
+    Path(reports).mkdir(parents=True, exist_ok=True)
+    (Path(reports) / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def aggregate(params: Params, workdir: Path, reports: Path) -> list[dict]:
+    """Every table in params → its report files; then the index."""
+    from curriculab.tables.spec import table_ids
+
+    keys = {table_key(t): t for t in table_ids()}
+    entries = [write_table(load_result(keys[k], params, workdir), reports) for k in params.tables]
+    write_index(entries, params, reports)
+    return entries

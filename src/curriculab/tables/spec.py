@@ -1,0 +1,164 @@
+"""Table specs: which runs make a table, what it reports, the paper's numbers and the claims it tests.
+
+A table's params block (`tables.<key>` in params.yaml) gives seeds, the common `run` settings, and
+`rows` and `columns`, each a partial run config. Each (row, column, seed) deep-merges
+run ← column ← row, is validated into a RunConfig, and is hashed into the run id.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from curriculab.config import (
+    ConfigError,
+    Params,
+    RunConfig,
+    Strict,
+    check_name,
+    deep_merge,
+    stable_hash,
+    table_key,
+    validate,
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The paper's claim that row `better` beats row `worse` on the table's metric, in every column."""
+
+    text: str
+    better: str
+    worse: str
+    metric: str | None = None  # default: the table's first metric
+
+
+@dataclass
+class TableSpec:
+    id: str  # as SPEC.md names it, e.g. "cbs.t1"
+    title: str
+    source: str  # paper key: cbs, dp, spl, ps, thesis, harness
+    metrics: list[str]  # keys of a run's `final` record, first one is the headline
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)  # row → paper column → reported value
+    paper_note: str = ""  # where the paper's numbers come from, what they measure
+    claims: list[Claim] = field(default_factory=list)
+    higher_is_better: bool = True
+    percent: bool = True  # show metrics ×100
+    Options: type[BaseModel] = Strict  # validates `tables.<key>.options`
+    evaluate: Callable[..., dict] | None = None  # evaluate stage: (RunSpec, run record, EvalParams, workdir) → metrics
+    EvalParams: type[BaseModel] = Strict  # validates `evaluate.<key>`
+    figures: list[Callable[..., list[Path]]] = field(default_factory=list)  # (TableResult, out_dir) → written files
+    notes: str = ""  # shown under the table: deviations from the paper, options used
+
+    @property
+    def key(self) -> str:
+        return table_key(self.id)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a table: labels plus the fully resolved settings, and its id (hash of the settings)."""
+
+    table: str
+    row: str
+    column: str
+    seed: int
+    config: RunConfig
+    run_id: str
+
+    def dir(self, workdir: Path) -> Path:
+        return Path(workdir) / "runs" / table_key(self.table) / self.run_id
+
+
+_SPECS: dict[str, TableSpec] = {}
+
+
+def register_table(spec: TableSpec) -> TableSpec:
+    _SPECS[spec.id] = spec
+    return spec
+
+
+@cache
+def _discover() -> None:
+    import curriculab.tables as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name not in ("spec", "report", "stats", "figures"):
+            importlib.import_module(f"curriculab.tables.{mod.name}")
+
+
+def table_ids() -> list[str]:
+    _discover()
+    return sorted(_SPECS)
+
+
+def get_spec(table_id: str) -> TableSpec:
+    _discover()
+    ids = {table_key(t): t for t in _SPECS}
+    key = table_key(table_id)
+    check_name("table", key, ids, "table")
+    return _SPECS[ids[key]]
+
+
+def _source_path(key: str, fragments: list[tuple[str, dict]], loc: str) -> str:
+    """Which of the merged fragments wrote the offending key: the path the user should edit."""
+    parts = loc.split(".")
+    for name, frag in reversed(fragments):
+        node: Any = frag
+        ok = True
+        for p in parts:
+            if isinstance(node, dict) and p in node:
+                node = node[p]
+            else:
+                ok = False
+                break
+        if ok:
+            return f"tables.{key}.{name}.{loc}"
+    return f"tables.{key}.run.{loc}"
+
+
+def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: int) -> RunSpec:
+    """Merge run ← column ← row, validate, and hash. Errors name the key path to edit."""
+    from pydantic import ValidationError
+
+    from curriculab.config import format_error
+    from curriculab.data.sources import SOURCES
+    from curriculab.engine.tasks import task_names
+    from curriculab.methods import check_methods
+    from curriculab.models import check_model
+
+    t = params.tables[spec.key]
+    frags = [("run", t.run), (f"columns.{column}", t.columns[column]), (f"rows.{row}", t.rows[row])]
+    merged = deep_merge(t.run, t.columns[column], t.rows[row], {"seed": seed})
+    try:
+        cfg = RunConfig.model_validate(merged)
+    except ValidationError as err:
+        msg = format_error(err, RunConfig)
+        loc, _, rest = msg.partition(": ")
+        raise ConfigError(f"{_source_path(spec.key, frags, loc)}: {rest}") from None
+    check_name("dataset", cfg.data.dataset, SOURCES, _source_path(spec.key, frags, "data.dataset"))
+    if cfg.data.dataset not in params.prepare.datasets:
+        raise ConfigError(f"{_source_path(spec.key, frags, 'data.dataset')}: dataset {cfg.data.dataset!r} is not "
+                          f"in prepare.datasets, so prepare does not write it; add it there")
+    check_name("task", cfg.task, task_names(), _source_path(spec.key, frags, "task"))
+    check_model(cfg.model.name, cfg.model.kwargs, _source_path(spec.key, frags, "model"))
+    check_methods(cfg.methods, _source_path(spec.key, frags, "methods"))
+    return RunSpec(spec.id, row, column, seed, cfg, stable_hash(cfg.model_dump(mode="json")))
+
+
+def expand_table(spec: TableSpec, params: Params) -> list[RunSpec]:
+    """Every run of a table, rows × columns × seeds, in that order."""
+    t = params.tables[spec.key]
+    validate(spec.Options, t.options, prefix=f"tables.{spec.key}.options")
+    return [resolve_run(spec, params, r, c, s) for r in t.rows for c in t.columns for s in t.seeds]
+
+
+def options(spec: TableSpec, params: Params) -> BaseModel:
+    return spec.Options.model_validate(params.tables[spec.key].options)
