@@ -153,35 +153,28 @@ def suggest(word: str, choices: typing.Iterable[str]) -> str:
 
 
 def format_error(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
-    """First pydantic error as `key.path: what was expected (got ...)`."""
+    """The first pydantic error as one line: `key.path: what was expected (got ...)`."""
     e = err.errors()[0]
-    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-    # pydantic appends the union member / validator name to loc; drop names that are not keys.
-    holder = _model_at(model, loc[:-1]) if loc else model
-    if holder is not None and loc and isinstance(loc[-1], str) and loc[-1] not in holder.model_fields:
-        if e["type"] != "extra_forbidden":
-            loc = loc[:-1]
+    loc = tuple(e["loc"])
+    # pydantic may append a union member or validator name to loc; keep only real keys.
+    while loc and e["type"] != "extra_forbidden":
+        holder = _model_at(model, loc[:-1])
+        if holder is None or not isinstance(loc[-1], str) or loc[-1] in holder.model_fields:
+            break
+        loc = loc[:-1]
     path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + loc) or "(top level)"
     got = e.get("input")
+    holder = _model_at(model, loc[:-1]) if loc else None
     if e["type"] == "extra_forbidden":
-        holder = _model_at(model, loc[:-1])
-        hint = suggest(str(loc[-1]), holder.model_fields) if holder else ""
-        return f"{path}: unknown key{hint}"
+        return f"{path}: unknown key{suggest(str(loc[-1]), holder.model_fields) if holder else ''}"
     if e["type"] == "missing":
         return f"{path}: required key is missing"
-    if e["type"].endswith("_type") or e["type"] in ("model_type", "dict_type", "list_type"):
-        leaf = model
-        ann = None
-        for t in [leaf]:
-            holder = _model_at(t, loc[:-1])
-            if holder is not None and loc and loc[-1] in holder.model_fields:
-                ann = holder.model_fields[loc[-1]].annotation
+    if e["type"].endswith("_type"):
+        ann = holder.model_fields[loc[-1]].annotation if holder and loc[-1] in holder.model_fields else None
         expected = _type_name(ann) if ann is not None else e["msg"].lower()
         return f"{path}: expected {expected}, got {type(got).__name__} {got!r}"
-    msg = e["msg"]
-    msg = msg[0].lower() + msg[1:] if msg else msg
-    msg = msg.replace("value error, ", "")
-    return f"{path}: {msg} (got {got!r})"
+    msg = e["msg"].replace("Value error, ", "")
+    return f"{path}: {msg[:1].lower() + msg[1:]} (got {got!r})"
 
 
 def validate(model: type[BaseModel], data: Any, prefix: str = ""):
@@ -326,7 +319,11 @@ class PrepareCfg(Strict):
 
 
 class ExecutorCfg(Strict):
+    """How a stage runs its table's runs. Every run uses `threads` CPU threads whatever `workers` is,
+    so parallel and sequential execution give bit-identical metrics."""
+
     workers: PosInt = 1
+    threads: PosInt = 1
     backend: Literal["local", "ray"] = "local"
 
 
@@ -363,11 +360,17 @@ def table_key(table_id: str) -> str:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Load and fully validate a params file: every table expands and every run resolves."""
-    raw = load_yaml(path)
-    params = validate(Params, raw)
+    """Load and fully validate a params file: datasets, copies, pretrain blocks, every table and every run."""
+    from curriculab.data.copies import check_copies
+    from curriculab.data.sources import SOURCES
+    from curriculab.methods import validate_pretrain
     from curriculab.tables.spec import expand_table, get_spec, table_ids
 
+    params = validate(Params, load_yaml(path))
+    for i, name in enumerate(params.prepare.datasets):
+        check_name("dataset", name, SOURCES, f"prepare.datasets.{i}")
+    check_copies(params.prepare.copies)
+    validate_pretrain(params)
     keys = {table_key(t): t for t in table_ids()}
     for key in params.tables:
         check_name("table", key, keys, f"tables.{key}")
@@ -378,11 +381,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         if spec.evaluate is None:
             raise ConfigError(f"evaluate.{key}: table {spec.id!r} has no evaluate step")
         validate(spec.EvalParams, block, prefix=f"evaluate.{key}")
-    from curriculab.data.sources import SOURCES
-
-    for i, name in enumerate(params.prepare.datasets):
-        check_name("dataset", name, SOURCES, f"prepare.datasets.{i}")
-    from curriculab.methods import validate_pretrain
-
-    validate_pretrain(params)
     return params

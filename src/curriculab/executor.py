@@ -55,6 +55,15 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _sequential(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return [execute(r, workdir) for r in runs]
+    finally:
+        torch.set_num_threads(before)
+
+
 def _execute_on(run: RunSpec, workdir: str, slot: int, devices: int) -> dict:
     if devices:
         torch.cuda.set_device(slot % devices)
@@ -62,16 +71,18 @@ def _execute_on(run: RunSpec, workdir: str, slot: int, devices: int) -> dict:
 
 
 def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorCfg) -> list[dict]:
-    """Execute runs in order (workers = 1), over local worker processes, or on a Ray cluster."""
+    """Execute runs in order (workers = 1), over local worker processes, or on a Ray cluster.
+
+    Results come back in the order of `runs` whatever the mode.
+    """
     if cfg.backend == "ray":
         return _run_ray(runs, workdir)
     if cfg.workers == 1 or len(runs) <= 1:
-        return [execute(r, workdir) for r in runs]
+        return _sequential(runs, workdir, cfg.threads)
     workers = min(cfg.workers, len(runs))
     devices = torch.cuda.device_count()
-    threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                             initargs=(threads,)) as pool:
+                             initargs=(cfg.threads,)) as pool:
         futures = [pool.submit(_execute_on, r, str(workdir), i % workers, devices) for i, r in enumerate(runs)]
         return [f.result() for f in futures]
 

@@ -60,7 +60,7 @@ def render(n: int, size: int = 28, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     grid = F.affine_grid(theta, (n, 1, size * 2, size * 2), align_corners=False)
     img = F.grid_sample(src, grid, align_corners=False, padding_mode="zeros")
     bold = F.max_pool2d(img, 3, 1, 1)
-    thin = -F.max_pool2d(-img, 3, 1, 1)
+    thin = 0.5 * (img - F.max_pool2d(-img, 3, 1, 1))  # half-way to the eroded glyph: thin strokes survive
     st = torch.from_numpy(stroke)[:, None, None, None]
     img = torch.where(st > 0, bold, torch.where(st < 0, thin, img))
     img = F.avg_pool2d(img, 2).clamp(0, 1)

@@ -28,14 +28,20 @@ def registry() -> dict[str, type[Method]]:
     return found
 
 
-def check_methods(methods: dict, path: str) -> None:
-    """Validate the `methods` block of a run: known names, valid params, no two on one exclusive hook."""
+def check_methods(methods: dict, path: str, run=None) -> None:
+    """Validate the `methods` block of a run: known names, valid params, no two on one exclusive hook.
+
+    With `run` (the resolved RunConfig), a method's optional classmethod `check_run(params, run, path)`
+    also checks settings that need the whole run (e.g. a schedule against train.epochs).
+    """
     reg = registry()
     claimed: dict[str, str] = {}
     for name, params in methods.items():
         check_name("method", name, reg, f"{path}.{name}")
         cls = reg[name]
-        validate(cls.Params, params or {}, prefix=f"{path}.{name}")
+        validated = validate(cls.Params, params or {}, prefix=f"{path}.{name}")
+        if run is not None and hasattr(cls, "check_run"):
+            cls.check_run(validated, run, f"{path}.{name}")
         for hook in Method.EXCLUSIVE:
             if cls.overrides(hook):
                 if hook in claimed:

@@ -149,7 +149,7 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
                           f"in prepare.datasets, so prepare does not write it; add it there")
     check_name("task", cfg.task, task_names(), _source_path(spec.key, frags, "task"))
     check_model(cfg.model.name, cfg.model.kwargs, _source_path(spec.key, frags, "model"))
-    check_methods(cfg.methods, _source_path(spec.key, frags, "methods"))
+    check_methods(cfg.methods, _source_path(spec.key, frags, "methods"), run=cfg)
     return RunSpec(spec.id, row, column, seed, cfg, stable_hash(cfg.model_dump(mode="json")))
 
 

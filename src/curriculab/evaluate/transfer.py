@@ -1,0 +1,180 @@
+"""Evaluate-stage transfer of trained classifiers: a frozen-feature MLP probe (CBS Table 3) and
+zero-shot domain adaptation with a target-only oracle (CBS Table 5).
+
+Both work on a finished run's final checkpoint (`engine.loop.load_trained`). Target images are
+resized to the source run's image size and channel count, and normalised with the *source* training
+mean/std: the frozen network keeps the preprocessing it was trained with.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from curriculab.config import ConfigError, RunConfig, Strict, stable_hash, table_key
+from curriculab.data.loader import DeviceData
+
+
+class ProbeParams(Strict):
+    """CBS §4 'Feature Extraction': frozen backbone, 3-layer MLP (500 hidden, ReLU), Adam 1e-4, 20 epochs."""
+
+    targets: Annotated[list[str], Field(min_length=1)] = ["digits", "syndigits"]
+    hidden: Annotated[int, Field(ge=1)] = 500
+    layers: Annotated[int, Field(ge=1)] = 3  # linear layers (3: two hidden layers of `hidden` units)
+    lr: Annotated[float, Field(gt=0)] = 1e-4
+    epochs: Annotated[int, Field(ge=1)] = 20
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    subset_per_class: Annotated[int, Field(ge=1)] | None = None  # target training items per class
+    test_limit: Annotated[int, Field(ge=1)] | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ZeroShotParams(Strict):
+    """CBS §4 'Zero-shot Domain Adaptation': train on the source (the column), test on the target."""
+
+    targets: Annotated[dict[str, str], Field(min_length=1)]  # table column → target dataset
+    oracle: bool = True  # also report the target-only oracle (same settings, trained on the target)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+def target_data(run: RunConfig, dataset: str, source: DeviceData, workdir: Path,
+                subset_per_class: int | None = None, test_limit: int | None = None) -> DeviceData:
+    """`dataset` at the source run's image shape, normalised with the source's statistics."""
+    cfg = run.model_copy(update={"data": run.data.model_copy(update={
+        "dataset": dataset, "image_size": source.image_size, "channels": source.in_channels,
+        "subset_per_class": subset_per_class, "test_limit": test_limit,
+        "noise": type(run.data.noise)()})})
+    data = DeviceData(cfg, Path(workdir) / "data", source.device)
+    data.mean, data.std = source.mean, source.std
+    return data
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("feature probe: the model has no nn.Linear head whose input could serve as features")
+    return linears[-1]
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, predict, x_uint8: torch.Tensor, data: DeviceData,
+                     batch_size: int = 1000) -> torch.Tensor:
+    """The input of the model's last linear layer (the penultimate features), for every image."""
+    feats: list[torch.Tensor] = []
+    handle = last_linear(model).register_forward_pre_hook(lambda _m, args: feats.append(args[0].detach().float()))
+    try:
+        for i in range(0, len(x_uint8), batch_size):
+            predict(model, data.to_input(x_uint8[i:i + batch_size], augment=False))
+    finally:
+        handle.remove()
+    return torch.cat(feats)
+
+
+def mlp(d_in: int, hidden: int, layers: int, classes: int) -> nn.Sequential:
+    dims = [d_in] + [hidden] * (layers - 1) + [classes]
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < layers - 1:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods)
+
+
+def train_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                test: tuple[torch.Tensor, torch.Tensor], classes: int, p: ProbeParams, seed: int) -> dict[str, float]:
+    """Fit the MLP with Adam; test accuracy at the last epoch and at the epoch with the best validation accuracy."""
+    gen = torch.Generator(device=train[0].device)
+    gen.manual_seed(seed)
+    torch.manual_seed(seed)
+    net = mlp(train[0].shape[1], p.hidden, p.layers, classes).to(train[0].device)
+    opt = torch.optim.Adam(net.parameters(), lr=p.lr)
+
+    @torch.no_grad()
+    def acc(split: tuple[torch.Tensor, torch.Tensor]) -> float:
+        return float((net(split[0]).argmax(1) == split[1]).float().mean())
+
+    best_val, at_best, last = -1.0, math.nan, math.nan
+    for _ in range(p.epochs):
+        perm = torch.randperm(len(train[1]), generator=gen, device=train[0].device)
+        for i in range(0, len(perm), p.batch_size):
+            idx = perm[i:i + p.batch_size]
+            loss = F.cross_entropy(net(train[0][idx]), train[1][idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        v, last = acc(val), acc(test)
+        if v > best_val:
+            best_val, at_best = v, last
+    return {"acc": last, "acc_at_best_val": at_best, "val_acc": best_val}
+
+
+def feature_probe(run, record: dict, p: ProbeParams, workdir: Path) -> dict[str, float]:
+    """Table 3: for each target, `probe_<target>_acc` (last MLP epoch) and `_acc_at_best_val`."""
+    from curriculab.engine.loop import load_trained
+
+    model, data, hooks = load_trained(run.config, run.dir(workdir), workdir, p.device)
+
+    def predict(m, x):
+        return hooks.predict(m, x)
+
+    out: dict[str, float] = {}
+    for target in p.targets:
+        tgt = target_data(run.config, target, data, workdir, p.subset_per_class, p.test_limit)
+        splits = {"train": (tgt.train_x, tgt.train_y), "val": tgt.val, "test": tgt.test}
+        feats = {k: (extract_features(model, predict, x, tgt), y) for k, (x, y) in splits.items()}
+        res = train_probe(feats["train"], feats["val"], feats["test"], tgt.classes, p, run.seed)
+        out.update({f"probe_{target}_{k}": v for k, v in res.items()})
+    return out
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, predict, data: DeviceData, split: str = "test", batch_size: int = 1000) -> float:
+    correct, n = 0, 0
+    for x, y in data.eval_batches(split, batch_size):
+        correct += int((predict(model, x).argmax(1) == y).sum())
+        n += len(y)
+    return correct / max(n, 1)
+
+
+def oracle_record(run, target: str, workdir: Path) -> dict:
+    """The target-only oracle: the run's settings with the target as training set.
+
+    A run of the same table with exactly these settings (e.g. the reverse direction's column) is reused;
+    otherwise it is trained here, under runs/eval/<table>/oracle/<run-id>/.
+    """
+    from curriculab.engine.loop import fit
+    from curriculab.executor import read_record
+
+    cfg = run.config.model_copy(update={"data": run.config.data.model_copy(update={"dataset": target})})
+    cfg = RunConfig.model_validate(cfg.model_dump(mode="json"))
+    rid = stable_hash(cfg.model_dump(mode="json"))
+    key = table_key(run.table)
+    for d in (Path(workdir) / "runs" / key / rid, Path(workdir) / "runs" / "eval" / key / "oracle" / rid):
+        rec = read_record(d)
+        if rec and rec.get("status") == "done":
+            return rec
+    return fit(cfg, d, workdir, run_id=rid, meta={"labels": {"oracle_of": run.run_id, "target": target}})
+
+
+def zero_shot(run, record: dict, p: ZeroShotParams, workdir: Path) -> dict[str, float]:
+    """Table 5: `target_acc` (source-trained model on the target test split) and the target-only oracle."""
+    from curriculab.engine.loop import load_trained
+
+    if run.column not in p.targets:
+        raise ConfigError(f"evaluate.{table_key(run.table)}.targets: no target dataset for column {run.column!r}; "
+                          f"add `{run.column}: <dataset>`")
+    target = p.targets[run.column]
+    model, data, hooks = load_trained(run.config, run.dir(workdir), workdir, p.device)
+    tgt = target_data(run.config, target, data, workdir, test_limit=run.config.data.test_limit)
+    out = {"target_acc": accuracy(model, hooks.predict, tgt)}
+    if p.oracle:
+        rec = oracle_record(run, target, workdir)
+        out["target_only_acc"] = rec["final"]["test_acc"]
+        out["target_only_acc_at_best_val"] = rec["final"]["test_acc_at_best_val"]
+    return out

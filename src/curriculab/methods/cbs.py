@@ -1,0 +1,238 @@
+"""Curriculum by Smoothing (Sinha, Garg, Larochelle, NeurIPS 2020).
+
+After every conv, h = act(pool(G_σ * (W * x))) (paper eq. 3.1): G_σ is a fixed size×size Gaussian
+(§2.2), normalised to sum 1 and applied per channel; σ starts at σ0 and is multiplied by `decay`
+every `period` epochs (§4), so σ → 0 recovers the plain network (§3.2).
+
+Official code (pairlab/CBS) facts kept here: 3×3 kernel with zero padding; the blur stays on at test
+time; σ has no floor (σ = 0 is guarded: the kernel becomes the identity and the layer is skipped);
+the ResNet skips 1×1 shortcut convs (`placement: no_shortcut`); the VGG blurs only the last conv of
+each block, right before ReLU + pool (`placement: vgg_official`). The official code rebuilds its
+kernel modules every epoch; here the kernel is a buffer rewritten in place.
+
+`weight_init` (also here) re-initialises a model for the appendix's initialisation study.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+
+from curriculab.config import Strict
+from curriculab.kernels import gaussian_kernel
+from curriculab.methods.base import Method, TrainState
+
+__all__ = ["CBS", "GaussianSmoothing", "SmoothedInput", "WeightInit", "conv_sites", "gaussian_kernel", "sigma_at"]
+
+PLACEMENTS = ("all", "no_shortcut", "vgg_official", "single")
+_VGG_CONV = re.compile(r"^(?P<block>.*blocks\.\d+)\.conv(?P<k>\d+)\.conv$")
+
+
+class GaussianSmoothing(nn.Module):
+    """Fixed depthwise G_σ (eq. 3.1) keeping H×W (zero padding); the kernel is a buffer, never trained."""
+
+    def __init__(self, channels: int, sigma: float, size: int = 3):
+        super().__init__()
+        self.channels, self.size, self.sigma = channels, size, float(sigma)
+        self.register_buffer("kernel", gaussian_kernel(sigma, size).expand(channels, 1, size, size).clone())
+
+    @torch.no_grad()
+    def set_sigma(self, sigma: float) -> None:
+        """Rewrite the kernel in place for a new σ (the module and its buffer are kept)."""
+        if sigma != self.sigma:
+            self.kernel.copy_(gaussian_kernel(sigma, self.size).to(self.kernel).expand_as(self.kernel))
+            self.sigma = float(sigma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sigma == 0 or self.size == 1:  # the kernel is a centred delta: exactly the identity
+            return x
+        return F.conv2d(x, self.kernel.to(x.dtype), padding=self.size // 2, groups=self.channels)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, size={self.size}, sigma={self.sigma:g}"
+
+
+class SmoothedInput(nn.Module):
+    """G_σ on the input image in front of a model (the ablation of CBS Table 7)."""
+
+    def __init__(self, net: nn.Module, smooth: GaussianSmoothing):
+        super().__init__()
+        self.smooth, self.net = smooth, net
+
+    def forward(self, x: torch.Tensor, *args, **kwargs):
+        return self.net(self.smooth(x), *args, **kwargs)
+
+
+def conv_sites(model: nn.Module, placement: str = "all", transposed: bool = False,
+               layer: int | None = None) -> list[str]:
+    """Qualified names of the convs that get a smoothing layer, in `named_modules` order (nested included)."""
+    kinds = (nn.Conv2d, nn.ConvTranspose2d) if transposed else (nn.Conv2d,)
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
+    if placement == "all":
+        return [n for n, _ in convs]
+    if placement == "no_shortcut":
+        return [n for n, m in convs if not ("shortcut" in n.split(".") and tuple(m.kernel_size) == (1, 1))]
+    if placement == "vgg_official":
+        last: dict[str, tuple[int, str]] = {}
+        for n, _ in convs:
+            if (mt := _VGG_CONV.match(n)) and int(mt["k"]) >= last.get(mt["block"], (0, ""))[0]:
+                last[mt["block"]] = (int(mt["k"]), n)
+        if not last:
+            raise ValueError("methods.cbs.placement: 'vgg_official' needs a VGG model (convs named "
+                             "blocks.<b>.conv<k>.conv); use 'all' or 'no_shortcut' for other models")
+        return [n for _, n in last.values()]
+    if placement == "single":
+        if layer is None or not -len(convs) <= layer < len(convs):
+            raise ValueError(f"methods.cbs.layer: {layer} is not a conv index of this model "
+                             f"(it has {len(convs)} convs: 0 to {len(convs) - 1})")
+        return [convs[layer][0]]
+    raise ValueError(f"methods.cbs.placement: unknown placement {placement!r}; valid: {', '.join(PLACEMENTS)}")
+
+
+def sigma_at(t: float, sigma0: float, decay: float, period: float, official_first_decay: bool = False,
+             constant: bool = False) -> float:
+    """σ at training time t (epochs, fractional): σ0·decay^n, n = decays so far (§4: 1, 0.9, every 5 epochs).
+
+    By default the n-th decay happens at t = n·period. `official_first_decay` follows pairlab/CBS,
+    whose test is `epoch % 5 == 0 and epoch != 0` with its default 5: epochs 0-4 use σ0, the first decay
+    is at epoch 5 whatever the period, then one every `period` epochs.
+    """
+    if constant:
+        return sigma0
+    eps = 1e-9
+    if official_first_decay:
+        n = 0 if t < 5 - eps else math.floor((t - 5) / period + eps) + 1
+    else:
+        n = math.floor(t / period + eps)
+    return sigma0 * decay**n
+
+
+class CBS(Method):
+    """Gaussian smoothing after convs (eq. 3.1), σ annealed by a step schedule (§3.2, §4)."""
+
+    name = "cbs"
+
+    class Params(Strict):
+        sigma: Annotated[float, Field(ge=0)] = 1.0  # σ0
+        decay: Annotated[float, Field(gt=0, le=1)] = 0.9
+        period: Annotated[float, Field(gt=0)] = 5.0  # epochs between decays; fractional = within an epoch
+        official_first_decay: bool = False
+        kernel_size: int = 3
+        placement: Literal["all", "no_shortcut", "vgg_official", "single"] = "all"
+        layer: int | None = None  # conv index for placement 'single' (appendix B)
+        transposed: bool = False  # also smooth ConvTranspose2d outputs (the VAE of Table 6)
+        target: Literal["features", "image", "image_and_features"] = "features"  # Table 7 ablation
+        constant: bool = False  # σ stays σ0 (Table 7 ablation)
+
+        @field_validator("kernel_size")
+        @classmethod
+        def _odd(cls, v: int) -> int:
+            if v < 1 or v % 2 == 0:
+                raise ValueError("kernel_size must be odd and >= 1 (the official code uses 3)")
+            return v
+
+        @model_validator(mode="after")
+        def _layer(self):
+            if self.placement == "single" and self.layer is None:
+                raise ValueError("placement 'single' needs `layer`, the index of the conv to smooth")
+            if self.placement != "single" and self.layer is not None:
+                raise ValueError("`layer` is only read with placement 'single'")
+            if self.target == "image" and self.placement != "all":
+                raise ValueError("`placement` has no effect with target 'image' (no feature is smoothed)")
+            return self
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        self.layers: list[GaussianSmoothing] = []
+        self.sigma = params.sigma
+        self.sites: list[str] = []
+
+    # -- model
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        p = self.params
+        if p.target in ("features", "image_and_features"):
+            self.sites = conv_sites(model, p.placement, p.transposed, p.layer)
+            for name in self.sites:
+                parent_name, _, child = name.rpartition(".")
+                parent = model.get_submodule(parent_name) if parent_name else model
+                conv = getattr(parent, child)
+                smooth = GaussianSmoothing(conv.out_channels, self.sigma, p.kernel_size)
+                setattr(parent, child, nn.Sequential(conv, smooth))
+                self.layers.append(smooth)
+        if p.target in ("image", "image_and_features"):
+            smooth = GaussianSmoothing(self.ctx.data.in_channels, self.sigma, p.kernel_size)
+            self.layers.append(smooth)
+            model = SmoothedInput(model, smooth)
+        return model
+
+    # -- schedule
+    def set_sigma(self, sigma: float) -> None:
+        self.sigma = sigma
+        for layer in self.layers:
+            layer.set_sigma(sigma)
+
+    def sigma_at(self, t: float) -> float:
+        p = self.params
+        return sigma_at(t, p.sigma, p.decay, p.period, p.official_first_decay, p.constant)
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        self.set_sigma(self.sigma_at(state.epoch))
+
+    def on_step_end(self, state: TrainState) -> None:
+        """Fractional periods decay within an epoch; a decay due at an epoch boundary waits for the next epoch."""
+        t = state.step / max(1, state.steps_per_epoch)
+        if t < state.epoch + 1 - 1e-9:
+            self.set_sigma(self.sigma_at(t))
+
+    def state_metrics(self) -> dict[str, float]:
+        return {"sigma": self.sigma}
+
+    # -- resume / evaluate-stage loading
+    def state_dict(self) -> dict:
+        return {"sigma": self.sigma}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "sigma" in state:
+            self.set_sigma(float(state["sigma"]))
+
+
+class WeightInit(Method):
+    """Re-initialise the model's weights (CBS appendix D compares initialisation schemes)."""
+
+    name = "weight_init"
+
+    class Params(Strict):
+        # kaiming_normal: the official CBS code (convs He-normal fan_in, BN 1/0, linear N(0, 0.01));
+        # xavier_normal: Glorot & Bengio 2010 for convs and linears, zero biases; default: PyTorch's own.
+        scheme: Literal["default", "kaiming_normal", "xavier_normal"] = "kaiming_normal"
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        scheme = self.params.scheme
+        if scheme == "default":
+            return model
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                if scheme == "kaiming_normal":
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                else:
+                    nn.init.xavier_normal_(m.weight)
+            elif isinstance(m, nn.Linear):
+                if scheme == "kaiming_normal":
+                    nn.init.normal_(m.weight, 0, 0.01)
+                else:
+                    nn.init.xavier_normal_(m.weight)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.affine:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+                continue
+            else:
+                continue
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        return model

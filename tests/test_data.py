@@ -1,0 +1,135 @@
+"""Sources, the prepared format, derived variants and the device loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from curriculab.config import ConfigError, Params, PrepareCfg, RunConfig
+from curriculab.data.derive import resize, subset_per_class
+from curriculab.data.loader import DeviceData, random_crop, random_flip
+from curriculab.data.prepared import dataset_dir, load_prepared, write_copy
+from curriculab.data.sources import SOURCES, DatasetMissing
+from curriculab.data.syndigits import render
+from tests.conftest import FASHION
+
+
+def test_digits_prepared_format(prepared_root):
+    p = load_prepared(prepared_root / "data", "digits")
+    assert p.x.dtype == np.uint8 and p.x.shape[1:] == (1, 8, 8) and p.x.max() == 255
+    assert p.y.dtype == np.int64 and p.classes == 10
+    sizes = {k: len(v) for k, v in p.splits.items()}
+    assert sizes == {"train": 1797 - 540, "val": 180, "test": 360}
+    all_idx = np.concatenate(list(p.splits.values()))
+    assert len(np.unique(all_idx)) == len(all_idx) == 1797  # disjoint and complete
+
+
+def test_corrupt_prepared_file_is_detected(tmp_path):
+    from curriculab.data.prepare import prepare_all
+
+    params = Params.model_validate({"prepare": {"datasets": ["digits"]}})
+    prepare_all(params, tmp_path)
+    f = dataset_dir(tmp_path / "data", "digits") / "arrays.npz"
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ConfigError, match="checksum mismatch") as e:
+        load_prepared(tmp_path / "data", "digits")
+    assert "curriculab prepare" in str(e.value)
+
+
+def test_unprepared_dataset_message(tmp_path):
+    with pytest.raises(ConfigError, match="is not prepared"):
+        load_prepared(tmp_path, "digits")
+
+
+@pytest.mark.parametrize("name", ["cifar10", "svhn", "mnist", "usps", "cifar100"])
+def test_missing_torchvision_dataset_fails_in_one_sentence(tmp_path, name):
+    cfg = PrepareCfg(torchvision_root=str(tmp_path), download=False)
+    with pytest.raises(DatasetMissing) as e:
+        SOURCES[name](cfg)
+    msg = str(e.value)
+    assert name in msg and str(tmp_path) in msg and "\n" not in msg
+
+
+def test_missing_imagefolder_and_fashion(tmp_path):
+    with pytest.raises(DatasetMissing, match="prepare.imagefolder.root"):
+        SOURCES["imagefolder"](PrepareCfg())
+    cfg = PrepareCfg(torchvision_root=str(tmp_path), download=False, fashion_mnist={"root": str(tmp_path / "none")})
+    with pytest.raises(DatasetMissing, match="dataset-fashion-mnist"):
+        SOURCES["fashion_mnist"](cfg)
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_idx():
+    raw = SOURCES["fashion_mnist"](PrepareCfg())
+    assert raw.x.shape == (70000, 1, 28, 28) and raw.classes == 10
+    assert len(raw.splits["test"]) == 10000 and len(raw.splits["val"]) == 5000
+    assert np.bincount(raw.y[raw.splits["test"]]).tolist() == [1000] * 10
+
+
+def test_syndigits_seeded_and_varied():
+    a, ya, fonts = render(64, 16, seed=3)
+    b, yb, _ = render(64, 16, seed=3)
+    c, _, _ = render(64, 16, seed=4)
+    assert np.array_equal(a, b) and np.array_equal(ya, yb) and not np.array_equal(a, c)
+    assert a.shape == (64, 1, 16, 16) and len(fonts) >= 10
+    assert a.reshape(64, -1).std(1).min() > 10  # every image has a glyph on it
+
+
+def test_subset_per_class():
+    y = np.repeat(np.arange(5), 20)
+    idx = subset_per_class(y, 7, seed=0)
+    assert np.bincount(y[idx]).tolist() == [7] * 5
+    assert np.array_equal(idx, subset_per_class(y, 7, seed=0))
+    assert not np.array_equal(idx, subset_per_class(y, 7, seed=1))
+
+
+def test_resize_and_channels():
+    x = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    y = resize(x, 16, 3)
+    assert y.shape == (4, 3, 16, 16) and y.dtype == torch.uint8
+    assert torch.equal(y[:, 0], y[:, 2])
+    back = resize(y, 8, 1)
+    assert back.shape == (4, 1, 8, 8)
+    assert (back.int() - x.int()).abs().float().mean() < 30
+
+
+def test_crop_and_flip_are_per_sample_and_seeded():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4).repeat(50, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    out = random_crop(x, 1, g)
+    assert out.shape == x.shape
+    shifted = [not torch.equal(out[i], x[i]) for i in range(len(x))]
+    assert 0 < sum(shifted) < len(x)  # some crops move the image, some do not
+    for i in range(len(x)):  # every crop is a shifted window of the zero-padded image
+        padded = torch.nn.functional.pad(x[i], (1, 1, 1, 1))
+        assert any(torch.equal(out[i], padded[:, a:a + 4, b:b + 4]) for a in range(3) for b in range(3))
+    f = random_flip(x, torch.Generator().manual_seed(0))
+    flipped = [torch.equal(f[i], x[i].flip(2)) for i in range(len(x))]
+    assert 0 < sum(flipped) < len(x)
+
+
+def test_device_data_batches_cover_the_training_set(prepared_root):
+    run = RunConfig.model_validate({"data": {"dataset": "digits", "subset_per_class": 20}})
+    d = DeviceData(run, prepared_root / "data", torch.device("cpu"))
+    assert d.n_train == 200 and d.classes == 10
+    seen = torch.cat([b.index for b in d.batches(64)])
+    assert sorted(seen.tolist()) == list(range(200))
+    b = next(d.batches(64, augment=False, shuffle=False))
+    assert torch.equal(b.y, d.train_y[:64]) and b.x.dtype == torch.float32
+    assert abs(float(torch.cat([x for x, _ in d.eval_batches("train", 1000)]).mean())) < 1e-4  # normalised
+
+
+def test_copy_alignment_and_missing_copy(prepared_root, tmp_path):
+    import shutil
+
+    shutil.copytree(prepared_root / "data", tmp_path / "data")
+    p = load_prepared(tmp_path / "data", "digits")
+    write_copy(tmp_path / "data", "digits", "inverted", 255 - p.x)
+    run = RunConfig.model_validate({"data": {"dataset": "digits", "subset_per_class": 5}})
+    d = DeviceData(run, tmp_path / "data", torch.device("cpu"))
+    assert torch.equal(d.copy("inverted"), 255 - d.train_x)
+    with pytest.raises(ConfigError, match="no prepared copy 'blur9'"):
+        d.copy("blur9")

@@ -1,0 +1,192 @@
+"""The training loop: determinism, hooks, schedules, resume after a kill, composition rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from curriculab.config import ConfigError, OptimizerCfg, RunConfig, ScheduleCfg
+from curriculab.engine.loop import fit
+from curriculab.engine.optim import Schedule
+from curriculab.methods import check_methods
+from curriculab.methods.base import Method
+from tests.conftest import ROOT
+
+RUN = {"data": {"dataset": "digits", "subset_per_class": 30}, "model": {"name": "small_cnn", "width": 0.25},
+       "train": {"epochs": 2, "batch_size": 32}}
+
+
+def test_same_run_twice_is_identical(workdir):
+    run = RunConfig.model_validate(RUN)
+    a = fit(run, workdir / "a", workdir)
+    b = fit(run, workdir / "b", workdir)
+    strip = [{k: v for k, v in h.items() if k != "time"} for h in a["history"]]
+    assert strip == [{k: v for k, v in h.items() if k != "time"} for h in b["history"]]
+    assert a["status"] == "done" and a["final"]["epochs"] == 2
+    assert json.loads((workdir / "a" / "metrics.json").read_text())["final"]["test_acc"] == a["final"]["test_acc"]
+    c = fit(RunConfig.model_validate({**RUN, "seed": 1}), workdir / "c", workdir)
+    assert c["history"][-1]["train_loss"] != a["history"][-1]["train_loss"]
+
+
+def test_training_learns(workdir):
+    run = RunConfig.model_validate({**RUN, "data": {"dataset": "digits"}, "train": {"epochs": 3, "batch_size": 32}})
+    rec = fit(run, workdir / "r", workdir)
+    assert rec["final"]["test_acc"] > 0.8  # far above chance (0.1) on digits
+
+
+def test_best_val_selection_never_uses_test(workdir):
+    from curriculab.engine.loop import summarize
+    from curriculab.engine.tasks import Task
+
+    hist = [{"epoch": 1, "val_acc": 0.5, "test_acc": 0.9, "train_acc": 0, "time": 0},
+            {"epoch": 2, "val_acc": 0.7, "test_acc": 0.6, "train_acc": 0, "time": 0},
+            {"epoch": 3, "val_acc": 0.6, "test_acc": 0.8, "train_acc": 0, "time": 0}]
+    s = summarize(hist, Task(None))
+    assert s["best_val_epoch"] == 2 and s["test_acc_at_best_val"] == 0.6 and s["test_acc"] == 0.8
+    assert s["test_acc_best_epoch_oracle"] == 0.9
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("multistep", [1, 1, 0.1, 0.1, 0.01]), ("step", [1, 1, 0.1, 0.1, 0.01]), ("constant", [1] * 5),
+    ("cosine", [1.0, 0.9045, 0.6545, 0.3455, 0.0955])])
+def test_schedules(name, expect):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    s = Schedule(opt, ScheduleCfg(name=name, milestones=[2, 4], step_size=2, gamma=0.1), epochs=5)
+    assert [round(s.set_epoch(e), 4) for e in range(5)] == pytest.approx(expect, abs=1e-4)
+
+
+def test_plateau_schedule():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    s = Schedule(opt, ScheduleCfg(name="plateau", patience=2, gamma=0.5), epochs=10)
+    for loss in [1.0, 0.9, 0.95, 0.95]:
+        s.observe(loss)
+    assert s.set_epoch(4) == 0.5
+
+
+def test_hooks_are_called_and_exclusive_hooks_conflict(workdir):
+    calls = []
+
+    class Spy(Method):
+        name = "spy_for_test"
+
+        def on_epoch_end(self, state):
+            calls.append(("epoch", state.epoch, state.step))
+
+        def loss(self, outputs, batch, state):
+            calls.append("loss")
+            return torch.nn.functional.cross_entropy(outputs, batch.y, reduction="none")
+
+        def state_metrics(self):
+            return {"spy": 1.5}
+
+    class Other(Method):
+        name = "other_for_test"
+
+        def loss(self, outputs, batch, state):
+            return None
+
+    from curriculab.methods import registry
+
+    registry.cache_clear()
+    try:
+        run = RunConfig.model_validate({**RUN, "methods": {"spy_for_test": {}}})
+        rec = fit(run, workdir / "spy", workdir)
+        steps = rec["history"][0]["step"]
+        assert ("epoch", 0, steps) in calls and ("epoch", 1, 2 * steps) in calls
+        assert calls.count("loss") == 2 * steps
+        assert rec["history"][0]["spy"] == 1.5
+        with pytest.raises(ConfigError, match="both define the loss hook"):
+            check_methods({"spy_for_test": {}, "other_for_test": {}}, "methods")
+    finally:
+        registry.cache_clear()
+
+
+def test_optimizers():
+    from curriculab.engine.optim import build_optimizer
+
+    p = [torch.zeros(1, requires_grad=True)]
+    sgd = build_optimizer(p, OptimizerCfg(name="sgd", lr=0.1, nesterov=True, momentum=0.9))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
+    assert isinstance(build_optimizer(p, OptimizerCfg(name="adam", lr=1e-3)), torch.optim.Adam)
+
+
+def _table_params(tmp_path, epochs: int) -> str:
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["tracking"] = {"enabled": False}
+    p["executor"] = {"workers": 1, "threads": 1}
+    p["prepare"]["datasets"] = ["digits", "syndigits"]
+    p["tables"] = {"baseline": {
+        "seeds": [0, 1], "run": {"model": {"name": "small_cnn", "width": 1.0},
+                                 "train": {"epochs": epochs, "batch_size": 16}},
+        "columns": {"digits": {"data": {"dataset": "digits"}}}, "rows": {"baseline": {"methods": {"baseline": {}}}}}}
+    p["evaluate"], p["pretrain"] = {}, {}
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(p))
+    return str(f)
+
+
+def test_killed_run_resumes_and_finished_runs_are_untouched(workdir, tmp_path):
+    params = _table_params(tmp_path, epochs=6)
+    cmd = [sys.executable, "-m", "curriculab", "--params", params, "--workdir", str(workdir), "train", "baseline"]
+    env = {**os.environ, "CI": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    runs_dir = workdir / "runs" / "baseline"
+
+    def records():
+        out = []
+        for d in sorted(runs_dir.glob("*/metrics.json")) if runs_dir.is_dir() else []:
+            try:
+                out.append((d, json.loads(d.read_text())))
+            except json.JSONDecodeError:
+                pass
+        return out
+
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the first run is done and the second is half way
+        recs = records()
+        done = [r for r in recs if r[1]["status"] == "done"]
+        running = [r for r in recs if r[1]["status"] == "running" and len(r[1]["history"]) >= 2]
+        if done and running:
+            break
+        if proc.poll() is not None:
+            pytest.fail("training finished before it could be interrupted: " + proc.stderr.read().decode()[-300:])
+        time.sleep(0.02)
+    else:
+        proc.kill()
+        pytest.fail("timed out waiting for the first run")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (done_path, done_rec), = [r for r in records() if r[1]["status"] == "done"]
+    (part_path, part_rec), = [r for r in records() if r[1]["status"] == "running"]
+    before = (done_path.stat().st_mtime_ns, (done_path.parent / "checkpoint.pt").stat().st_mtime_ns)
+    killed_at = len(part_rec["history"])
+    assert 0 < killed_at < 6
+
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "1 already finished, 1 to train" in r.stdout
+    assert (done_path.stat().st_mtime_ns, (done_path.parent / "checkpoint.pt").stat().st_mtime_ns) == before
+    resumed = json.loads(part_path.read_text())
+    assert resumed["status"] == "done" and len(resumed["history"]) == 6
+    assert resumed["history"][:killed_at - 1] == part_rec["history"][:killed_at - 1]
+
+    # resuming gives exactly what an uninterrupted run gives
+    from curriculab.config import load_params
+    from curriculab.tables.spec import expand_table, get_spec
+
+    run = next(r for r in expand_table(get_spec("baseline"), load_params(params)) if r.run_id == part_path.parent.name)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the executor runs it (executor.threads)
+    try:
+        fresh = fit(run.config, tmp_path / "fresh", workdir)
+    finally:
+        torch.set_num_threads(threads)
+    assert [h["val_loss"] for h in fresh["history"]] == [h["val_loss"] for h in resumed["history"]]
