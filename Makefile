@@ -1,12 +1,12 @@
 # The two entry points of the README. Each builds .venv first if it is missing.
 PY := .venv/bin/python
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 VENV_STAMP := .venv/.installed
 
 .PHONY: repro test venv bench clean-runs
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(VENV_STAMP)
 
@@ -14,7 +14,6 @@ venv: $(VENV_STAMP)
 
 # Prepare the offline data and rebuild every table of the embedded default profile.
 repro: $(VENV_STAMP)
-	$(PY) -m curriculab doctor
 	.venv/bin/dvc repro
 
 test: $(VENV_STAMP)

@@ -196,7 +196,7 @@ class DataParameters(Method):
                 "dp_inst_sigma_corrupt_mean": s[corrupt].mean(), "dp_inst_sigma_corrupt_std": s[corrupt].std(),
                 "dp_top_corrupt_share": corrupt[top].float().mean(),
                 "dp_corrupt_above_all_clean": (s[corrupt] > s[clean].max()).float().mean(),
-                "dp_inst_auroc": auc}
+                "dp_inst_auroc": auc, "dp_corrupt_fraction": corrupt.float().mean()}
 
     @torch.no_grad()
     def on_epoch_end(self, state: TrainState) -> None:

@@ -1,0 +1,71 @@
+"""Executor modes give identical metrics; runs are skipped when finished; MLflow holds params and metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from curriculab.config import ExecutorCfg, Params, TrackingCfg
+from curriculab.executor import is_finished, run_all
+from curriculab.tables.spec import expand_table, get_spec
+
+TABLE = {
+    "seeds": [0, 1],
+    "run": {"model": {"name": "small_cnn", "width": 0.25}, "train": {"epochs": 1, "batch_size": 32},
+            "data": {"subset_per_class": 20}},
+    "columns": {"digits": {"data": {"dataset": "digits"}}, "syndigits": {"data": {"dataset": "syndigits"}}},
+    "rows": {"baseline": {"methods": {"baseline": {}}}},
+}
+
+
+@pytest.fixture
+def params():
+    return Params.model_validate({"prepare": {"datasets": ["digits", "syndigits"]}, "tables": {"baseline": TABLE}})
+
+
+def _finals(records):
+    return [{k: v for k, v in r["final"].items() if k != "seconds"} for r in records]
+
+
+def test_parallel_equals_sequential_and_finished_runs_are_skipped(params, workdir, tmp_path):
+    runs = expand_table(get_spec("baseline"), params)
+    assert len(runs) == 4 and len({r.run_id for r in runs}) == 4
+    seq = run_all(runs, workdir, ExecutorCfg(workers=1))
+    assert all(is_finished(r, workdir) for r in runs)
+    (tmp_path / "par").mkdir()
+    (tmp_path / "par" / "data").symlink_to(workdir / "data")
+    par = run_all(runs, tmp_path / "par", ExecutorCfg(workers=2))
+    assert _finals(par) == _finals(seq)
+    mtimes = [(r.dir(workdir) / "metrics.json").stat().st_mtime_ns for r in runs]
+    again = run_all(runs, workdir, ExecutorCfg(workers=1))
+    assert [(r.dir(workdir) / "metrics.json").stat().st_mtime_ns for r in runs] == mtimes
+    assert _finals(again) == _finals(seq)
+
+
+def test_changed_settings_change_the_run_id(params):
+    a = expand_table(get_spec("baseline"), params)
+    params.tables["baseline"].rows["baseline"]["train"] = {"optimizer": {"lr": 0.01}}
+    b = expand_table(get_spec("baseline"), params)
+    assert not {r.run_id for r in a} & {r.run_id for r in b}
+
+
+def test_mlflow_runs_are_searchable(params, workdir):
+    import mlflow
+
+    from curriculab.tracking import init_store, log_table, tracking_uri
+
+    cfg = TrackingCfg()
+    runs = expand_table(get_spec("baseline"), params)[:2]
+    records = run_all(runs, workdir, ExecutorCfg())
+    init_store(workdir, cfg)
+    assert log_table(workdir, cfg, "baseline", "test", runs, records) == 2
+    assert log_table(workdir, cfg, "baseline", "test", runs, records) == 0  # not logged twice
+    mlflow.set_tracking_uri(tracking_uri(workdir, cfg))
+    df = mlflow.search_runs(experiment_names=["baseline"])
+    df = df[df["tags.run_id"].notna()]
+    assert sorted(df["tags.run_id"]) == sorted(r.run_id for r in runs)
+    row = df[df["tags.run_id"] == runs[0].run_id].iloc[0]
+    assert row["params.model.name"] == "small_cnn" and row["params.data.dataset"] == "digits"
+    assert row["tags.seed"] == str(runs[0].seed) and row["tags.mlflow.parentRunId"]
+    assert row["metrics.final.test_acc"] == pytest.approx(records[0]["final"]["test_acc"])
+    hist = mlflow.MlflowClient().get_metric_history(row["run_id"], "val_acc")
+    assert [m.step for m in hist] == [1]

@@ -1,0 +1,69 @@
+"""End to end: `dvc repro` on a micro profile in a temporary copy of the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, copy_project
+
+MICRO = {
+    "profile": "micro",
+    "description": "test profile: digits only, one epoch",
+    "prepare": {"datasets": ["digits"]},
+    "executor": {"workers": 1, "threads": 1},
+    "pretrain": {},
+    "evaluate": {},
+    "tables": {"baseline": {
+        "seeds": [0, 1, 2],
+        "run": {"model": {"name": "small_cnn", "width": 0.25}, "train": {"epochs": 1, "batch_size": 64},
+                "data": {"subset_per_class": 30}},
+        "columns": {"digits": {"data": {"dataset": "digits"}}},
+        "rows": {"baseline": {"methods": {"baseline": {}}}},
+    }},
+}
+
+
+def _dvc(project: Path, *args: str) -> str:
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": venv_bin + os.pathsep + os.environ["PATH"], "CI": "1"}
+    r = subprocess.run([str(Path(venv_bin) / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = copy_project(tmp_path_factory.mktemp("e2e"))
+    (root / "params.yaml").write_text(yaml.safe_dump(MICRO))
+    shutil.copytree(ROOT / "src", root / "src")  # dvc.yaml may list source folders as deps
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    _dvc(root, "init", "-q")
+    return root
+
+
+def test_repro_builds_reports_then_is_a_no_op_then_reruns_only_what_changed(project):
+    out = _dvc(project, "repro")
+    assert "Running stage 'prepare'" in out and "Running stage 'train@baseline'" in out
+    md = (project / "reports" / "tables" / "baseline.md").read_text()
+    assert "Profile: **micro**" in md and "Runs finished: 3 of 3" in md
+    assert " (3) |" in md  # mean ± std over 3 seeds
+    assert (project / "reports" / "README.md").is_file()
+    assert (project / "mlflow.db").is_file()
+
+    again = _dvc(project, "repro")
+    assert "Running stage" not in again
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["tables"]["baseline"]["seeds"] = [0, 1, 2, 3]
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    third = _dvc(project, "repro")
+    assert "Running stage 'train@baseline'" in third and "Running stage 'prepare'" not in third
+    assert "3 already finished, 1 to train" in third
+    assert "Runs finished: 4 of 4" in (project / "reports" / "tables" / "baseline.md").read_text()
