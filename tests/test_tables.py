@@ -1,0 +1,56 @@
+"""Table reports: cells, the paper column, claims with Welch's t-test, missing runs shown as such."""
+
+from __future__ import annotations
+
+import pytest
+
+from curriculab.config import Params
+from curriculab.data.prepared import atomic_write_json
+from curriculab.tables.report import load_result, render_table
+from curriculab.tables.spec import Claim, TableSpec, register_table
+from curriculab.tables.stats import check_claim
+
+
+def test_claim_verdicts():
+    assert check_claim([0.9, 0.91, 0.92], [0.8, 0.81, 0.82]).verdict == "reproduced"
+    worse = check_claim([0.7, 0.71, 0.72], [0.8, 0.81, 0.82])
+    assert worse.verdict.startswith("not reproduced") and worse.diff < 0
+    noisy = check_claim([0.95, 0.5, 0.7], [0.69, 0.7, 0.71])
+    assert noisy.verdict == "not reproduced (better, not significant)" and noisy.p > 0.05
+    assert check_claim([0.9, 0.91], [0.8, 0.81]).verdict == "untested (n < 3)"
+    assert check_claim([0.9], []).verdict == "not run"
+    lower = check_claim([1.0, 1.1, 1.2], [2.0, 2.1, 2.2], higher_is_better=False)
+    assert lower.verdict == "reproduced" and lower.diff == pytest.approx(1.0)
+    from scipy import stats
+
+    r = check_claim([0.9, 0.91, 0.95, 0.93], [0.8, 0.86, 0.82])
+    assert r.p == pytest.approx(stats.ttest_ind([0.9, 0.91, 0.95, 0.93], [0.8, 0.86, 0.82], equal_var=False).pvalue)
+
+
+SPEC = register_table(TableSpec(
+    id="test.report", title="report test", source="harness", metrics=["test_acc"],
+    paper={"good": {"digits": 95.0, "CIFAR10": 90.0}}, claims=[Claim("good beats bad", "good", "bad")]))
+
+
+def test_render_with_paper_numbers_claims_and_missing_runs(tmp_path):
+    table = {"seeds": [0, 1, 2], "rows": {"good": {"methods": {"baseline": {}}},
+                                          "bad": {"methods": {"baseline": {}}, "train": {"epochs": 2}}},
+             "columns": {"digits": {"data": {"dataset": "digits"}}, "syndigits": {"data": {"dataset": "syndigits"}}}}
+    params = Params.model_validate({"prepare": {"datasets": ["digits", "syndigits"]}, "tables": {"test_report": table}})
+    res = load_result("test.report", params, tmp_path)
+    accs = {("good", "digits"): [0.91, 0.92, 0.93], ("bad", "digits"): [0.81, 0.82, 0.83]}
+    for run in res.runs:
+        vals = accs.get((run.row, run.column))
+        if vals:
+            atomic_write_json(run.dir(tmp_path) / "metrics.json", {
+                "status": "done", "final": {"test_acc": vals[run.seed]}, "history": [], "artifacts": []})
+    res = load_result("test.report", params, tmp_path)
+    md, summary, claims = render_table(res)
+    assert "| good | 92.00 ± 1.00 (3) · paper 95 | not run |" in md
+    assert "Runs finished: 6 of 12" in md
+    assert "quoted, not measured here" in md and "| good | 95 | 90 |" in md
+    by_col = {c["column"]: c for c in claims}
+    assert by_col["digits"]["verdict"] == "reproduced" and by_col["digits"]["diff"] == pytest.approx(0.1)
+    assert by_col["syndigits"]["verdict"] == "not run"
+    row = summary[(summary.row == "good") & (summary.column == "digits")].iloc[0]
+    assert row["mean"] == pytest.approx(0.92) and row["n"] == 3 and row["paper"] == 95.0
