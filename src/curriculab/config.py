@@ -216,7 +216,8 @@ class DataCfg(Strict):
 
     dataset: str = "digits"
     subset_per_class: PosInt | None = None
-    test_limit: PosInt | None = None
+    test_limit: PosInt | None = None  # the first N test items (offline profiles, for speed)
+    val_limit: PosInt | None = None  # the first N validation items
     image_size: PosInt | None = None
     channels: Literal[1, 3] | None = None
     noise: NoiseCfg = NoiseCfg()

@@ -60,7 +60,8 @@ class DeviceData:
         self.chosen = torch.from_numpy(chosen).to(device)  # picked for corruption
         self.corrupt = self.train_y != self.true_y  # label actually differs from the truth
         test_pos = prep.splits["test"][: cfg.test_limit] if cfg.test_limit else prep.splits["test"]
-        self.val = (self._to_device(prep.x[prep.splits["val"]]), torch.from_numpy(prep.y[prep.splits["val"]]).to(device))
+        val_pos = prep.splits["val"][: cfg.val_limit] if cfg.val_limit else prep.splits["val"]
+        self.val = (self._to_device(prep.x[val_pos]), torch.from_numpy(prep.y[val_pos]).to(device))
         self.test = (self._to_device(prep.x[test_pos]), torch.from_numpy(prep.y[test_pos]).to(device))
         xf = self.train_x.float() / 255
         self.mean = xf.mean((0, 2, 3), keepdim=True) if cfg.augment.normalize else torch.zeros(1, device=device)

@@ -41,5 +41,5 @@ def curves(result, key: str, ylabel: str, out: Path, x: str = "epoch", panels: s
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.04)
     return save_figure(fig, g, out)

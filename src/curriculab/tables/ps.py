@@ -51,7 +51,7 @@ def ps_f1(result, out_dir: Path) -> list[Path]:
     root = Path(result.workdir) / result.params.prepare.root
     n = result.options.figure_samples
     width = 1 + max(len(c) for c in columns.values())
-    fig = plt.figure(figsize=(1.25 * width, 1.35 * n * len(columns) + 0.4 * len(columns)))
+    fig = plt.figure(figsize=(1.2 * width, (1.15 * n + 0.4) * len(columns)))
     subfigs = np.atleast_1d(fig.subfigures(len(columns), 1))
     rows = []
     for sub, (dataset, cols) in zip(subfigs, columns.items(), strict=True):
@@ -94,8 +94,9 @@ def ps_f1(result, out_dir: Path) -> list[Path]:
 
 
 def ps_curves(result, out_dir: Path) -> list[Path]:
-    return curves(result, "val_acc", "validation accuracy", Path(out_dir) / "ps.t1.curves",
-                  title="ps.t1: validation accuracy per epoch (mean ± std over seeds)")
+    """ps.t1.curves: validation accuracy per epoch, mean ± std over seeds, one panel per dataset."""
+    return curves(result, "val_acc", "validation accuracy (mean ± std over seeds)",
+                  Path(out_dir) / "ps.t1.curves")
 
 
 register_table(TableSpec(
