@@ -5,7 +5,7 @@ Two stages:
 
 - `pretrain` (Algorithm 1): an embedding CNN trained with the stochastic Magnet loss (eq. 1) on
   neighbourhood minibatches drawn from a per-class K-means++ cluster index refreshed every R iterations.
-  It writes, per dataset, under runs/pretrain/spl_advise/<dataset>/: the model, the final cluster of every
+  It writes, per dataset, under data/pretrained/spl_advise/<dataset>/: the model, the final cluster of every
   training sample (indexed by position in the prepared arrays), t-SNE snapshots (figure spl.f2) and a
   hash of (embedding settings, dataset, dataset checksum).
 - the student method `spl_advise` owns `train_batches`: each epoch it computes every training sample's
@@ -275,10 +275,6 @@ class EmbeddingCfg(Strict):
     variance: Variance = "rippel"
     seed: NonNegInt = 0
     subset_per_class: PosInt | None = None  # examples per class in the index while training (None: all)
-    eval_batch_size: PosInt = 256  # forward passes of the refreshes
-    tsne_points: PosInt = 400  # points in each t-SNE snapshot (figure spl.f2)
-    tsne_iterations: Annotated[int, Field(ge=250)] = 500
-    device: Literal["auto", "cpu", "cuda"] = "auto"
     per_dataset: dict[str, dict[str, Any]] = {}  # dataset → overrides of the keys above
 
     @field_validator("model")
@@ -305,15 +301,20 @@ class EmbeddingCfg(Strict):
 
     def digest(self, dataset: str, checksum: str) -> str:
         """Hash of (settings for `dataset`, the dataset, its checksum): a checkpoint is current iff equal."""
-        return stable_hash({"settings": self.resolve(dataset).model_dump(mode="json"), "dataset": dataset,
-                            "checksum": checksum}, n=16)
+        settings = self.resolve(dataset).model_dump(mode="json")
+        return stable_hash({"settings": settings, "dataset": dataset, "checksum": checksum}, n=16)
 
 
 class PretrainParams(Strict):
-    """`pretrain.spl_advise`: which datasets get an embedding, and its settings (shared by a YAML anchor)."""
+    """`pretrain.spl_advise`: which datasets get an embedding, its settings (shared with the student by a YAML
+    anchor), and how the stage runs (not part of the embedding's hash, nor of the student's run id)."""
 
     datasets: Annotated[list[str], Field(min_length=1)]
     embedding: EmbeddingCfg = EmbeddingCfg()
+    eval_batch_size: PosInt = 256  # forward passes of the refreshes and of the final assignment
+    tsne_points: PosInt = 400  # points in each t-SNE snapshot (figure spl.f2)
+    tsne_iterations: Annotated[int, Field(ge=250)] = 500
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class SPLAdviseParams(Strict):
@@ -322,13 +323,13 @@ class SPLAdviseParams(Strict):
     selection: Literal["spld", "official", "random"] = "spld"
     clusters: Literal["embedding", "pixels"] = "embedding"  # SPL-ADVisE / SPLD (k-means on raw pixels)
     k: PosInt = 8  # clusters per class when `clusters: pixels`
-    start_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5  # share admitted in the first paced epoch
+    start_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8  # share admitted in the first paced epoch
     gamma: NonNegFloat = 1.0  # γ/λ in the first paced epoch
     beta1: Pace = 0.1  # pace: admitted share ×(1+β1) per epoch (official: K ×(1+β1))
     beta2: Pace = 0.1  # pace: γ/λ ×(1+β2) per epoch
     official_k: PosInt = 500  # K0 of `selection: official` (samples per cluster)
     fill: Literal["repeat", "none"] = "repeat"  # repeat: each epoch has n_train samples (same updates)
-    loss_batch_size: PosInt = 1000
+    loss_batch_size: PosInt = 500
     embedding: EmbeddingCfg | None = None  # must equal pretrain.spl_advise.embedding (YAML anchor)
 
     @model_validator(mode="after")
@@ -343,7 +344,7 @@ class SPLAdviseParams(Strict):
 
 
 def pretrain_dir(workdir: Path, dataset: str) -> Path:
-    return Path(workdir) / "runs" / "pretrain" / "spl_advise" / dataset
+    return Path(workdir) / "data" / "pretrained" / "spl_advise" / dataset
 
 
 def load_embedding_clusters(workdir: Path, emb: EmbeddingCfg, dataset: str, checksum: str) -> np.ndarray:
@@ -420,8 +421,11 @@ class SPLAdvise(Method):
             mask = official_select(self.clusters, k)
             self.metrics = {"spl_k": float(k)}
         else:
-            losses = self.sample_losses(state)
             fraction = min(1.0, p.start_fraction * (1 + p.beta1) ** (epoch - 1))
+            if fraction >= 1.0:  # the pace admits everything: no loss pass needed
+                self.metrics = {"spl_selected_fraction": 1.0, "spl_target_fraction": 1.0}
+                return None
+            losses = self.sample_losses(state)
             ratio = p.gamma * (1 + p.beta2) ** (epoch - 1)
             lam, gam = pace_thresholds(losses, self.clusters, fraction, ratio)
             mask = spld_select(losses.double(), self.clusters, lam, gam)
@@ -468,8 +472,41 @@ class SPLAdvise(Method):
                 raise ConfigError(f"pretrain.spl_advise.datasets.{i}: dataset {ds!r} is not in "
                                   "prepare.datasets; add it there")
         for ds in pp.datasets:
-            info = pretrain_embedding(pp.embedding, ds, Path(workdir))
+            info = pretrain_embedding(pp, ds, Path(workdir))
             print(f"pretrain spl_advise {ds}: {info}", flush=True)
+
+
+class _Clock:
+    """Exclusive wall and CPU seconds per named section (time in a nested section is not its parent's).
+    The section "loop" is reported as "train": the Magnet-loss iterations without the refreshes in them."""
+
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.stack: list[list] = []
+        self.start = (time.perf_counter(), time.process_time())
+        self.name = ""
+
+    def __call__(self, name: str) -> _Clock:
+        self.name = name
+        return self
+
+    def __enter__(self) -> None:
+        self.stack.append([self.name, time.perf_counter(), time.process_time(), 0.0, 0.0])
+
+    def __exit__(self, *exc) -> None:
+        name, w0, c0, child_w, child_c = self.stack.pop()
+        dw, dc = time.perf_counter() - w0, time.process_time() - c0
+        self.wall[name] = self.wall.get(name, 0.0) + dw - child_w
+        self.cpu[name] = self.cpu.get(name, 0.0) + dc - child_c
+        if self.stack:
+            self.stack[-1][3] += dw
+            self.stack[-1][4] += dc
+
+    def report(self) -> dict[str, dict[str, float]]:
+        return {key: {**{("train" if k == "loop" else k): v for k, v in d.items()}, "total": now - t0}
+                for key, d, now, t0 in (("seconds", self.wall, time.perf_counter(), self.start[0]),
+                                        ("cpu_seconds", self.cpu, time.process_time(), self.start[1]))}
 
 
 def _embed(model: torch.nn.Module, data, positions: torch.Tensor, bs: int) -> np.ndarray:
@@ -484,7 +521,7 @@ def _embed(model: torch.nn.Module, data, positions: torch.Tensor, bs: int) -> np
     return torch.cat(out).numpy()
 
 
-def pretrain_embedding(block: EmbeddingCfg, dataset: str, workdir: Path) -> str:
+def pretrain_embedding(pp: PretrainParams, dataset: str, workdir: Path) -> str:
     """Algorithm 1 for one dataset; writes model.pt, clusters.npz, tsne.npz and meta.json (last)."""
     from sklearn.manifold import TSNE
 
@@ -495,22 +532,23 @@ def pretrain_embedding(block: EmbeddingCfg, dataset: str, workdir: Path) -> str:
     from curriculab.engine.devices import resolve_device, seed_everything
     from curriculab.models import create_model
 
-    cfg = block.resolve(dataset)
+    cfg = pp.embedding.resolve(dataset)
     key = "pretrain.spl_advise.embedding"
     out = pretrain_dir(workdir, dataset)
     meta = read_meta(Path(workdir) / "data", dataset)
-    digest = block.digest(dataset, meta["checksum"])
-    old = out / "meta.json"
-    if old.is_file() and json.loads(old.read_text()).get("hash") == digest and (out / "tsne.npz").is_file():
+    digest = pp.embedding.digest(dataset, meta["checksum"])
+    figure = {"tsne_points": pp.tsne_points, "tsne_iterations": pp.tsne_iterations}
+    old = json.loads((out / "meta.json").read_text()) if (out / "meta.json").is_file() else {}
+    if old.get("hash") == digest and old.get("figure") == figure and (out / "tsne.npz").is_file():
         return f"up to date ({digest})"
     classes = meta["classes"]
     if cfg.m - 1 > (classes - 1) * cfg.clusters:
         raise ConfigError(f"{key}.m: {cfg.m} clusters per minibatch need {cfg.m - 1} impostor clusters of "
                           f"other classes, but {dataset!r} has only ({classes}−1)·{cfg.clusters} = "
                           f"{(classes - 1) * cfg.clusters}; lower m or raise clusters")
-    t_start = time.perf_counter()
+    clock = _Clock()
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = resolve_device(pp.device)
     data = DeviceData(RunConfig(seed=cfg.seed, data=DataCfg(dataset=dataset)), Path(workdir) / "data", device)
     labels = data.train_y.cpu().numpy()
     pos = (subset_per_class(labels, cfg.subset_per_class, cfg.seed) if cfg.subset_per_class
@@ -521,62 +559,55 @@ def pretrain_embedding(block: EmbeddingCfg, dataset: str, workdir: Path) -> str:
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     index = ClusterIndex(labels[pos], classes, cfg.clusters, cfg.m, cfg.b, rng, cfg.seed)
+    tsne_pos = pos_t[torch.as_tensor(np.sort(rng.permutation(len(pos))[:pp.tsne_points]), device=device)]
+    mid = cfg.iterations // 2
 
-    timing = {"refresh": 0.0, "train": 0.0, "tsne": 0.0, "final": 0.0}
+    def snapshot() -> np.ndarray:
+        with clock("snapshots"):
+            return _embed(model, data, tsne_pos, pp.eval_batch_size)
 
     def refresh() -> None:
-        t = time.perf_counter()
-        index.refresh(_embed(model, data, pos_t, cfg.eval_batch_size))
-        timing["refresh"] += time.perf_counter() - t
+        with clock("refresh"):
+            index.refresh(_embed(model, data, pos_t, pp.eval_batch_size))
 
-    tsne_pos = pos_t[torch.as_tensor(np.sort(rng.permutation(len(pos))[:cfg.tsne_points]), device=device)]
-    mid = cfg.iterations // 2
-    snaps = {0: _embed(model, data, tsne_pos, cfg.eval_batch_size)}
+    snaps = {0: snapshot()}
     refresh()
     curve, window = [], []
-    t = time.perf_counter()
-    for it in range(1, cfg.iterations + 1):
-        idx, slot, cls_, _ = index.sample()
-        x = data.to_input(data.train_x[pos_t[torch.as_tensor(idx, device=device)]], augment=False)
-        slot_t, cls_t = torch.as_tensor(slot, device=device), torch.as_tensor(cls_, device=device)
-        per = magnet_loss(model(x), slot_t, cls_t, cfg.alpha, cfg.variance, reduction="none")
-        loss = per.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        index.update_losses(idx, per.detach().cpu().numpy())
-        window.append(float(loss.detach()))
-        if it % cfg.refresh == 0 or it == cfg.iterations:
-            curve.append({"iteration": it, "loss": float(np.mean(window))})
-            window = []
-        if it == mid:
-            timing["train"] += time.perf_counter() - t
-            snaps[mid] = _embed(model, data, tsne_pos, cfg.eval_batch_size)
-            t = time.perf_counter()
-        if it % cfg.refresh == 0 and it < cfg.iterations:
-            timing["train"] += time.perf_counter() - t
-            refresh()
-            t = time.perf_counter()
-    timing["train"] += time.perf_counter() - t
-    snaps[cfg.iterations] = _embed(model, data, tsne_pos, cfg.eval_batch_size)
+    with clock("loop"):
+        for it in range(1, cfg.iterations + 1):
+            idx, slot, cls_, _ = index.sample()
+            x = data.to_input(data.train_x[pos_t[torch.as_tensor(idx, device=device)]], augment=False)
+            slot_t, cls_t = torch.as_tensor(slot, device=device), torch.as_tensor(cls_, device=device)
+            per = magnet_loss(model(x), slot_t, cls_t, cfg.alpha, cfg.variance, reduction="none")
+            loss = per.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            index.update_losses(idx, per.detach().cpu().numpy())
+            window.append(float(loss.detach()))
+            if it % cfg.refresh == 0 or it == cfg.iterations:
+                curve.append({"iteration": it, "loss": float(np.mean(window))})
+                window = []
+            if it == mid:
+                snaps[mid] = snapshot()
+            if it % cfg.refresh == 0 and it < cfg.iterations:
+                refresh()
+    snaps[cfg.iterations] = snapshot()
 
-    t = time.perf_counter()  # the final index: every training item of the prepared split, clustered per class
-    reps = _embed(model, data, torch.arange(data.n_train, device=device), cfg.eval_batch_size)
-    assign_train, centroids = kmeans_per_class(reps, labels, cfg.clusters, classes, cfg.seed + 1,
-                                               what=f"{key}.clusters")
-    n_prepared = int(sum(meta["sizes"].values()))
-    assign = np.full(n_prepared, -1, np.int64)
-    assign[data.train_pos] = assign_train
-    timing["final"] = time.perf_counter() - t
+    with clock("final"):  # the final index: every training item of the prepared split, clustered per class
+        reps = _embed(model, data, torch.arange(data.n_train, device=device), pp.eval_batch_size)
+        assign_train, centroids = kmeans_per_class(reps, labels, cfg.clusters, classes, cfg.seed + 1,
+                                                   what=f"{key}.clusters")
+        assign = np.full(int(sum(meta["sizes"].values())), -1, np.int64)
+        assign[data.train_pos] = assign_train
 
-    t = time.perf_counter()
-    pts = len(tsne_pos)
-    perplexity = float(min(30.0, max(2.0, (pts - 1) / 3)))
-    coords = np.stack([TSNE(2, perplexity=perplexity, init="pca", max_iter=cfg.tsne_iterations,
-                            random_state=cfg.seed).fit_transform(snaps[s])
-                       for s in sorted(snaps)]) if pts > 3 else np.zeros((len(snaps), pts, 2))
-    timing["tsne"] = time.perf_counter() - t
-    timing["total"] = time.perf_counter() - t_start
+    with clock("tsne"):
+        pts = len(tsne_pos)
+        perplexity = float(min(30.0, max(2.0, (pts - 1) / 3)))
+        coords = np.stack([TSNE(2, perplexity=perplexity, init="pca", max_iter=pp.tsne_iterations,
+                                random_state=cfg.seed).fit_transform(snaps[s])
+                           for s in sorted(snaps)]) if pts > 3 else np.zeros((len(snaps), pts, 2))
+    timing = clock.report()
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # invalid until everything below is written
@@ -594,10 +625,12 @@ def pretrain_embedding(block: EmbeddingCfg, dataset: str, workdir: Path) -> str:
              iterations=np.array(sorted(snaps)), positions=data.train_pos[tsne_pos.cpu().numpy()])
     atomic_write_bytes(out / "tsne.npz", buf.getvalue())
     atomic_write_json(out / "meta.json", {
-        "hash": digest, "dataset": dataset, "checksum": meta["checksum"],
+        "hash": digest, "figure": figure, "dataset": dataset, "checksum": meta["checksum"],
         "settings": cfg.model_dump(mode="json"),
         "index_size": int(len(pos)), "train_size": int(data.n_train), "refreshes": index.refreshes,
-        "loss_curve": curve, "seconds": timing, "device": str(device)})
-    share = timing["refresh"] / max(timing["refresh"] + timing["train"], 1e-9)
-    return (f"{cfg.iterations} iterations, {index.refreshes} cluster refreshes ({share:.1%} of the time), "
-            f"loss {curve[0]['loss']:.3f} → {curve[-1]['loss']:.3f}, {timing['total']:.1f}s")
+        "loss_curve": curve, **timing, "device": str(device)})
+    sec = timing["cpu_seconds"]
+    share = sec["refresh"] / max(sec["refresh"] + sec["train"], 1e-9)
+    return (f"{cfg.iterations} iterations, {index.refreshes} cluster refreshes ({share:.1%} of the training "
+            f"CPU time), loss {curve[0]['loss']:.3f} → {curve[-1]['loss']:.3f}, "
+            f"{timing['seconds']['total']:.1f}s")

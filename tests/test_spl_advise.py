@@ -1,0 +1,348 @@
+"""SPL-ADVisE: Magnet loss (eq. 1), the cluster index and sampler (Algorithm 1), the SPLD selection rule
+(Algorithm 2), the pretrain stage's checkpoint checks, and bad settings."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from curriculab.config import ConfigError, RunConfig, validate
+from curriculab.methods.spl_advise import (
+    ClusterIndex,
+    EmbeddingCfg,
+    PretrainParams,
+    SPLAdvise,
+    SPLAdviseParams,
+    cluster_ranks,
+    load_embedding_clusters,
+    magnet_loss,
+    official_k,
+    official_select,
+    pace_thresholds,
+    pretrain_dir,
+    pretrain_embedding,
+    spld_select,
+)
+
+TINY = {"model": {"name": "lenet", "width": 0.5}, "dim": 4, "clusters": 2, "m": 3, "b": 4, "iterations": 12,
+        "refresh": 5, "lr": 1e-3}
+
+
+def stage(embedding: dict, datasets=("digits",)) -> PretrainParams:
+    return validate(PretrainParams, {"datasets": list(datasets), "embedding": embedding, "tsne_points": 30,
+                                     "tsne_iterations": 250, "device": "cpu"})
+
+
+@pytest.fixture
+def spl_workdir(prepared_root, tmp_path):
+    """A project whose data/ is its own (the pretrain stage writes data/pretrained), sharing prepared/."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prepared").symlink_to(prepared_root / "data" / "prepared")
+    return tmp_path
+
+
+# --------------------------------------------------------------------------- Magnet loss
+
+
+def eq1_direct(r: np.ndarray, cluster: list[int], cls: list[int], alpha: float, variance: str) -> float:
+    """Paper eq. (1) evaluated term by term with plain loops."""
+    slots = sorted(set(cluster))
+    mu = {m: np.mean([r[i] for i in range(len(r)) if cluster[i] == m], axis=0) for m in slots}
+    slot_cls = {cluster[i]: cls[i] for i in range(len(r))}
+    var = sum(float(np.sum((r[i] - mu[cluster[i]]) ** 2)) for i in range(len(r))) / (len(r) - 1)
+    s2 = var if variance == "rippel" else var ** 2
+    total = 0.0
+    for i in range(len(r)):
+        num = math.exp(-float(np.sum((r[i] - mu[cluster[i]]) ** 2)) / (2 * s2) - alpha)
+        den = sum(math.exp(-float(np.sum((r[i] - mu[m]) ** 2)) / (2 * s2))
+                  for m in slots if slot_cls[m] != cls[i])
+        total += max(0.0, -math.log(num / den))
+    return total / len(r)
+
+
+@pytest.mark.parametrize("variance", ["rippel", "squared"])
+@pytest.mark.parametrize("alpha", [1.0, 0.25])
+def test_magnet_loss_matches_eq1(variance, alpha):
+    rng = np.random.default_rng(0)
+    cluster = [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    cls = [0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2]  # two clusters of class 0: not impostors of each other
+    r = rng.normal(size=(12, 3)) * 0.8 + np.repeat(rng.normal(size=(4, 3)) * 0.3, 3, axis=0)
+    got = magnet_loss(torch.tensor(r), torch.tensor(cluster), torch.tensor(cls), alpha, variance)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(eq1_direct(r, cluster, cls, alpha, variance), rel=1e-9, abs=1e-12)
+    assert float(got) > 0
+
+
+def test_magnet_loss_hinge_and_modes_differ():
+    r = torch.tensor([[0.0, 0.0], [0.2, 0.0], [3.0, 0.0], [3.2, 0.0]], dtype=torch.float64)
+    cl, cls = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1])
+    per = magnet_loss(r, cl, cls, alpha=1.0, reduction="none")
+    assert per.shape == (4,) and torch.all(per == 0)  # well separated: every hinge is inactive
+    near = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.8, 0.0], [1.8, 0.0]], dtype=torch.float64)
+    rip = [float(magnet_loss(near * s, cl, cls, alpha=1.0, variance="rippel")) for s in (1.0, 3.0)]
+    sq = [float(magnet_loss(near * s, cl, cls, alpha=1.0, variance="squared")) for s in (1.0, 3.0)]
+    assert rip[0] > 0 and rip[0] == pytest.approx(rip[1])  # σ² = batch variance: invariant to scale
+    assert sq[0] != pytest.approx(sq[1])  # squared variance is not
+    # slot ids are arbitrary labels
+    assert float(magnet_loss(near, torch.tensor([7, 7, 3, 3]), cls, 1.0)) == pytest.approx(rip[0])
+
+
+def test_magnet_loss_tight_clusters_finite():
+    r = torch.tensor([[1.0, 1.0]] * 8, requires_grad=True)  # zero variance, coincident means
+    cl, cls = torch.tensor([0] * 4 + [1] * 4), torch.tensor([0] * 4 + [1] * 4)
+    loss = magnet_loss(r, cl, cls, alpha=1.0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(r.grad).all()
+    assert float(loss.detach()) == pytest.approx(1.0)  # α + log(1 other cluster) with every distance 0
+    r2 = torch.tensor([[0.0, 0.0]] * 4 + [[1.0, 0.0]] * 4, requires_grad=True)  # tight and apart
+    loss2 = magnet_loss(r2, cl, cls, alpha=1.0, variance="squared")
+    loss2.backward()
+    assert torch.isfinite(loss2) and float(loss2.detach()) == 0 and torch.isfinite(r2.grad).all()
+
+
+def test_magnet_loss_no_impostor_is_zero_and_rejects_mixed_slots():
+    r = torch.randn(6, 2, requires_grad=True)
+    loss = magnet_loss(r, torch.tensor([0, 0, 0, 1, 1, 1]), torch.zeros(6, dtype=torch.long), 1.0)
+    loss.backward()
+    assert float(loss.detach()) == 0 and torch.isfinite(r.grad).all()
+    with pytest.raises(ValueError, match="one class"):
+        magnet_loss(r, torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([0, 1, 0, 1, 1, 1]), 1.0)
+    with pytest.raises(ValueError, match="variance"):
+        magnet_loss(r, torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([0, 0, 0, 1, 1, 1]), 1.0, "std")
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def test_spld_select_worked_example():
+    # cluster 0 by loss: 0.1 (i=1), 0.5 (i=2), 0.9 (i=3); cluster 1: 0.2 (i=1), 0.3 (i=2), 0.31 (i=3).
+    # λ=0.2, γ=0.3: thresholds 0.5, 0.2+0.3/(√2+1)=0.3243, 0.2+0.3/(√3+√2)=0.2954.
+    losses = torch.tensor([0.5, 0.1, 0.9, 0.3, 0.2, 0.31])
+    clusters = torch.tensor([0, 0, 0, 1, 1, 1])
+    sel = spld_select(losses, clusters, lam=0.2, gamma=0.3)
+    assert sel.dtype == torch.bool
+    assert sel.tolist() == [False, True, False, True, True, False]
+    # γ = 0 is plain SPL: loss < λ
+    assert spld_select(losses, clusters, 0.25, 0.0).tolist() == (losses < 0.25).tolist()
+
+
+def test_spld_select_matches_loop_reference():
+    g = torch.Generator().manual_seed(1)
+    losses, clusters = torch.rand(300, generator=g), torch.randint(0, 7, (300,), generator=g)
+    lam, gamma = 0.3, 0.4
+    want = torch.zeros(300, dtype=torch.bool)
+    for c in range(7):
+        idx = torch.nonzero(clusters == c).squeeze(1)
+        for i, j in enumerate(idx[torch.argsort(losses[idx])].tolist(), start=1):
+            want[j] = bool(losses[j] < lam + gamma / (math.sqrt(i) + math.sqrt(i - 1)))
+    assert torch.equal(spld_select(losses, clusters, lam, gamma), want)
+
+
+def test_cluster_ranks_and_official_rule():
+    ranks = cluster_ranks(torch.tensor([3.0, 1.0, 2.0, 1.0, 5.0]), torch.tensor([1, 1, 0, 1, 0]))
+    assert ranks.tolist() == [3, 1, 1, 2, 2]  # tie (1.0, 1.0) broken by position
+    clusters = torch.tensor([1, 0, 1, 1, 0, 1])
+    assert official_select(clusters, 2).tolist() == [True, True, True, False, True, False]
+    assert [official_k(500, 0.1, e) for e in range(4)] == [500, 500, 550, 605]
+
+
+def test_pace_thresholds_admit_target_fraction():
+    g = torch.Generator().manual_seed(2)
+    losses, clusters = torch.rand(1000, generator=g) * 3, torch.randint(0, 20, (1000,), generator=g)
+    for fraction, ratio in [(0.3, 0.0), (0.55, 1.0), (0.8, 2.5), (1.0, 1.0)]:
+        lam, gam = pace_thresholds(losses, clusters, fraction, ratio)
+        assert gam == pytest.approx(ratio * lam)
+        assert int(spld_select(losses.double(), clusters, lam, gam).sum()) == math.ceil(fraction * 1000)
+    # the diversity term admits samples above λ, the easiest of clusters whose losses are all high
+    lam, gam = pace_thresholds(losses, clusters, 0.3, 2.0)
+    sel = spld_select(losses.double(), clusters, lam, gam)
+    assert bool((losses[sel] >= lam).any())
+    assert len(torch.unique(clusters[sel])) == 20
+
+
+# --------------------------------------------------------------------------- cluster index and sampler
+
+
+def _index(m=3, b=4, sizes=(5, 2, 6, 3, 4, 5)) -> ClusterIndex:
+    labels = np.repeat([0, 0, 1, 1, 2, 2], sizes)
+    idx = ClusterIndex(labels, classes=3, k=2, m=m, b=b, rng=np.random.default_rng(0))
+    assign = np.repeat(np.arange(6), sizes)
+    # cluster 1 (class 0) is nearest to cluster 0 but of the same class; then 4 (class 2), then 3, 2, 5
+    cents = np.array([[0.0, 0.0], [0.1, 0.0], [3.0, 0.0], [2.0, 0.0], [0.5, 0.5], [9.0, 9.0]], np.float32)
+    idx.set_clusters(assign, cents)
+    return idx
+
+
+def test_impostors_are_nearest_of_other_classes():
+    idx = _index(m=4)
+    assert idx.impostors(0).tolist() == [4, 3, 2]
+    for seed in range(6):
+        imp = idx.impostors(seed)
+        assert (idx.cluster_class[imp] != idx.cluster_class[seed]).all()
+        others = [c for c in range(6) if idx.cluster_class[c] != idx.cluster_class[seed]]
+        d = ((idx.centroids[others] - idx.centroids[seed]) ** 2).sum(1)
+        assert sorted(imp.tolist()) == sorted(np.array(others)[np.argsort(d)[:3]].tolist())
+
+
+def test_sampler_batches():
+    idx = _index(m=3, b=4)
+    for _ in range(20):
+        pos, slot, cls, clusters = idx.sample()
+        assert len(pos) == 12 and slot.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+        assert (idx.assign[pos] == clusters[slot]).all() and (idx.labels[pos] == cls).all()
+        assert idx.cluster_class[clusters[0]] not in idx.cluster_class[clusters[1:]]  # other classes
+        assert clusters[1:].tolist() == idx.impostors(clusters[0]).tolist()
+        for s, c in enumerate(clusters):
+            members = pos[slot == s]
+            if idx.sizes[c] >= 4:
+                assert len(set(members.tolist())) == 4  # without replacement when the cluster is large enough
+    small = [pos[slot == s] for pos, slot, _, cl in (idx.sample() for _ in range(200)) for s in range(3)
+             if cl[s] == 1]
+    assert small and all(set(m.tolist()) <= set(np.flatnonzero(idx.assign == 1).tolist()) for m in small)
+
+
+def test_seed_probabilities_follow_cluster_losses():
+    idx = _index()
+    assert np.allclose(idx.seed_probs(), 1 / 6)  # uniform before losses exist
+    losses = np.zeros(len(idx.labels))
+    losses[idx.assign == 2] = 3.0
+    losses[idx.assign != 2] = 1.0
+    idx.update_losses(np.arange(len(losses)), losses)
+    p = idx.seed_probs()
+    assert p[2] == pytest.approx(3 * p[0]) and p.sum() == pytest.approx(1)
+
+
+# --------------------------------------------------------------------------- pretrain and the student
+
+
+def test_pretrain_writes_clusters_and_student_checks_hash(spl_workdir):
+    workdir = spl_workdir
+    emb = validate(EmbeddingCfg, TINY)
+    msg = pretrain_embedding(stage(TINY), "digits", workdir)
+    assert "12 iterations" in msg
+    d = pretrain_dir(workdir, "digits")
+    meta = json.loads((d / "meta.json").read_text())
+    with np.load(d / "clusters.npz") as z:
+        assign = z["assign"]
+    from curriculab.data.prepared import load_prepared
+
+    prep = load_prepared(workdir / "data", "digits")
+    train = prep.splits["train"]
+    assert (assign[train] >= 0).all() and (np.delete(assign, train) == -1).all()
+    assert (assign[train] // 2 == prep.y[train]).all()  # cluster id = class·K + k
+    with np.load(d / "tsne.npz") as z:
+        assert z["coords"].shape == (3, 30, 2) and z["iterations"].tolist() == [0, 6, 12]
+    assert meta["hash"] == emb.digest("digits", prep.checksum)
+    assert pretrain_embedding(stage(TINY), "digits", workdir).startswith("up to date")
+    assert meta["figure"] == {"tsne_points": 30, "tsne_iterations": 250}
+
+    # the student maps its (subset) training items through train_pos
+    student = _build(workdir, {"selection": "spld", "clusters": "embedding", "embedding": TINY},
+                     {"dataset": "digits", "subset_per_class": 20})
+    assert torch.equal(student.clusters.cpu(), torch.as_tensor(assign[student.ctx.data.train_pos]))
+
+    stale = dict(TINY, lr=2e-3)  # other settings
+    with pytest.raises(ConfigError, match="embedding checkpoint stale.*dvc repro pretrain@spl_advise"):
+        _build(workdir, {"clusters": "embedding", "embedding": stale}, {"dataset": "digits"})
+    with pytest.raises(ConfigError, match="stale"):  # other data (checksum)
+        load_embedding_clusters(workdir, emb, "digits", "0" * 64)
+    with pytest.raises(ConfigError, match="embedding checkpoint missing.*dvc repro pretrain@spl_advise"):
+        _build(workdir, {"clusters": "embedding", "embedding": TINY}, {"dataset": "syndigits"})
+
+
+def _build(workdir, method: dict, data: dict, epochs: int = 2) -> SPLAdvise:
+    from curriculab.engine.loop import build
+
+    run = RunConfig.model_validate({"data": data, "methods": {"spl_advise": method},
+                                    "model": {"name": "small_cnn", "width": 0.25},
+                                    "train": {"epochs": epochs, "batch_size": 32, "device": "cpu"}})
+    _, hooks, _ = build(run, workdir / "run", workdir, torch.device("cpu"))
+    return hooks.methods[0]
+
+
+def test_student_same_updates_and_pace(workdir):
+    from curriculab.engine.loop import fit
+
+    pace = {"selection": "spld", "clusters": "pixels", "k": 3, "start_fraction": 0.5, "beta1": 0.5}
+    recs = {}
+    official = {"selection": "official", "clusters": "pixels", "k": 3, "official_k": 4}
+    for name, method in [("spld", pace), ("random", {"selection": "random"}),
+                         ("none", dict(pace, fill="none")), ("official", official)]:
+        run = RunConfig.model_validate({"seed": 0, "data": {"dataset": "syndigits"},
+                                        "methods": {"spl_advise": method},
+                                        "model": {"name": "small_cnn", "width": 0.25},
+                                        "train": {"epochs": 3, "batch_size": 32, "device": "cpu",
+                                                  "checkpoint": False}})
+        recs[name] = fit(run, workdir / name, workdir)["history"]
+    steps = [h["step"] for h in recs["spld"]]
+    assert steps == [h["step"] for h in recs["random"]] == [10, 20, 30]  # 300 items, batch 32
+    assert [h["train_seen"] for h in recs["spld"]] == [300, 300, 300]
+    assert [h["spl_selected_fraction"] for h in recs["spld"]] == pytest.approx([1.0, 0.5, 0.75], abs=0.01)
+    assert recs["spld"][0]["test_acc"] == recs["random"][0]["test_acc"]  # epoch 0 uses all data, same stream
+    assert [h["train_seen"] for h in recs["none"]][1] == 150  # fill: none trains on the selection once
+    assert recs["official"][1]["spl_k"] == 4 and recs["official"][1]["train_seen"] == 300
+    sizes = torch.bincount(_build(workdir, {"clusters": "pixels", "k": 3}, {"dataset": "syndigits"}).clusters)
+    want = float(sizes.clamp(max=4).sum()) / 300  # the first 4 of each cluster (fewer in small clusters)
+    assert recs["official"][1]["spl_selected_fraction"] == pytest.approx(want)
+
+
+def test_epoch_indices_balanced(workdir):
+    student = _build(workdir, {"clusters": "pixels", "k": 2}, {"dataset": "syndigits"})
+    from curriculab.methods.base import TrainState
+
+    state = TrainState(model=torch.nn.Identity(), optimizer=None, data=student.ctx.data)
+    sel = torch.arange(0, 300, 7)  # 43 items
+    idx = student.epoch_indices(sel, state)
+    counts = torch.bincount(idx, minlength=300)
+    assert len(idx) == 300 and set(torch.nonzero(counts).squeeze(1).tolist()) == set(sel.tolist())
+    assert counts[sel].max() - counts[sel].min() <= 1
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("block, match", [
+    ({"clusters": 0}, "clusters: input should be greater than or equal to 1"),
+    ({"b": 0}, "b: input should be greater than or equal to 1"),
+    ({"refresh": 0}, "refresh: input should be greater than or equal to 1"),
+    ({"dim": 0}, "dim: input should be greater than or equal to 1"),
+    ({"m": 1}, "m: input should be greater than or equal to 2"),
+    ({"variance": "std"}, "variance"),
+    ({"model": {"name": "lenett"}}, "unknown model 'lenett'"),
+    ({"per_dataset": {"digits": {"dim": 0}}}, "per_dataset.digits.dim"),
+])
+def test_bad_embedding_settings(block, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(PretrainParams, {"datasets": ["digits"], "embedding": block}, prefix="pretrain.spl_advise")
+
+
+@pytest.mark.parametrize("block, match", [
+    ({"clusters": "pixels", "k": 0}, "k: input should be greater than or equal to 1"),
+    ({"beta1": 0.0}, "beta1: input should be greater than 0"),
+    ({"beta2": -0.1}, "beta2: input should be greater than 0"),
+    ({"beta1": float("inf")}, "beta1: input should be a finite number"),
+    ({"clusters": "embedding"}, "embedding: required with clusters 'embedding'"),
+    ({"start_fraction": 0.0}, "start_fraction"),
+    ({"embedding": {"dim": 0}}, "embedding.dim"),
+])
+def test_bad_student_settings(block, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(SPLAdviseParams, block, prefix="methods.spl_advise")
+
+
+def test_too_many_clusters_per_batch(spl_workdir):
+    workdir = spl_workdir
+    # digits: (10 − 1)·2 = 18 impostors at most
+    with pytest.raises(ConfigError, match=r"embedding\.m: 20 clusters per minibatch need 19 impostor"):
+        pretrain_embedding(stage(dict(TINY, m=20)), "digits", workdir)
+    with pytest.raises(ConfigError, match="fewer than the 50 clusters"):
+        _build(workdir, {"clusters": "pixels", "k": 50}, {"dataset": "syndigits"})
+    with pytest.raises(ConfigError, match="not in prepare.datasets"):
+        from curriculab.config import Params
+
+        params = Params.model_validate({"prepare": {"datasets": ["digits"]}})
+        SPLAdvise.pretrain(validate(PretrainParams, {"datasets": ["syndigits"]}), params, workdir)
