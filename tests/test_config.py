@@ -95,3 +95,20 @@ def test_cli_validate_exit_codes(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == "error: executr: unknown key; did you mean 'executor'?"
     assert "Traceback" not in r.stderr
+
+
+def test_noise_settings_that_cannot_mean_anything_are_rejected():
+    from curriculab.config import RunConfig, validate
+
+    with pytest.raises(ConfigError, match="data.noise: rate does not apply to kind 'random'"):
+        validate(RunConfig, {"data": {"noise": {"kind": "random", "rate": 0.4}}})
+    with pytest.raises(ConfigError, match="data.noise: oracle .* rate > 0"):
+        validate(RunConfig, {"data": {"noise": {"oracle": True}}})
+
+
+def test_saved_run_config_loads_back():
+    from curriculab.config import RunConfig
+
+    cfg = RunConfig.model_validate({"train": {"optimizer": {"name": "adam", "betas": [0.5, 0.9]}}})
+    again = RunConfig.model_validate(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"))))
+    assert again == cfg

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -202,6 +202,15 @@ class NoiseCfg(Strict):
     kind: Literal["uniform", "permute_first", "random"] = "uniform"
     oracle: bool = False  # train only on the items not chosen for corruption
 
+    @model_validator(mode="after")
+    def _consistent(self) -> NoiseCfg:
+        if self.kind == "random" and self.rate:
+            raise ValueError("rate does not apply to kind 'random' (every label is random); remove it")
+        if self.oracle and (self.kind == "random" or self.rate == 0):
+            raise ValueError("oracle trains on the items that were not corrupted: it needs kind uniform or "
+                             "permute_first and a rate > 0")
+        return self
+
 
 class AugmentCfg(Strict):
     """Batched on-device augmentation."""
@@ -236,7 +245,7 @@ class OptimizerCfg(Strict):
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = False
     weight_decay: NonNegFloat = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.9, 0.999]
 
 
 class ScheduleCfg(Strict):

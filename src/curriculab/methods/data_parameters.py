@@ -1,9 +1,10 @@
-"""Data Parameters (Saxena, Tuzel & DeCoste, NeurIPS 2019): learnable per-class / per-instance logit temperatures.
+"""Data Parameters (Saxena, Tuzel & DeCoste, NeurIPS 2019): learnable per-class / per-instance temperatures.
 
 Sample i's logits are divided by its own σ*_i before the softmax cross-entropy (§2, eqs. (1)-(5)):
 σ*_i = σ^class_{y_i} (class curriculum), σ^inst_i (instance) or their sum (joint). The parameters live in
-log space (σ = exp(p), §3.1), each group has its own SGD with momentum whose absent items keep their value
-and momentum buffer (`SparseSGD`), and at evaluation the logits are not scaled (the default `predict`).
+log space (σ = exp(p), §3.1), each group has its own learning rate and momentum buffers in a `SparseSGD`,
+whose absent items keep their value and momentum buffer, and at evaluation the logits are not scaled (the
+default `predict`).
 
 Paper vs official code (apple/ml-data-parameters), both selectable here:
 - weight decay on log σ: `all` = the paper's ℓ2 on the whole vector; `minibatch` (default) = the official
@@ -29,7 +30,7 @@ Sigma = Annotated[float, Field(gt=0)]
 
 
 def data_parameter_loss(logits: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Per-sample cross-entropy of logits / σ*_i: every logit of sample i is divided by its σ*_i (eqs. (1), (3))."""
+    """Per-sample CE of logits / σ*_i: every logit of sample i is divided by its own σ*_i (eqs. (1), (3))."""
     return F.cross_entropy(logits.float() / sigma.float().unsqueeze(1), target, reduction="none")
 
 
@@ -52,8 +53,8 @@ class SparseSGD(torch.optim.Optimizer):
             raise ValueError(f"SparseSGD: weight_decay must be >= 0, got {weight_decay}")
         if nesterov and (momentum == 0 or dampening != 0):
             raise ValueError("SparseSGD: nesterov needs momentum > 0 and dampening 0")
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov))
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -70,16 +71,17 @@ class SparseSGD(torch.optim.Optimizer):
                     raise RuntimeError("SparseSGD takes dense gradients (absent entries are exact zeros)")
                 g = p.grad
                 present = g != 0
-                d = g.add(p, alpha=wd) if wd else g
+                keep = present.to(p.dtype)  # 1 for present entries, 0 for absent ones
+                d = g.addcmul(p, keep, value=wd) if wd else g  # absent entries of d stay exactly 0
                 if mom:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
-                    if buf is None:  # first step: buffer = gradient, as torch.optim.SGD (absent entries stay 0)
-                        buf = state["momentum_buffer"] = torch.where(present, d, torch.zeros_like(d))
-                    else:
-                        buf.copy_(torch.where(present, buf * mom + d * (1 - damp), buf))
+                    if buf is None:  # first step: buffer = gradient, as torch.optim.SGD (absent ones stay 0)
+                        buf = state["momentum_buffer"] = d.clone()
+                    else:  # absent: buf + 0 = buf exactly; present: momentum·buf + (1 - dampening)·d
+                        buf.addcmul_(keep, buf, value=mom - 1).add_(d, alpha=1 - damp)
                     d = d.add(buf, alpha=mom) if group["nesterov"] else buf
-                p.sub_(torch.where(present, d, torch.zeros_like(d)), alpha=lr)
+                p.addcmul_(keep, d, value=-lr)  # absent: p + 0 = p exactly
         return loss
 
 
@@ -89,7 +91,7 @@ class DataParameters(Method):
     name = "data_parameters"
 
     class Params(Strict):
-        curriculum: Literal["class", "instance", "joint"] = "class"  # σ*_i = σ^class_y, σ^inst_i, or their sum
+        curriculum: Literal["class", "instance", "joint"] = "class"  # σ*_i = σ^class_y, σ^inst_i, or the sum
         class_init: PosFloat = 1.0  # initial σ^class (§3.1: 1)
         class_lr: NonNegFloat = 0.1  # §3.1: 0.1
         class_weight_decay: NonNegFloat = 5e-4  # on log σ; §3.1: 5e-4 (CIFAR), 1e-4 (ImageNet)
@@ -97,15 +99,15 @@ class DataParameters(Method):
         inst_lr: NonNegFloat = 0.2  # §3.4: 0.2 (noisy CIFAR); 0.8 ImageNet
         inst_weight_decay: NonNegFloat = 0.0  # official noisy CIFAR: 0; ImageNet 1e-8
         momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-        weight_decay_mode: Literal["minibatch", "all"] = "minibatch"  # official vs the paper's ℓ2 on the vector
-        clamp: Annotated[list[Sigma], Field(min_length=2, max_length=2)] | None = [0.05, 20.0]  # σ range; null=off
+        weight_decay_mode: Literal["minibatch", "all"] = "minibatch"  # official vs paper (ℓ2 on the vector)
+        clamp: Annotated[list[Sigma], Field(min_length=2, max_length=2)] | None = [0.05, 20.0]  # σ; null: off
         top_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.4  # Fig. 4 right: top share ranked by σ^inst
 
         @field_validator("clamp")
         @classmethod
         def _ordered(cls, v: list[float] | None) -> list[float] | None:
             if v is not None and v[0] >= v[1]:
-                raise ValueError(f"low {v[0]:g} must be below high {v[1]:g}, e.g. [0.05, 20]; null switches it off")
+                raise ValueError(f"low {v[0]:g} must be below high {v[1]:g} (e.g. [0.05, 20]; null: off)")
             return v
 
     def __init__(self, params: Params, ctx: MethodContext):
@@ -124,48 +126,46 @@ class DataParameters(Method):
         self._stats: dict[str, float] = {}
         self._class_sigma: list[float] = []
 
-    # -- optimisers: one SparseSGD per group, stepped by the engine after the model's
+    # -- optimiser: one SparseSGD, one parameter group (own lr, own momentum buffers) per data-parameter group
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
-        p, out = self.params, []
+        """Stepped by the engine after the model's optimiser; its lrs stay constant (official code)."""
+        p, groups = self.params, []
         if self.use_class:
-            out.append(SparseSGD([self.class_log], lr=p.class_lr, momentum=p.momentum))
+            groups.append({"params": [self.class_log], "lr": p.class_lr})
         if self.use_inst:
-            out.append(SparseSGD([self.inst_log], lr=p.inst_lr, momentum=p.momentum))
-        return out
+            groups.append({"params": [self.inst_log], "lr": p.inst_lr})
+        return [SparseSGD(groups, lr=groups[0]["lr"], momentum=p.momentum)]
 
     # -- objective
-    def sigma(self, cls: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """σ*_i for a minibatch: class, instance, or their sum (§2.2)."""
-        parts = []
+    def groups(self, cls: torch.Tensor, idx: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        """The active groups as (whole log σ vector, its minibatch entries, weight decay)."""
+        p, out = self.params, []
         if self.use_class:
-            parts.append(self.class_log[cls].exp())
+            out.append((self.class_log, self.class_log.index_select(0, cls), p.class_weight_decay))
         if self.use_inst:
-            parts.append(self.inst_log[index].exp())
+            out.append((self.inst_log, self.inst_log.index_select(0, idx), p.inst_weight_decay))
+        return out
+
+    def sigma(self, cls: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """σ*_i for a minibatch: σ^class_{y_i}, σ^inst_i, or their sum (§2.2)."""
+        parts = [mb.exp() for _, mb, _ in self.groups(cls, index)]
         return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
-    def penalty(self, cls: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Per-sample weight-decay terms on log σ whose batch mean is the penalty (§3.1 / official code).
-
-        minibatch: 0.5·wd·Σ_batch p² with one term per occurrence (returned as n·0.5·wd·p_i² per sample);
-        all: 0.5·wd·‖p‖² over the whole vector (the same scalar for every sample).
-        """
-        p, n = self.params, len(index)
-        terms = []
-        for on, log, wd, idx in ((self.use_class, self.class_log, p.class_weight_decay, cls),
-                                 (self.use_inst, self.inst_log, p.inst_weight_decay, index)):
-            if not on or wd == 0:
-                continue
-            if p.weight_decay_mode == "minibatch":
-                terms.append(0.5 * wd * n * log[idx].square())
-            else:
-                terms.append((0.5 * wd * log.square().sum()).expand(n))
-        return sum(terms) if terms else torch.zeros((), device=index.device)
-
     def loss(self, outputs: torch.Tensor, batch: Batch, state: TrainState) -> torch.Tensor:
-        """CE(z_i / σ*_i) per sample plus the weight-decay terms (their mean is the official objective)."""
+        """CE(z_i / σ*_i) per sample (eq. (1)) plus weight-decay terms on log σ (their batch mean)."""
         y = batch.y
         cls = y if y.ndim == 1 else y.argmax(1)
-        return data_parameter_loss(outputs, y, self.sigma(cls, batch.index)) + self.penalty(cls, batch.index)
+        n, groups = len(batch.index), self.groups(cls, batch.index)
+        sigma = groups[0][1].exp() if len(groups) == 1 else groups[0][1].exp() + groups[1][1].exp()
+        per = data_parameter_loss(outputs, y, sigma)
+        for whole, mb, wd in groups:
+            if wd == 0:
+                continue
+            if self.params.weight_decay_mode == "minibatch":  # official: 0.5·wd·Σ_batch p² per occurrence
+                per = per.addcmul(mb, mb, value=0.5 * wd * n)
+            else:  # paper: 0.5·wd·‖p‖² over the whole vector
+                per = per + 0.5 * wd * whole.square().sum()
+        return per
 
     # -- after every step: project log σ into the clamp range (official code)
     @torch.no_grad()
@@ -182,18 +182,18 @@ class DataParameters(Method):
     # -- statistics, once per epoch, computed on the device
     @torch.no_grad()
     def instance_stats(self, corrupt: torch.Tensor) -> dict[str, torch.Tensor]:
-        """σ^inst over clean vs corrupt items (Fig. 4): means, stds, share of corrupt in the top fraction,
-        share of corrupt items above every clean one (the §3.4 claim) and the AUROC of σ for 'corrupt'."""
+        """σ^inst of clean vs corrupt items (Fig. 4): means, stds, top-share, above-all-clean share, AUROC."""
         s = self.inst_log.exp()
         clean = ~corrupt
         k = max(1, round(self.params.top_fraction * len(s)))
         top = torch.topk(s, k).indices
-        ranks = torch.empty_like(s, dtype=torch.float64)
-        ranks[torch.argsort(s)] = torch.arange(1, len(s) + 1, device=s.device, dtype=torch.float64)
+        _, inverse, counts = torch.unique(s, return_inverse=True, return_counts=True)
+        ranks = (counts.cumsum(0) - (counts - 1) / 2).double()[inverse]  # 1-based, ties get their mean rank
         nc, nn_ = corrupt.sum().double(), clean.sum().double()
         auc = (ranks[corrupt].sum() - nc * (nc + 1) / 2) / (nc * nn_)
         return {"dp_inst_sigma_clean_mean": s[clean].mean(), "dp_inst_sigma_clean_std": s[clean].std(),
-                "dp_inst_sigma_corrupt_mean": s[corrupt].mean(), "dp_inst_sigma_corrupt_std": s[corrupt].std(),
+                "dp_inst_sigma_corrupt_mean": s[corrupt].mean(),
+                "dp_inst_sigma_corrupt_std": s[corrupt].std(),
                 "dp_top_corrupt_share": corrupt[top].float().mean(),
                 "dp_corrupt_above_all_clean": (s[corrupt] > s[clean].max()).float().mean(),
                 "dp_inst_auroc": auc, "dp_corrupt_fraction": corrupt.float().mean()}
@@ -212,7 +212,7 @@ class DataParameters(Method):
                 stats.update(self.instance_stats(corrupt))
         keys = list(stats)
         values = torch.stack([v.double() for v in stats.values()]).tolist() if stats else []
-        self._stats = dict(zip(keys, values))
+        self._stats = dict(zip(keys, values, strict=True))
         self._class_sigma = self.class_log.exp().tolist() if self.use_class else []
 
     def state_metrics(self) -> dict[str, float]:
@@ -239,6 +239,6 @@ class DataParameters(Method):
         for name in ("class_log", "inst_log"):
             mine, saved = getattr(self, name), state.get(name)
             if (mine is None) != (saved is None) or (mine is not None and mine.shape != saved.shape):
-                raise ValueError(f"data_parameters: checkpoint {name} does not match this run's curriculum/data")
+                raise ValueError(f"data_parameters: checkpoint {name} does not match this run")
             if mine is not None:
                 mine.copy_(saved.to(mine.device))

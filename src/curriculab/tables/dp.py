@@ -1,4 +1,4 @@
-"""Data Parameters (Saxena et al., NeurIPS 2019): tables 1-2, the 20%/80% noise supplement, Figs. 1 and 4, random labels.
+"""Data Parameters (Saxena et al., NeurIPS 2019): Tables 1-2, 20%/80% noise, Figs. 1 and 4, random labels.
 
 Figures hang off the tables whose runs they read: dp.f1 (class-σ trajectories) off dp.t1, dp.f4 (instance σ of
 clean vs corrupt items) off dp.t2, and dp.rand's train-accuracy curves off dp.rand.
@@ -25,7 +25,7 @@ METHOD = DataParameters.name
 
 
 class T1Options(Strict):
-    """dp.f1: which row's class parameters to draw, and which classes (default: `f1_count` seeded random ones)."""
+    """dp.f1: the row whose class parameters are drawn, and which classes (default: `f1_count` seeded)."""
 
     f1_row: str = "class"
     f1_classes: list[NonNegInt] | None = None
@@ -48,7 +48,8 @@ def fig_f1(res, out: Path) -> list[Path]:
         if run.row != o.f1_row or not arts or "dp_class_sigma" not in arts[-1]:
             continue
         k = len(arts[-1]["dp_class_sigma"])
-        rows += [{"column": run.column, "seed": run.seed, "epoch": 0, "class": c, "sigma": _init(run, "class_init", 1)}
+        init = _init(run, "class_init", 1.0)
+        rows += [{"column": run.column, "seed": run.seed, "epoch": 0, "class": c, "sigma": init}
                  for c in range(k)]
         rows += [{"column": run.column, "seed": run.seed, "epoch": e, "class": c, "sigma": v}
                  for e, a in enumerate(arts, 1) for c, v in enumerate(a.get("dp_class_sigma", []))]
@@ -59,22 +60,25 @@ def fig_f1(res, out: Path) -> list[Path]:
     picked = []
     for col in cols:
         k = int(df[df["column"] == col]["class"].max()) + 1
-        chosen = o.f1_classes or sorted(np.random.default_rng(o.f1_seed).choice(k, min(o.f1_count, k), replace=False))
+        rng = np.random.default_rng(o.f1_seed)
+        chosen = o.f1_classes or sorted(rng.choice(k, min(o.f1_count, k), replace=False))
         picked.append(df[(df["column"] == col) & df["class"].isin([c for c in chosen if c < k])])
     g = (pd.concat(picked).groupby(["column", "class", "epoch"])["sigma"].agg(["mean", "std", "count"])
          .reset_index())
     fig, axes = plt.subplots(1, len(cols), figsize=(4.4 * len(cols), 3.3), squeeze=False)
-    for ax, col in zip(axes[0], cols):
+    for ax, col in zip(axes[0], cols, strict=True):
         for c, d in g[g["column"] == col].groupby("class"):
             ax.plot(d["epoch"], d["mean"], marker=".", label=f"class {c}")
-            ax.fill_between(d["epoch"], d["mean"] - d["std"].fillna(0), d["mean"] + d["std"].fillna(0), alpha=0.2)
+            sd = d["std"].fillna(0)
+            ax.fill_between(d["epoch"], d["mean"] - sd, d["mean"] + sd, alpha=0.2)
         ax.set_title(str(col))
         ax.set_xlabel("epoch")
         ax.set_ylabel("class parameter σ")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     n = int(g["count"].max())
-    fig.suptitle(f"dp.f1: class-parameter trajectories ({o.f1_row} curriculum), mean ± std over {n} seeds")
+    fig.suptitle(f"dp.f1: class-parameter trajectories ({o.f1_row} curriculum), mean ± std over {n} seeds",
+                 y=1.03)
     return save_figure(fig, g, out / "dp.f1")
 
 
@@ -82,7 +86,7 @@ def fig_f1(res, out: Path) -> list[Path]:
 
 
 class T2Options(Strict):
-    """dp.f4: the row whose instance parameters are drawn, and the paper's claim (share ≥ 0.95 by epoch 20)."""
+    """dp.f4: the row whose instance parameters are drawn, and the paper's claim (≥ 95% by epoch 20)."""
 
     f4_row: str = "instance"
     claim_epoch: PosInt = 20
@@ -95,24 +99,26 @@ F4_KEYS = ["dp_inst_sigma_clean_mean", "dp_inst_sigma_clean_std", "dp_inst_sigma
 
 
 def f4_claim(g: pd.DataFrame, epoch: int, share: float) -> pd.DataFrame:
-    """Per column: the paper's §3.4 claim (≥ `share` of corrupt items above every clean one within `epoch`)."""
+    """Per column: the §3.4 claim (≥ `share` of corrupt items above every clean one within `epoch`)."""
     out = []
     for col, d in g.groupby("column", sort=False):
         m = d.pivot(index="epoch", columns="stat", values="mean")
         at = min(epoch, int(m.index.max()))
         above = m["dp_corrupt_above_all_clean"]
         hit = above[above >= share]
-        out.append({"column": col, "claim": f">= {share:.0%} of corrupt items above every clean item by epoch {epoch}",
+        text = f">= {share:.0%} of corrupt items above all clean ones by epoch {epoch}"
+        out.append({"column": col, "claim": text,
                     "read_at_epoch": at, "share_above_all_clean": above.loc[at],
                     "first_epoch_reaching_share": int(hit.index.min()) if len(hit) else None,
-                    "max_share_above_all_clean": above.max(), "top_share_at_epoch": m["dp_top_corrupt_share"].loc[at],
+                    "max_share_above_all_clean": above.max(), "max_at_epoch": int(above.idxmax()),
+                    "top_share_at_epoch": m["dp_top_corrupt_share"].loc[at],
                     "auroc_at_epoch": m["dp_inst_auroc"].loc[at],
                     "verdict": "reproduced" if (len(hit) and hit.index.min() <= epoch) else "not reproduced"})
     return pd.DataFrame(out)
 
 
 def fig_f4(res, out: Path) -> list[Path]:
-    """Fig. 4: mean instance σ of clean vs corrupt items per epoch; share of corrupt items in the top 40% by σ."""
+    """Fig. 4: mean instance σ of clean vs corrupt items per epoch; corrupt share of the top 40% by σ."""
     o = res.options
     rows = [{"column": run.column, "seed": run.seed, "epoch": e, "stat": k, "value": a["dp_f4"][k]}
             for run, arts in res.artifacts() if run.row == o.f4_row
@@ -126,7 +132,7 @@ def fig_f4(res, out: Path) -> list[Path]:
         next(r.config.methods.get(METHOD, {}) for r, _ in res.artifacts() if r.row == o.f4_row)).top_fraction
     claim = f4_claim(g, o.claim_epoch, o.claim_share)
     fig, axes = plt.subplots(len(cols), 2, figsize=(9.5, 3.2 * len(cols)), squeeze=False)
-    for (ax1, ax2), col in zip(axes, cols):
+    for (ax1, ax2), col in zip(axes, cols, strict=True):
         d = g[g["column"] == col]
 
         def stat(name, d=d):
@@ -148,21 +154,25 @@ def fig_f4(res, out: Path) -> list[Path]:
                             ("dp_inst_auroc", "AUROC of σ for corrupt")):
             m = stat(name)
             ax2.plot(m["epoch"], m["mean"], label=label)
-            ax2.fill_between(m["epoch"], m["mean"] - m["std"].fillna(0), m["mean"] + m["std"].fillna(0), alpha=0.2)
+            sd = m["std"].fillna(0)
+            ax2.fill_between(m["epoch"], (m["mean"] - sd).clip(0, 1), (m["mean"] + sd).clip(0, 1), alpha=0.2)
         frac = stat("dp_corrupt_fraction")["mean"]
         if len(frac):
             ax2.axhline(min(1.0, float(frac.iloc[-1]) / top), ls="--", color="grey", lw=0.8,
                         label="highest possible top share")
         c = claim[claim["column"] == col].iloc[0]
-        ax2.set_title(f"{col}: above-all-clean at epoch {c['read_at_epoch']}: {c['share_above_all_clean']:.0%} "
-                      f"(paper: ≥ 95% by 20)", fontsize=9)
+        ax2.set_title(f"{col}: corrupt above all clean: {c['share_above_all_clean']:.0%} at epoch "
+                      f"{c['read_at_epoch']}, max {c['max_share_above_all_clean']:.0%} "
+                      f"(epoch {c['max_at_epoch']})\n"
+                      f"paper: ≥ {o.claim_share:.0%} by epoch {o.claim_epoch}", fontsize=9)
         ax2.set_ylim(0, 1.02)
         ax2.set_xlabel("epoch")
         ax2.set_ylabel("share")
         ax2.legend(fontsize=7)
         ax2.grid(alpha=0.3)
     n = int(g["count"].max())
-    fig.suptitle(f"dp.f4: instance parameters of clean vs corrupt items ({o.f4_row} row, mean ± std over {n} seeds)")
+    fig.suptitle(f"dp.f4: instance parameters of clean vs corrupt items ({o.f4_row} row, "
+                 f"mean ± std over {n} seeds)")
     fig.tight_layout()
     files = save_figure(fig, g, out / "dp.f4")
     claim_csv = out / "dp.f4.claim.csv"
@@ -190,20 +200,21 @@ register_table(TableSpec(
            "instance": {"webvision": 67.1},
            "joint": {"cifar100": 80.8, "imagenet": 71.0, "webvision": 67.5}},
     paper_note="Top-1 %, mean ± 0.1-0.2 over 3 runs. CIFAR100: WRN-28-10; ImageNet and WebVision: ResNet-18. "
-               "The paper's DCL rows mark which parameters were learnt: class+instance = `joint`, "
-               "class only = `class`, instance only = `instance`. WebVision has no source in curriculab.",
+               "The paper's DCL rows mark which parameters were learnt: class+instance = `joint`, class only "
+               "= `class`, instance only = `instance`. WebVision has no source in curriculab.",
     claims=[Claim("DCL (class + instance) beats the baseline", "joint", "baseline"),
             Claim("the class curriculum beats the baseline (ImageNet)", "class", "baseline"),
             Claim("the instance curriculum beats the baseline (WebVision)", "instance", "baseline"),
             Claim("joint beats class only (ImageNet: 71.0 vs 70.8)", "joint", "class")],
     Options=T1Options,
     figures=[fig_f1],
-    notes="Logits are divided by σ* only in training; evaluation uses the plain logits (§2.2). Defaults follow the "
-          "official code: weight decay on log σ over the minibatch entries (`weight_decay_mode: minibatch`), log σ "
-          "clamped to [log 1/20, log 20] after every step, data-parameter learning rates constant (only the model's "
-          "lr follows the schedule). Joint curriculum: class σ 1 + instance σ 0.001 (§3.1), which the clamp lifts to "
-          "0.05 after the first step, as in the official code. dp.f1 (class-σ trajectories of 4 seeded random "
-          "classes, mean ± std over seeds) is drawn from the `class` row (option `f1_row`).",
+    notes="Logits are divided by σ* only in training; evaluation uses the plain logits (§2.2). Defaults "
+          "follow the official code: weight decay on log σ over the minibatch entries (`weight_decay_mode: "
+          "minibatch`), log σ clamped to [log 1/20, log 20] after every step, data-parameter learning rates "
+          "constant (only the model's lr follows the schedule). Joint curriculum: class σ 1 + instance σ "
+          "0.001 (§3.1), which the clamp lifts to 0.05 after the first step, as in the official code. dp.f1 "
+          "(class-σ trajectories of 4 seeded random classes, mean ± std over seeds) is drawn from the `class`"
+          " row (option `f1_row`).",
 ))
 
 register_table(TableSpec(
@@ -219,22 +230,25 @@ register_table(TableSpec(
            f"Reed Hard [26] {QUOTED}": {"cifar10": 69.66, "cifar100": 51.34},
            f"S-Model [26] {QUOTED}": {"cifar10": 70.64, "cifar100": 49.10},
            f"MentorNet PD [17] {QUOTED}": {"cifar10": 76.6, "cifar100": 56.9}},
-    paper_note="Top-1 %, WRN-28-10, read at epoch 84 (chosen by cross-validation in the paper). The baseline, Reed "
-               "Hard, S-Model and Robust Weighting rows are the numbers of [26] (Ren et al. 2018); MentorNet rows are "
-               "from [17] (Jiang et al. 2018). Only baseline, instance (DCL) and oracle are run by curriculab.",
+    paper_note="Top-1 %, WRN-28-10, read at epoch 84 (chosen by cross-validation in the paper). The baseline,"
+               " Reed Hard, S-Model and Robust Weighting rows are the numbers of [26] (Ren et al. 2018); "
+               "MentorNet rows are from [17] (Jiang et al. 2018). Only baseline, instance (DCL) and oracle "
+               "are run by curriculab.",
     claims=[Claim("DCL (instance) beats the baseline under 40% noise", "instance", "baseline"),
-            Claim("the oracle trained on the clean 60% stays above DCL (paper gap: 3 points)", "oracle", "instance")],
+            Claim("the oracle trained on the clean 60% stays above DCL (paper gap: 3 points)", "oracle",
+                  "instance")],
     Options=T2Options,
     figures=[fig_f4],
-    notes="Noise `uniform` (the paper): ⌊N·p⌋ items drawn at random get a uniformly random class, so about p/k of "
-          "them keep their label; `permute_first` (the official code) permutes the labels of the first ⌊N·p⌋ items "
-          "among themselves. Clean-vs-corrupt statistics use the items whose label really differs. The oracle "
-          "trains on the items not chosen for corruption. dp.f4 (from the `instance` row) shows the mean instance σ "
-          "of clean and corrupt items, the corrupt share of the top 40% by σ and the share of corrupt items whose σ "
-          "exceeds every clean item's; our number for the paper's claim (\"within 20 epochs 95% of noisy instances "
-          "rank above all clean ones\") is in its panel titles and in `figures/dp.f4.claim.csv` (read at epoch 20, "
-          "or at the last epoch when a run is shorter). The clamp at σ = 20 creates ties, and a single clean item at "
-          "the clamp makes that share 0; the AUROC curve is the tie-robust view of the same ranking.",
+    notes="Noise `uniform` (the paper): ⌊N·p⌋ items drawn at random get a uniformly random class, so about "
+          "p/k of them keep their label; `permute_first` (the official code) permutes the labels of the first"
+          " ⌊N·p⌋ items among themselves. Clean-vs-corrupt statistics use the items whose label really "
+          "differs. The oracle trains on the items not chosen for corruption. dp.f4 (from the `instance` row)"
+          " shows the mean instance σ of clean and corrupt items, the corrupt share of the top 40% by σ and "
+          "the share of corrupt items whose σ exceeds every clean item's; our number for the paper's claim "
+          "(\"within 20 epochs 95% of noisy instances rank above all clean ones\") is in its panel titles and"
+          " in `figures/dp.f4.claim.csv` (read at epoch 20, or at the last epoch when a run is shorter). The "
+          "clamp at σ = 20 creates ties, and a single clean item at the clamp makes that share 0; the AUROC "
+          "curve is the tie-robust view of the same ranking.",
 ))
 
 register_table(TableSpec(
@@ -243,8 +257,9 @@ register_table(TableSpec(
     source="dp",
     metrics=["test_acc", "test_acc_at_best_val"],
     paper={"instance": {"cifar100_noise20": 75.0, "cifar100_noise80": 35.0}},
-    paper_note="CIFAR100, WRN-28-10. DCL numbers from the official repository's README (about 75% at 20% noise, "
-               "35% at 80%); the supplement states DCL beats MentorNet PD by 3 and 22 points at these noise levels.",
+    paper_note="CIFAR100, WRN-28-10. DCL numbers from the official repository's README (about 75% at 20% "
+               "noise, 35% at 80%); the supplement states DCL beats MentorNet PD by 3 and 22 points at these "
+               "noise levels.",
     claims=[Claim("DCL (instance) beats the baseline", "instance", "baseline")],
 ))
 
@@ -254,15 +269,16 @@ register_table(TableSpec(
     source="dp",
     metrics=["train_acc", "test_acc"],
     higher_is_better=False,
-    paper_note="The paper shows curves only (VGG-16 on CIFAR100 with all labels random): the baseline memorises the "
-               "training set, DCL does not.",
-    claims=[Claim("DCL (class curriculum) resists memorising random labels: lower final train accuracy", "class",
-                  "baseline"),
+    paper_note="The paper shows curves only (VGG-16 on CIFAR100 with all labels random): the baseline "
+               "memorises the training set, DCL does not.",
+    claims=[Claim("DCL (class curriculum) resists memorising random labels: lower final train accuracy",
+                  "class", "baseline"),
             Claim("DCL (instance curriculum) resists memorising random labels: lower final train accuracy",
                   "instance", "baseline")],
     figures=[fig_rand],
-    notes="`train_acc` is the accuracy on the (random) training labels over the last epoch, measured during training. "
-          "Lower is better here: it means the curriculum did not memorise. The paper explains the effect by the "
-          "class parameters (all classes are misclassified, so every class σ grows and the gradients shrink, eq. (4)); "
-          "the `class` row is that curriculum, the `instance` row is shown beside it. Curves: figures/dp.rand.png.",
+    notes="`train_acc` is the accuracy on the (random) training labels over the last epoch, measured during "
+          "training. Lower is better here: it means the curriculum did not memorise. The paper explains the "
+          "effect by the class parameters (all classes are misclassified, so every class σ grows and the "
+          "gradients shrink, eq. (4)); the `class` row is that curriculum, the `instance` row is shown beside"
+          " it. Curves: figures/dp.rand.png.",
 ))
