@@ -67,7 +67,8 @@ def main() -> None:
         for _xb, _yb in dl:
             pass
         best["torchvision DataLoader"] = min(best["torchvision DataLoader"], time.perf_counter() - t)
-    print(f"{a.n} images {a.size}×{a.size}×3, batch {a.bs}, 1 thread, DataLoader workers {a.workers}, best of {a.repeats}")
+    print(f"{a.n} images {a.size}×{a.size}×3, batch {a.bs}, 1 thread, "
+          f"DataLoader workers {a.workers}, best of {a.repeats}")
     for k, v in best.items():
         print(f"  {k:24s} {a.n / v:12,.0f} images/s")
     print(f"  ratio (device / DataLoader): {best['torchvision DataLoader'] / best['device loader']:.1f}×")

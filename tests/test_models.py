@@ -43,8 +43,10 @@ def test_known_depths():
     def convs(m):
         return sum(isinstance(x, nn.Conv2d) for x in m.modules())
 
-    assert convs(create_model("wrn", 3, 10, width=0.1, depth=28, widen=10)) == 1 + 24 + 3  # stem, 12 blocks × 2, three 1×1 projections
-    assert convs(create_model("preact_resnet", 3, 10, width=0.1, depth=56)) == 1 + 54 + 2  # stem, 27 blocks × 2, two projections
+    # stem, 12 blocks × 2, three 1×1 projections
+    assert convs(create_model("wrn", 3, 10, width=0.1, depth=28, widen=10)) == 1 + 24 + 3
+    # stem, 27 blocks × 2, two projections
+    assert convs(create_model("preact_resnet", 3, 10, width=0.1, depth=56)) == 1 + 54 + 2
     with pytest.raises(ValueError, match="6n\\+4"):
         create_model("wrn", 3, 10, depth=27)
 

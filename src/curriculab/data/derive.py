@@ -53,6 +53,7 @@ def resize(x: torch.Tensor, size: int | None, channels: int | None) -> torch.Ten
             x = x.float().mean(1, keepdim=True).round().to(torch.uint8)
     if size is not None and x.shape[-1] != size:
         mode = "area" if size < x.shape[-1] else "bilinear"
-        y = F.interpolate(x.float(), size=(size, size), mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+        extra = {"align_corners": False} if mode == "bilinear" else {}
+        y = F.interpolate(x.float(), size=(size, size), mode=mode, **extra)
         x = y.round().clamp(0, 255).to(torch.uint8)
     return x.contiguous()

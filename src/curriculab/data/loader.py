@@ -65,7 +65,8 @@ class DeviceData:
         self.test = (self._to_device(prep.x[test_pos]), torch.from_numpy(prep.y[test_pos]).to(device))
         xf = self.train_x.float() / 255
         self.mean = xf.mean((0, 2, 3), keepdim=True) if cfg.augment.normalize else torch.zeros(1, device=device)
-        self.std = xf.std((0, 2, 3), keepdim=True).clamp_min(1e-3) if cfg.augment.normalize else torch.ones(1, device=device)
+        self.std = (xf.std((0, 2, 3), keepdim=True).clamp_min(1e-3) if cfg.augment.normalize
+                    else torch.ones(1, device=device))
         self.augment: AugmentCfg = cfg.augment
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(run.seed)

@@ -88,7 +88,8 @@ def fashion_mnist(cfg: PrepareCfg) -> Raw:
         where = str(root)
     else:
         tv = _torchvision("fashion_mnist", cfg, extra=f"{root} (Debian: apt-get install dataset-fashion-mnist)")
-        xtr, ytr, xte, yte = tv.train.data.numpy(), tv.train.targets.numpy(), tv.test.data.numpy(), tv.test.targets.numpy()
+        xtr, ytr = tv.train.data.numpy(), tv.train.targets.numpy()
+        xte, yte = tv.test.data.numpy(), tv.test.targets.numpy()
         where = "torchvision"
     x = np.concatenate([xtr, xte])[:, None]
     y = np.concatenate([ytr, yte]).astype(np.int64)
@@ -138,7 +139,8 @@ def _torchvision(name: str, cfg: PrepareCfg, extra: str = "") -> _TV:
         if kind == "split":
             return _TV(cls(str(root), split="train", download=cfg.download),
                        cls(str(root), split="test", download=cfg.download))
-        return _TV(cls(str(root), train=True, download=cfg.download), cls(str(root), train=False, download=cfg.download))
+        return _TV(cls(str(root), train=True, download=cfg.download),
+                   cls(str(root), train=False, download=cfg.download))
     except Exception as e:  # torchvision raises RuntimeError when absent, URLError/OSError offline
         looked = f"{extra} and {root}" if extra else str(root)
         how = ("the download failed (no internet?)" if cfg.download
@@ -153,11 +155,11 @@ def _from_torchvision(name: str, cfg: PrepareCfg, classes: int) -> Raw:
     tv = _torchvision(name, cfg)
     parts = []
     for ds in (tv.train, tv.test):
-        data = getattr(ds, "data")
+        data = ds.data
         data = data.numpy() if hasattr(data, "numpy") else np.asarray(data)
         labels = getattr(ds, "targets", None)
         if labels is None:
-            labels = getattr(ds, "labels")
+            labels = ds.labels
         labels = labels.numpy() if hasattr(labels, "numpy") else np.asarray(labels)
         if name == "svhn":  # already (N, C, H, W)
             parts.append((data.astype(np.uint8), labels))

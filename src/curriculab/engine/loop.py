@@ -78,7 +78,8 @@ def _autocast(device: torch.device, run: RunConfig):
     return contextlib.nullcontext()
 
 
-def build(run: RunConfig, run_dir: Path, workdir: Path, device: torch.device) -> tuple[DeviceData, Hooks, torch.nn.Module]:
+def build(run: RunConfig, run_dir: Path, workdir: Path,
+          device: torch.device) -> tuple[DeviceData, Hooks, torch.nn.Module]:
     """The run's data on the device, its methods, and its model (wrapped by the methods)."""
     data = DeviceData(run, Path(workdir) / "data", device)
     ctx = MethodContext(run=run, data=data, device=device, run_dir=Path(run_dir), workdir=Path(workdir))

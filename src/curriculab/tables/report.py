@@ -155,6 +155,10 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
         lines.append("")
         if spec.paper_note:
             lines += [spec.paper_note, ""]
+    for section in spec.sections:
+        text = section(res)
+        if text:
+            lines += [text.rstrip(), ""]
     if spec.notes:
         lines += ["## Notes", "", spec.notes, ""]
     return "\n".join(lines), pd.DataFrame(summary), claims
@@ -185,7 +189,8 @@ def write_index(entries: list[dict], params: Params, reports: Path) -> None:
         ok = sum(v == "reproduced" for v in e["verdicts"])
         claims = f"{ok} of {len(e['verdicts'])}" if e["verdicts"] else "–"
         figs = ", ".join(f"[{f}](figures/{f})" for f in e["figures"]) or "–"
-        lines.append(f"| [{e['id']}](tables/{e['id']}.md) | {e['title']} | {e['done']} / {e['runs']} | {claims} | {figs} |")
+        lines.append(f"| [{e['id']}](tables/{e['id']}.md) | {e['title']} | {e['done']} / {e['runs']} | "
+                     f"{claims} | {figs} |")
     Path(reports).mkdir(parents=True, exist_ok=True)
     (Path(reports) / "README.md").write_text("\n".join(lines) + "\n")
 

@@ -55,6 +55,8 @@ class TableSpec:
     evaluate: Callable[..., dict] | None = None  # evaluate stage: (RunSpec, run record, EvalParams, workdir) → metrics
     EvalParams: type[BaseModel] = Strict  # validates `evaluate.<key>`
     figures: list[Callable[..., list[Path]]] = field(default_factory=list)  # (TableResult, out_dir) → written files
+    sections: list[Callable[..., str]] = field(default_factory=list)  # (TableResult) → extra markdown (e.g. a
+    # claim measured on per-epoch curves rather than on the table's metric)
     notes: str = ""  # shown under the table: deviations from the paper, options used
 
     @property
