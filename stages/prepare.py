@@ -4,4 +4,5 @@ import sys
 
 from curriculab.cli import main
 
-sys.exit(main(["prepare", *sys.argv[1:]]))
+if __name__ == "__main__":  # worker processes re-import this module
+    sys.exit(main(["prepare", *sys.argv[1:]]))
