@@ -17,7 +17,7 @@ MICRO = {
     "profile": "micro",
     "description": "test profile: digits only, one epoch",
     "prepare": {"datasets": ["digits"]},
-    "executor": {"workers": 1, "threads": 1},
+    "executor": {"workers": 2, "threads": 1},  # the default path: spawned workers import the stage module
     "pretrain": {},
     "evaluate": {},
     "tables": {"baseline": {

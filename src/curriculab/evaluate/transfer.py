@@ -8,7 +8,9 @@ mean/std: the frozen network keeps the preprocessing it was trained with.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -33,6 +35,7 @@ class ProbeParams(Strict):
     subset_per_class: Annotated[int, Field(ge=1)] | None = None  # target training items per class
     test_limit: Annotated[int, Field(ge=1)] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Annotated[int, Field(ge=1)] = 1  # CPU threads, fixed so the numbers do not depend on the machine
 
 
 class ZeroShotParams(Strict):
@@ -41,6 +44,17 @@ class ZeroShotParams(Strict):
     targets: Annotated[dict[str, str], Field(min_length=1)]  # table column → target dataset
     oracle: bool = True  # also report the target-only oracle (same settings, trained on the target)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Annotated[int, Field(ge=1)] = 1  # CPU threads, fixed so the numbers do not depend on the machine
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def target_data(run: RunConfig, dataset: str, source: DeviceData, workdir: Path,
@@ -67,7 +81,8 @@ def extract_features(model: nn.Module, predict, x_uint8: torch.Tensor, data: Dev
                      batch_size: int = 1000) -> torch.Tensor:
     """The input of the model's last linear layer (the penultimate features), for every image."""
     feats: list[torch.Tensor] = []
-    handle = last_linear(model).register_forward_pre_hook(lambda _m, args: feats.append(args[0].detach().float()))
+    head = last_linear(model)
+    handle = head.register_forward_pre_hook(lambda _m, args: feats.append(args[0].detach().float()))
     try:
         for i in range(0, len(x_uint8), batch_size):
             predict(model, data.to_input(x_uint8[i:i + batch_size], augment=False))
@@ -86,9 +101,12 @@ def mlp(d_in: int, hidden: int, layers: int, classes: int) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-def train_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-                test: tuple[torch.Tensor, torch.Tensor], classes: int, p: ProbeParams, seed: int) -> dict[str, float]:
-    """Fit the MLP with Adam; test accuracy at the last epoch and at the epoch with the best validation accuracy."""
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def train_probe(train: Split, val: Split, test: Split, classes: int, p: ProbeParams, seed: int
+                ) -> dict[str, float]:
+    """Fit the MLP with Adam; test accuracy at its last epoch and at its epoch of best validation accuracy."""
     gen = torch.Generator(device=train[0].device)
     gen.manual_seed(seed)
     torch.manual_seed(seed)
@@ -115,7 +133,12 @@ def train_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tenso
 
 
 def feature_probe(run, record: dict, p: ProbeParams, workdir: Path) -> dict[str, float]:
-    """Table 3: for each target, `probe_<target>_acc` (last MLP epoch) and `_acc_at_best_val`."""
+    """Table 3: per target `probe_<target>_acc` (last MLP epoch) and `_acc_at_best_val`; their means."""
+    with cpu_threads(p.threads):
+        return _feature_probe(run, p, workdir)
+
+
+def _feature_probe(run, p: ProbeParams, workdir: Path) -> dict[str, float]:
     from curriculab.engine.loop import load_trained
 
     model, data, hooks = load_trained(run.config, run.dir(workdir), workdir, p.device)
@@ -130,11 +153,14 @@ def feature_probe(run, record: dict, p: ProbeParams, workdir: Path) -> dict[str,
         feats = {k: (extract_features(model, predict, x, tgt), y) for k, (x, y) in splits.items()}
         res = train_probe(feats["train"], feats["val"], feats["test"], tgt.classes, p, run.seed)
         out.update({f"probe_{target}_{k}": v for k, v in res.items()})
+    for k in ("acc", "acc_at_best_val"):  # the headline: mean over the probed targets
+        out[f"probe_mean_{k}"] = sum(out[f"probe_{t}_{k}"] for t in p.targets) / len(p.targets)
     return out
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, predict, data: DeviceData, split: str = "test", batch_size: int = 1000) -> float:
+def accuracy(model: nn.Module, predict, data: DeviceData, split: str = "test", batch_size: int = 1000
+             ) -> float:
     correct, n = 0, 0
     for x, y in data.eval_batches(split, batch_size):
         correct += int((predict(model, x).argmax(1) == y).sum())
@@ -152,7 +178,6 @@ def oracle_record(run, target: str, workdir: Path) -> dict:
     from curriculab.executor import read_record
 
     cfg = run.config.model_copy(update={"data": run.config.data.model_copy(update={"dataset": target})})
-    cfg = RunConfig.model_validate(cfg.model_dump(mode="json"))
     rid = stable_hash(cfg.model_dump(mode="json"))
     key = table_key(run.table)
     for d in (Path(workdir) / "runs" / key / rid, Path(workdir) / "runs" / "eval" / key / "oracle" / rid):
@@ -164,12 +189,17 @@ def oracle_record(run, target: str, workdir: Path) -> dict:
 
 def zero_shot(run, record: dict, p: ZeroShotParams, workdir: Path) -> dict[str, float]:
     """Table 5: `target_acc` (source-trained model on the target test split) and the target-only oracle."""
-    from curriculab.engine.loop import load_trained
 
     if run.column not in p.targets:
-        raise ConfigError(f"evaluate.{table_key(run.table)}.targets: no target dataset for column {run.column!r}; "
-                          f"add `{run.column}: <dataset>`")
-    target = p.targets[run.column]
+        raise ConfigError(f"evaluate.{table_key(run.table)}.targets: no target dataset for column "
+                          f"{run.column!r}; add `{run.column}: <dataset>`")
+    with cpu_threads(p.threads):
+        return _zero_shot(run, p, p.targets[run.column], workdir)
+
+
+def _zero_shot(run, p: ZeroShotParams, target: str, workdir: Path) -> dict[str, float]:
+    from curriculab.engine.loop import load_trained
+
     model, data, hooks = load_trained(run.config, run.dir(workdir), workdir, p.device)
     tgt = target_data(run.config, target, data, workdir, test_limit=run.config.data.test_limit)
     out = {"target_acc": accuracy(model, hooks.predict, tgt)}

@@ -35,7 +35,8 @@ LOG2PI = math.log(2 * math.pi)
 def log_bernoulli(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log p(x|z) per sample: −BCE summed over every non-batch dimension (logits (..., C, H, W))."""
     x = x.expand_as(logits)
-    return -F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none").flatten(-3).sum(-1)
+    bce = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
+    return -bce.flatten(-3).sum(-1)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -61,7 +62,7 @@ def negative_elbo(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], x: t
 @torch.no_grad()
 def iw_nll(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, decode: Callable, k: int, chunk: int = 64,
            gen: torch.Generator | None = None) -> torch.Tensor:
-    """Per-image importance-weighted NLL estimate with k samples from q(z|x) = N(μ, σ²) (Burda et al. 2015)."""
+    """Per-image importance-weighted NLL with k samples from q(z|x) = N(μ, σ²) (Burda et al. 2015)."""
     mu, logvar = mu.float(), logvar.float()
     n, d = mu.shape
     logw = torch.empty(n, k, device=x.device)
@@ -79,7 +80,7 @@ def iw_nll(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, decode: Call
 
 def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, gen: torch.Generator | None = None,
                        chunk: int = 1024) -> float:
-    """I_q(x; z) = E[log q(z|x)] − E[log q(z)] with q(z) the aggregate posterior of the N rows (He et al. 2019)."""
+    """I_q(x; z) = E[log q(z|x)] − E[log q(z)], q(z) the aggregate posterior of the N rows (He et al. 2019)"""
     mu, logvar = mu.float(), logvar.float()
     n, d = mu.shape
     neg_entropy = (-0.5 * d * LOG2PI - 0.5 * (1 + logvar).sum(-1)).mean()  # E_q(z|x) log q(z|x), exact
@@ -109,7 +110,7 @@ def _vae(model: nn.Module) -> tuple[Callable, Callable]:
 
 @register_task
 class VAETask(Task):
-    """Outputs (logits, μ, log σ²); loss −ELBO_β (β-VAE when β > 1); primary metric −ELBO (lower is better)."""
+    """Outputs (logits, μ, log σ²); loss −ELBO_β (β-VAE when β > 1); primary metric −ELBO (lower is better)"""
 
     name = "vae"
     primary = "nelbo"
@@ -130,8 +131,8 @@ class VAETask(Task):
         if not self._checked:
             lo, hi = float(x.min()), float(x.max())
             if lo < -1e-6 or hi > 1 + 1e-6:
-                raise ValueError(f"task 'vae' needs inputs in [0, 1] for its Bernoulli decoder, got [{lo:.3g}, "
-                                 f"{hi:.3g}]: set data.augment.normalize: false in the table")
+                raise ValueError(f"task 'vae' needs inputs in [0, 1] for its Bernoulli decoder, got "
+                                 f"[{lo:.3g}, {hi:.3g}]: set data.augment.normalize: false in the table")
             self._checked = True
 
     def loss(self, outputs: Any, batch: Batch) -> torch.Tensor:
@@ -148,7 +149,8 @@ class VAETask(Task):
         for x, _ in batches:
             self._check(x)
             nelbo, rec, kl = negative_elbo(predict(x), x, self.params.beta)
-            part = torch.stack([nelbo.sum(), rec.sum(), kl.sum(), torch.tensor(float(len(x)), device=x.device)])
+            n = torch.tensor(float(len(x)), device=x.device)
+            part = torch.stack([nelbo.sum(), rec.sum(), kl.sum(), n])
             tot = part if tot is None else tot + part
         nelbo, rec, kl, n = tot.tolist()
         return {"loss": nelbo / n, "nelbo": nelbo / n, "rec": rec / n, "kl": kl / n}

@@ -28,7 +28,8 @@ from curriculab.config import Strict
 from curriculab.kernels import gaussian_kernel
 from curriculab.methods.base import Method, TrainState
 
-__all__ = ["CBS", "GaussianSmoothing", "SmoothedInput", "WeightInit", "conv_sites", "gaussian_kernel", "sigma_at"]
+__all__ = ["CBS", "GaussianSmoothing", "SmoothedInput", "WeightInit", "conv_sites", "gaussian_kernel",
+           "sigma_at"]
 
 PLACEMENTS = ("all", "no_shortcut", "vgg_official", "single")
 _VGG_CONV = re.compile(r"^(?P<block>.*blocks\.\d+)\.conv(?P<k>\d+)\.conv$")
@@ -40,22 +41,31 @@ class GaussianSmoothing(nn.Module):
     def __init__(self, channels: int, sigma: float, size: int = 3):
         super().__init__()
         self.channels, self.size, self.sigma = channels, size, float(sigma)
-        self.register_buffer("kernel", gaussian_kernel(sigma, size).expand(channels, 1, size, size).clone())
+        k = gaussian_kernel(sigma, size)
+        self.register_buffer("kernel", k.expand(channels, 1, size, size).clone())
+        self.identity = _is_identity(k)
 
     @torch.no_grad()
-    def set_sigma(self, sigma: float) -> None:
+    def set_sigma(self, sigma: float, kernel: torch.Tensor | None = None) -> None:
         """Rewrite the kernel in place for a new σ (the module and its buffer are kept)."""
         if sigma != self.sigma:
-            self.kernel.copy_(gaussian_kernel(sigma, self.size).to(self.kernel).expand_as(self.kernel))
-            self.sigma = float(sigma)
+            k = gaussian_kernel(sigma, self.size) if kernel is None else kernel
+            self.kernel.copy_(k.to(self.kernel).expand_as(self.kernel))
+            self.sigma, self.identity = float(sigma), _is_identity(k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.sigma == 0 or self.size == 1:  # the kernel is a centred delta: exactly the identity
+        if self.identity:  # σ = 0, or so small that the float32 kernel is a centred delta: skip the conv
             return x
         return F.conv2d(x, self.kernel.to(x.dtype), padding=self.size // 2, groups=self.channels)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, size={self.size}, sigma={self.sigma:g}"
+
+
+def _is_identity(k: torch.Tensor) -> bool:
+    """True when the float32 kernel's centre is exactly 1: every other tap is below float32 resolution."""
+    c = k.shape[-1] // 2
+    return bool(k[c, c] == 1.0)
 
 
 class SmoothedInput(nn.Module):
@@ -92,7 +102,8 @@ def conv_sites(model: nn.Module, placement: str = "all", transposed: bool = Fals
             raise ValueError(f"methods.cbs.layer: {layer} is not a conv index of this model "
                              f"(it has {len(convs)} convs: 0 to {len(convs) - 1})")
         return [convs[layer][0]]
-    raise ValueError(f"methods.cbs.placement: unknown placement {placement!r}; valid: {', '.join(PLACEMENTS)}")
+    raise ValueError(f"methods.cbs.placement: unknown placement {placement!r}; "
+                     f"valid: {', '.join(PLACEMENTS)}")
 
 
 def sigma_at(t: float, sigma0: float, decay: float, period: float, official_first_decay: bool = False,
@@ -152,6 +163,7 @@ class CBS(Method):
         self.layers: list[GaussianSmoothing] = []
         self.sigma = params.sigma
         self.sites: list[str] = []
+        self._trace: list[list[float]] = []  # [t (epochs), σ] at each change, for the σ figures
 
     # -- model
     def wrap_model(self, model: nn.Module) -> nn.Module:
@@ -173,25 +185,39 @@ class CBS(Method):
 
     # -- schedule
     def set_sigma(self, sigma: float) -> None:
+        if sigma == self.sigma and all(layer.sigma == sigma for layer in self.layers):
+            return
         self.sigma = sigma
+        kernel = gaussian_kernel(sigma, self.params.kernel_size)
         for layer in self.layers:
-            layer.set_sigma(sigma)
+            layer.set_sigma(sigma, kernel)
 
     def sigma_at(self, t: float) -> float:
         p = self.params
         return sigma_at(t, p.sigma, p.decay, p.period, p.official_first_decay, p.constant)
 
+    def _advance(self, t: float) -> None:
+        sigma = self.sigma_at(t)
+        if sigma != self.sigma or not self._trace:
+            self._trace.append([round(t, 6), sigma])
+        self.set_sigma(sigma)
+
     def on_epoch_start(self, state: TrainState) -> None:
-        self.set_sigma(self.sigma_at(state.epoch))
+        self._advance(state.epoch)
 
     def on_step_end(self, state: TrainState) -> None:
-        """Fractional periods decay within an epoch; a decay due at an epoch boundary waits for the next epoch."""
+        """Fractional periods decay within an epoch; a decay due at an epoch boundary waits for the epoch."""
         t = state.step / max(1, state.steps_per_epoch)
         if t < state.epoch + 1 - 1e-9:
-            self.set_sigma(self.sigma_at(t))
+            self._advance(t)
 
     def state_metrics(self) -> dict[str, float]:
         return {"sigma": self.sigma}
+
+    def epoch_artifacts(self) -> dict:
+        """σ at each change during the epoch, [[t in epochs, σ], ...] (the first epoch starts with σ0)."""
+        trace, self._trace = self._trace, []
+        return {"sigma_trace": trace}
 
     # -- resume / evaluate-stage loading
     def state_dict(self) -> dict:
