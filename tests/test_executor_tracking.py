@@ -69,3 +69,14 @@ def test_mlflow_runs_are_searchable(params, workdir):
     assert row["metrics.final.test_acc"] == pytest.approx(records[0]["final"]["test_acc"])
     hist = mlflow.MlflowClient().get_metric_history(row["run_id"], "val_acc")
     assert [m.step for m in hist] == [1]
+
+
+def test_run_id_hashes_method_defaults(params):
+    from curriculab.methods import registry
+
+    params.tables["baseline"].rows["baseline"] = {"methods": {"data_parameters": {"curriculum": "class"}}}
+    run = expand_table(get_spec("baseline"), params)[0]
+    dp = run.config.methods["data_parameters"]
+    assert dp["weight_decay_mode"] == "all" and dp["class_init"] == 1.0  # defaults are part of the settings
+    defaults = registry()["data_parameters"].Params().model_dump()
+    assert set(dp) == set(defaults)

@@ -52,6 +52,12 @@ def check_methods(methods: dict, path: str, run=None) -> None:
                 claimed[hook] = name
 
 
+def resolve_methods(methods: dict) -> dict[str, dict]:
+    """Each method's params with every default filled in, so the run id hashes what the run really uses."""
+    reg = registry()
+    return {name: reg[name].Params.model_validate(params or {}).model_dump() for name, params in methods.items()}
+
+
 def build_methods(methods: dict, ctx: MethodContext) -> list[Method]:
     """Instantiate the run's methods in the order listed."""
     reg = registry()

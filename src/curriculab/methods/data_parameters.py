@@ -7,8 +7,8 @@ whose absent items keep their value and momentum buffer, and at evaluation the l
 default `predict`).
 
 Paper vs official code (apple/ml-data-parameters), both selectable here:
-- weight decay on log σ: `all` = the paper's ℓ2 on the whole vector; `minibatch` (default) = the official
-  `0.5·wd·Σ p²` over the minibatch entries, one term per occurrence;
+- weight decay on log σ: `all` (default) = the paper's ℓ2 on the whole vector (§3.1); `minibatch` = the
+  official `0.5·wd·Σ p²` over the minibatch entries, one term per occurrence;
 - the official code clamps log σ to [log 1/20, log 20] after every step (default; `clamp: null` turns it off).
 """
 
@@ -99,7 +99,7 @@ class DataParameters(Method):
         inst_lr: NonNegFloat = 0.2  # §3.4: 0.2 (noisy CIFAR); 0.8 ImageNet
         inst_weight_decay: NonNegFloat = 0.0  # official noisy CIFAR: 0; ImageNet 1e-8
         momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-        weight_decay_mode: Literal["minibatch", "all"] = "minibatch"  # official vs paper (ℓ2 on the vector)
+        weight_decay_mode: Literal["all", "minibatch"] = "all"  # paper (ℓ2 on the vector) vs official code
         clamp: Annotated[list[Sigma], Field(min_length=2, max_length=2)] | None = [0.05, 20.0]  # σ; null: off
         top_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.4  # Fig. 4 right: top share ranked by σ^inst
 

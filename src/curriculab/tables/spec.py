@@ -133,7 +133,7 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
     from curriculab.config import format_error
     from curriculab.data.sources import SOURCES
     from curriculab.engine.tasks import task_names
-    from curriculab.methods import check_methods
+    from curriculab.methods import check_methods, resolve_methods
     from curriculab.models import check_model
 
     t = params.tables[spec.key]
@@ -152,6 +152,7 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
     check_name("task", cfg.task, task_names(), _source_path(spec.key, frags, "task"))
     check_model(cfg.model.name, cfg.model.kwargs, _source_path(spec.key, frags, "model"))
     check_methods(cfg.methods, _source_path(spec.key, frags, "methods"), run=cfg)
+    cfg.methods = resolve_methods(cfg.methods)
     return RunSpec(spec.id, row, column, seed, cfg, stable_hash(cfg.model_dump(mode="json")))
 
 
