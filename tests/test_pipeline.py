@@ -26,6 +26,13 @@ MICRO = {
                 "data": {"subset_per_class": 30}},
         "columns": {"digits": {"data": {"dataset": "digits"}}},
         "rows": {"baseline": {"methods": {"baseline": {}}}},
+    }, "dp_t2b": {  # a second table, to show that editing one table re-runs that table alone
+        "seeds": [0],
+        "run": {"model": {"name": "small_cnn", "width": 0.25}, "train": {"epochs": 1, "batch_size": 64},
+                "data": {"dataset": "digits", "subset_per_class": 30, "noise": {"rate": 0.2}}},
+        "columns": {"digits_noise20": {}},
+        "rows": {"baseline": {"methods": {"baseline": {}}},
+                 "instance": {"methods": {"data_parameters": {"curriculum": "instance"}}}},
     }},
 }
 
@@ -51,6 +58,7 @@ def project(tmp_path_factory) -> Path:
 def test_repro_builds_reports_then_is_a_no_op_then_reruns_only_what_changed(project):
     out = _dvc(project, "repro")
     assert "Running stage 'prepare'" in out and "Running stage 'train@baseline'" in out
+    assert "Running stage 'train@dp_t2b'" in out and (project / "reports" / "tables" / "dp.t2b.md").is_file()
     md = (project / "reports" / "tables" / "baseline.md").read_text()
     assert "Profile: **micro**" in md and "Runs finished: 3 of 3" in md
     assert " (3) |" in md  # mean ± std over 3 seeds
@@ -65,5 +73,6 @@ def test_repro_builds_reports_then_is_a_no_op_then_reruns_only_what_changed(proj
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     third = _dvc(project, "repro")
     assert "Running stage 'train@baseline'" in third and "Running stage 'prepare'" not in third
+    assert "Running stage 'train@dp_t2b'" not in third
     assert "3 already finished, 1 to train" in third
     assert "Runs finished: 4 of 4" in (project / "reports" / "tables" / "baseline.md").read_text()

@@ -346,3 +346,20 @@ def test_too_many_clusters_per_batch(spl_workdir):
 
         params = Params.model_validate({"prepare": {"datasets": ["digits"]}})
         SPLAdvise.pretrain(validate(PretrainParams, {"datasets": ["syndigits"]}), params, workdir)
+
+
+def test_missing_embedding_stops_the_table_before_any_run_trains(workdir):
+    from curriculab.config import ExecutorCfg, Params
+    from curriculab.executor import run_all
+    from curriculab.tables.spec import expand_table, get_spec
+
+    table = {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25}, "train": {"epochs": 1},
+                                   "data": {"dataset": "digits", "subset_per_class": 10}},
+             "rows": {"Random": {"methods": {"spl_advise": {"selection": "random"}}},
+                      "SPL-ADVisE": {"methods": {"spl_advise": {"clusters": "embedding", "embedding": TINY}}}}}
+    params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"spl_t1": table}})
+    runs = expand_table(get_spec("spl.t1"), params)
+    assert [r.row for r in runs] == ["Random", "SPL-ADVisE"]  # the run that could train comes first
+    with pytest.raises(ConfigError, match="embedding checkpoint missing"):
+        run_all(runs, workdir, ExecutorCfg())
+    assert not (workdir / "runs").exists()  # nothing trained

@@ -73,8 +73,14 @@ def _execute_on(run: RunSpec, workdir: str, slot: int, devices: int) -> dict:
 def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorCfg) -> list[dict]:
     """Execute runs in order (workers = 1), over local worker processes, or on a Ray cluster.
 
-    Results come back in the order of `runs` whatever the mode.
+    Results come back in the order of `runs` whatever the mode. Every unfinished run passes its
+    methods' preflight checks before any run starts.
     """
+    from curriculab.methods import preflight
+
+    for r in runs:
+        if not is_finished(r, workdir):
+            preflight(r.config, workdir)
     if cfg.backend == "ray":
         return _run_ray(runs, workdir)
     if cfg.workers == 1 or len(runs) <= 1:

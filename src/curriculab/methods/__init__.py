@@ -58,6 +58,13 @@ def resolve_methods(methods: dict) -> dict[str, dict]:
     return {name: reg[name].Params.model_validate(params or {}).model_dump() for name, params in methods.items()}
 
 
+def preflight(run, workdir) -> None:
+    """Every method's `preflight` check for one resolved run (raises ConfigError)."""
+    reg = registry()
+    for name, params in run.methods.items():
+        reg[name].preflight(reg[name].Params.model_validate(params), run, workdir)
+
+
 def build_methods(methods: dict, ctx: MethodContext) -> list[Method]:
     """Instantiate the run's methods in the order listed."""
     reg = registry()

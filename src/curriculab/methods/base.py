@@ -116,6 +116,11 @@ class Method:
         pass
 
     @classmethod
+    def preflight(cls, params: BaseModel, run: RunConfig, workdir: Any) -> None:
+        """Checks that need files on disk (e.g. a pretrained model), run for every unfinished run of a
+        table before any of them trains, so a user error stops the stage before work is spent."""
+
+    @classmethod
     def overrides(cls, hook: str) -> bool:
         return getattr(cls, hook) is not getattr(Method, hook)
 

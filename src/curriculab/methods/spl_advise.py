@@ -39,6 +39,7 @@ from curriculab.config import (
     stable_hash,
     validate,
 )
+from curriculab.data.prepared import read_meta
 from curriculab.methods.base import Batch, Method, MethodContext, TrainState, cross_entropy
 
 Variance = Literal["rippel", "squared"]
@@ -373,6 +374,13 @@ class SPLAdvise(Method):
     name = "spl_advise"
     Params = SPLAdviseParams
     PretrainParams = PretrainParams
+
+    @classmethod
+    def preflight(cls, params: SPLAdviseParams, run, workdir) -> None:
+        """A missing or stale embedding stops the stage before any run of the table trains."""
+        if params.selection != "random" and params.clusters == "embedding":
+            checksum = read_meta(Path(workdir) / "data", run.data.dataset)["checksum"]
+            load_embedding_clusters(Path(workdir), params.embedding, run.data.dataset, checksum)
 
     def __init__(self, params: SPLAdviseParams, ctx: MethodContext):
         super().__init__(params, ctx)
