@@ -22,11 +22,17 @@ def read_record(run_dir: Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def _current_checksum(run: RunSpec, workdir: Path) -> str:
+    return read_meta(Path(workdir) / "data", run.config.data.dataset)["checksum"]
+
+
+def _is_done(rec: dict | None, checksum: str) -> bool:
+    return bool(rec and rec.get("status") == "done" and rec.get("data_checksum") == checksum)
+
+
 def is_finished(run: RunSpec, workdir: Path) -> bool:
     """Done, and trained on the data that is prepared now (same checksum)."""
-    rec = read_record(run.dir(workdir))
-    checksum = read_meta(Path(workdir) / "data", run.config.data.dataset)["checksum"]
-    return bool(rec and rec.get("status") == "done" and rec.get("data_checksum") == checksum)
+    return _is_done(read_record(run.dir(workdir)), _current_checksum(run, workdir))
 
 
 def execute(run: RunSpec, workdir: Path, position: int = 0) -> dict:
@@ -35,9 +41,9 @@ def execute(run: RunSpec, workdir: Path, position: int = 0) -> dict:
 
     workdir = Path(workdir)
     d = run.dir(workdir)
-    checksum = read_meta(workdir / "data", run.config.data.dataset)["checksum"]
+    checksum = _current_checksum(run, workdir)
     rec = read_record(d)
-    if rec and rec.get("status") == "done" and rec.get("data_checksum") == checksum:
+    if _is_done(rec, checksum):
         return rec
     if rec and rec.get("data_checksum") != checksum:  # trained on other data: start again
         shutil.rmtree(d)

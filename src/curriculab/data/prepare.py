@@ -33,6 +33,7 @@ def prepare_all(params: Params, workdir: Path, progress: bool = False) -> list[s
             raw = SOURCES[name](params.prepare)
             write_prepared(root, name, raw.x, raw.y, raw.splits, raw.classes, {**raw.info, "settings": settings})
             written.append(name)
+        prep = None  # loaded (and checksum-verified) once, only if a copy has to be made
         for cname, (maker, cparams) in copies.items():
             datasets = getattr(cparams, "datasets", None)
             if datasets and name not in datasets:
@@ -42,7 +43,7 @@ def prepare_all(params: Params, workdir: Path, progress: bool = False) -> list[s
             if any(c["info"].get("group") == cname and c["info"].get("settings") == tag
                    for c in meta["copies"].values()):
                 continue
-            prep = load_prepared(root, name)
+            prep = prep or load_prepared(root, name)
             for copy_name, x in maker.make(prep.x, cparams).items():
                 write_copy(root, name, copy_name, x, {"settings": tag, "group": cname})
             written.append(f"{name}/{cname}")

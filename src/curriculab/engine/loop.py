@@ -158,7 +158,8 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
         lr = schedule.set_epoch(epoch)
         forward.train()
         hooks.call("on_epoch_start", state)
-        sums = torch.zeros(3, device=device)  # loss·n, correct, n
+        sums = torch.zeros(2, device=device)  # loss·n, correct: summed on the device, read once per epoch
+        seen = 0
         for batch in tqdm(hooks.train_batches(epoch, state, default_batches), total=state.steps_per_epoch,
                           leave=False, disable=not show, desc=f"epoch {epoch + 1}"):
             with _autocast(device, run):
@@ -174,11 +175,12 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
                 o.step()
             state.step += 1
             n = len(batch.index)
-            sums += torch.stack([loss.detach().float() * n, task.correct(outputs, batch.y).float(),
-                                 torch.tensor(float(n), device=device)])
+            sums += torch.stack([loss.detach().float() * n, task.correct(outputs, batch.y).float()])
+            seen += n
             hooks.call("on_step_end", state)
         hooks.call("on_epoch_end", state)
-        tl, tc, tn = sums.tolist()
+        tl, tc = sums.tolist()
+        tn = seen
         forward.eval()
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1),
                "train_seen": int(tn), "step": state.step}
