@@ -1,0 +1,188 @@
+"""Adversarial evaluation: the normalising wrapper against analytic FGSM, ε = 0, the EOT gradient, bad input,
+and one table end to end (attack, cache, sanity checks, report section)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from curriculab.config import ConfigError, load_params
+from curriculab.evaluate.adversarial import (
+    ATTACKS,
+    AttackParams,
+    Classifier,
+    attack,
+    resolve_attack,
+    robust_accuracy,
+)
+
+
+def linear_classifier(seed: int = 0, channels: int = 2, classes: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(channels * 16, classes))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn(classes, channels * 16, generator=g))
+        model[1].bias.copy_(torch.randn(classes, generator=g))
+    mean = torch.tensor([0.3, 0.6])[:channels].reshape(1, channels, 1, 1)
+    std = torch.tensor([0.2, 0.5])[:channels].reshape(1, channels, 1, 1)
+    x = 0.2 + 0.6 * torch.rand(8, channels, 4, 4, generator=g)  # away from the [0, 1] borders
+    y = torch.randint(0, classes, (8,), generator=g)
+    return model.eval(), mean, std, x, y
+
+
+def test_fgsm_through_the_wrapper_equals_analytic_fgsm_on_a_linear_model():
+    model, mean, std, x, y = linear_classifier()
+    eps = 0.03
+    adv = attack(Classifier(model, mean, std), "fgsm", resolve_attack("fgsm", AttackParams(eps=eps), ""), x, y)
+    w, b = model[1].weight, model[1].bias
+    z = ((x - mean) / std).flatten(1)
+    p = torch.softmax(z @ w.T + b, 1)
+    grad_z = (p - F.one_hot(y, 3).float()) @ w  # ∂CE/∂z of a linear model: (softmax − onehot)·W
+    grad_x = grad_z.reshape(x.shape) / std  # the normalisation layer: ∂z/∂x = 1/σ per channel
+    expected = (x + eps * grad_x.sign()).clamp(0, 1)
+    assert torch.allclose(adv, expected, atol=1e-6)
+    assert (adv - x).abs().max() <= eps + 1e-6
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_eps_zero_is_the_identity(name):
+    model, mean, std, x, y = linear_classifier(1)
+    clf = Classifier(model, mean, std)
+    ap = resolve_attack(name, AttackParams(eps=0.0), "")
+    assert torch.equal(attack(clf, name, ap, x, y), x)
+    acc, bounds = robust_accuracy(clf, name, ap, x, y, batch_size=3)
+    clean = float((model((x - mean) / std).argmax(1) == y).double().mean())
+    assert acc[""] == pytest.approx(clean) and bounds.linf == 0 and bounds.ok()
+
+
+def test_defaults_are_the_official_robustness_script():
+    pgd, bim, mim, fgsm = (resolve_attack(n, AttackParams(), "") for n in ("pgd", "bim", "mim", "fgsm"))
+    assert pgd.eps == bim.eps == mim.eps == fgsm.eps == pytest.approx(8 / 255)
+    assert (pgd.steps, pgd.step, pgd.random_start) == (10, pytest.approx(2 / 255), False)
+    assert (bim.steps, bim.step) == (10, pytest.approx(8 / 255 / 10))
+    assert (mim.steps, mim.step, mim.decay) == (10, pytest.approx(8 / 255 / 10), 1.0)
+    assert fgsm.steps == 1
+
+
+def noisy_predict(model, z):
+    """A randomised predict hook: one random draw of additive noise per call (global torch RNG)."""
+    return model(z + 0.5 * torch.randn_like(z))
+
+
+def test_eot_gradient_is_the_mean_of_the_per_draw_gradients():
+    model, mean, std, x, y = linear_classifier(2)
+    draws = 5
+    eot = Classifier(model, mean, std, noisy_predict, draws=draws)
+    one = Classifier(model, mean, std, noisy_predict)
+
+    torch.manual_seed(7)
+    xe = x.clone().requires_grad_(True)
+    (g_eot,) = torch.autograd.grad(F.cross_entropy(eot(xe), y.repeat(draws)), xe)
+    torch.manual_seed(7)  # the same draws, one at a time
+    per = []
+    for _ in range(draws):
+        xs = x.clone().requires_grad_(True)
+        per.append(torch.autograd.grad(F.cross_entropy(one(xs), y), xs)[0])
+    mean_grad = torch.stack(per).mean(0)
+    assert torch.allclose(g_eot, mean_grad, atol=1e-7)
+    assert not torch.allclose(per[0], per[1])  # the draws differ: the average is not trivial
+
+    # and the attack steps along it: FGSM through the EOT classifier = x + ε·sign(mean gradient)
+    torch.manual_seed(7)
+    adv = attack(eot, "fgsm", resolve_attack("fgsm", AttackParams(eps=0.02), ""), x, y)
+    assert torch.allclose(adv, (x + 0.02 * mean_grad.sign()).clamp(0, 1), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def write_params(tmp_path, adversarial: dict, extra_evaluate: dict | None = None):
+    params = {
+        "prepare": {"datasets": ["digits"]},
+        "tracking": {"enabled": False},
+        "tables": {"baseline": {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25}},
+                                "columns": {"digits": {"data": {"dataset": "digits"}}},
+                                "rows": {"baseline": {"methods": {"baseline": {}}}}}},
+        "evaluate": {"baseline": {"adversarial": adversarial, **(extra_evaluate or {})}},
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"attacks": {"pgd": {"eps": -0.1}}}, "evaluate.baseline.adversarial.attacks.pgd.eps"),
+    ({"attacks": {"fgsm": {"eps": 1.5}}}, "evaluate.baseline.adversarial.attacks.fgsm.eps"),
+    ({"attacks": {"bim": {"steps": 0}}}, "evaluate.baseline.adversarial.attacks.bim.steps"),
+    ({"attacks": ["pgd", "fgsn"]}, "unknown attack 'fgsn'; did you mean 'fgsm'"),
+    ({"rows": ["cbs"]}, "evaluate.baseline.adversarial.rows.0: unknown row 'cbs'"),
+    ({"columns": ["fashion_mnist"]}, "evaluate.baseline.adversarial.columns.0: unknown column"),
+    ({"attacks": {"fgsm": {"steps": 5}}}, "attacks.fgsm.steps: FGSM is a single step"),
+    ({"attacks": {"bim": {"random_start": True}}}, "attacks.bim.random_start: only PGD"),
+    ({"defences": {"baseline": {}}}, "defences.baseline: method 'baseline' has no predict hook"),
+    ({"defences": {"nosuch": {}}}, "evaluate.baseline.adversarial.defences.nosuch: unknown method"),
+])
+def test_bad_adversarial_blocks_are_one_line_errors(tmp_path, block, message):
+    with pytest.raises(ConfigError) as err:
+        load_params(write_params(tmp_path, block))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_validate_command_rejects_a_bad_block(tmp_path, capsys):
+    from curriculab.cli import main
+
+    assert main(["validate", str(write_params(tmp_path, {"attacks": {"pgd": {"eps": 2}}}))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: evaluate.baseline.adversarial.attacks.pgd.eps") and "\n" not in err
+
+
+def test_an_adversarial_block_attaches_to_a_table_without_an_evaluate_step(tmp_path):
+    params = load_params(write_params(tmp_path, {"attacks": ["fgsm", "pgd"], "limit": 50}))
+    assert params.evaluate["baseline"]["adversarial"]["limit"] == 50
+    with pytest.raises(ConfigError, match="no evaluate step of its own"):
+        load_params(write_params(tmp_path, {"attacks": ["fgsm"]}, {"targets": ["digits"]}))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_table_end_to_end(workdir):
+    """Train one tiny run, attack it through the evaluate command, and render the report section."""
+    from curriculab.cli import main
+    from curriculab.tables.report import load_result, render_table
+
+    params_path = workdir / "params.yaml"
+    params_path.write_text(yaml.safe_dump({
+        "prepare": {"datasets": ["digits", "syndigits"]},
+        "executor": {"workers": 1},
+        "tracking": {"enabled": False},
+        "tables": {"baseline": {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25},
+                                                     "train": {"epochs": 2, "device": "cpu"}},
+                                "columns": {"digits": {"data": {"dataset": "digits"}}},
+                                "rows": {"baseline": {"methods": {"baseline": {}}}}}},
+        "evaluate": {"baseline": {"adversarial": {"attacks": ["fgsm", "bim", "mim", "pgd"], "limit": 120,
+                                                  "batch_size": 50, "device": "cpu"}}}}))
+    args = ["--params", str(params_path), "--workdir", str(workdir)]
+    assert main([*args, "train", "baseline"]) == 0
+    assert main([*args, "evaluate", "baseline"]) == 0
+    files = list((workdir / "runs" / "eval" / "baseline" / "adversarial").glob("*.json"))
+    assert len(files) == 1
+    rec = json.loads(files[0].read_text())
+    assert rec["adv_images"] == 120
+    for a in ATTACKS:
+        assert 0 <= rec[f"adv_{a}_acc"] <= rec["adv_clean_acc"]
+    assert rec["_sanity"]["monotone"] and all(b["ok"] for b in rec["_bounds"].values())
+    mtime = files[0].stat().st_mtime_ns
+    assert main([*args, "evaluate", "baseline"]) == 0  # cached: not attacked again
+    assert files[0].stat().st_mtime_ns == mtime
+
+    res = load_result("baseline", load_params(params_path), workdir)
+    assert "adv_pgd_acc" in res.finals().columns
+    md, _, _ = render_table(res)
+    assert "## Adversarial robustness" in md and "### Sanity checks" in md
+    assert "**FAILED**" not in md and "unreliable" not in md
