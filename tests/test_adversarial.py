@@ -186,3 +186,26 @@ def test_table_end_to_end(workdir):
     md, _, _ = render_table(res)
     assert "## Adversarial robustness" in md and "### Sanity checks" in md
     assert "**FAILED**" not in md and "unreliable" not in md
+
+
+def test_a_run_finished_in_another_table_is_reused_not_trained(workdir):
+    from curriculab.cli import main
+    from curriculab.executor import read_record
+
+    block = {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25},
+                                   "train": {"epochs": 1, "device": "cpu"}},
+             "columns": {"digits": {"data": {"dataset": "digits"}}},
+             "rows": {"baseline": {"methods": {"baseline": {}}}}}
+    params_path = workdir / "params.yaml"
+    params_path.write_text(yaml.safe_dump({"prepare": {"datasets": ["digits", "syndigits"]},
+                                           "tracking": {"enabled": False},
+                                           "tables": {"baseline": block, "robust_methods": block}}))
+    args = ["--params", str(params_path), "--workdir", str(workdir)]
+    assert main([*args, "train", "baseline"]) == 0
+    assert main([*args, "train", "robust_methods"]) == 0
+    (src,) = (workdir / "runs" / "baseline").iterdir()
+    copy = workdir / "runs" / "robust_methods" / src.name
+    rec = read_record(copy)
+    assert rec["reused_from"] == "baseline" and rec["labels"]["table"] == "robust.methods"
+    assert rec["final"] == read_record(src)["final"]
+    assert (copy / "checkpoint.pt").read_bytes() == (src / "checkpoint.pt").read_bytes()

@@ -150,7 +150,11 @@ class Classifier(nn.Module):
 
 
 def make_attack(name: str, clf: Classifier, p: AttackParams):
-    import torchattacks
+    try:
+        import torchattacks
+    except ImportError:
+        raise ConfigError("adversarial evaluation needs torchattacks: `make venv`, or `pip install --no-deps "
+                          "torchattacks==3.5.1`") from None
 
     cls = getattr(torchattacks, ATTACKS[name])
     if name == "fgsm":
