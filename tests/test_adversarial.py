@@ -152,40 +152,63 @@ def test_an_adversarial_block_attaches_to_a_table_without_an_evaluate_step(tmp_p
 
 
 def test_table_end_to_end(workdir):
-    """Train one tiny run, attack it through the evaluate command, and render the report section."""
+    """Train two tiny runs, attack them through the evaluate command (results on disk and in the runs' MLflow
+    records), render the report; a failed sanity check marks every verdict unreliable."""
+    import mlflow
+
     from curriculab.cli import main
     from curriculab.tables.report import load_result, render_table
+    from curriculab.tracking import tracking_uri
 
     params_path = workdir / "params.yaml"
     params_path.write_text(yaml.safe_dump({
         "prepare": {"datasets": ["digits", "syndigits"]},
         "executor": {"workers": 1},
-        "tracking": {"enabled": False},
-        "tables": {"baseline": {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25},
-                                                     "train": {"epochs": 2, "device": "cpu"}},
-                                "columns": {"digits": {"data": {"dataset": "digits"}}},
-                                "rows": {"baseline": {"methods": {"baseline": {}}}}}},
-        "evaluate": {"baseline": {"adversarial": {"attacks": ["fgsm", "bim", "mim", "pgd"], "limit": 120,
-                                                  "batch_size": 50, "device": "cpu"}}}}))
+        "tables": {"robust_methods": {
+            "seeds": [0],
+            "run": {"model": {"name": "small_cnn", "width": 0.25}, "train": {"epochs": 2, "device": "cpu"}},
+            "columns": {"digits": {"data": {"dataset": "digits"}}},
+            "rows": {"baseline": {"methods": {"baseline": {}}},
+                     "dp_class": {"methods": {"data_parameters": {"curriculum": "class"}}}}}},
+        "evaluate": {"robust_methods": {"adversarial": {"attacks": ["fgsm", "bim", "mim", "pgd"], "limit": 120,
+                                                        "batch_size": 50, "device": "cpu"}}}}))
     args = ["--params", str(params_path), "--workdir", str(workdir)]
-    assert main([*args, "train", "baseline"]) == 0
-    assert main([*args, "evaluate", "baseline"]) == 0
-    files = list((workdir / "runs" / "eval" / "baseline" / "adversarial").glob("*.json"))
-    assert len(files) == 1
-    rec = json.loads(files[0].read_text())
-    assert rec["adv_images"] == 120
-    for a in ATTACKS:
-        assert 0 <= rec[f"adv_{a}_acc"] <= rec["adv_clean_acc"]
-    assert rec["_sanity"]["monotone"] and all(b["ok"] for b in rec["_bounds"].values())
-    mtime = files[0].stat().st_mtime_ns
-    assert main([*args, "evaluate", "baseline"]) == 0  # cached: not attacked again
-    assert files[0].stat().st_mtime_ns == mtime
+    assert main([*args, "train", "robust_methods"]) == 0
+    assert main([*args, "evaluate", "robust_methods"]) == 0
+    files = sorted((workdir / "runs" / "eval" / "robust_methods" / "adversarial").glob("*.json"))
+    assert len(files) == 2
+    recs = [json.loads(f.read_text()) for f in files]
+    for rec in recs:
+        assert rec["adv_images"] == 120
+        for a in ATTACKS:
+            assert 0 <= rec[f"adv_{a}_acc"] <= rec["adv_clean_acc"]
+        assert all(b["ok"] for b in rec["_bounds"].values())
+    sanity = next(r for r in recs if "_sanity" in r)["_sanity"]
+    assert sanity["monotone"] and sanity["pgd_no_weaker"] and all(z["ok"] for z in sanity["eps0"].values())
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    assert main([*args, "evaluate", "robust_methods"]) == 0  # cached: not attacked again
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
 
-    res = load_result("baseline", load_params(params_path), workdir)
+    params = load_params(params_path)
+    mlflow.set_tracking_uri(tracking_uri(workdir, params.tracking))
+    df = mlflow.search_runs(experiment_names=["robust.methods"])
+    child = df[df["tags.run_id"] == files[0].stem].iloc[0]
+    assert child["metrics.evaluate.adv_pgd_acc"] == pytest.approx(recs[0]["adv_pgd_acc"])
+
+    res = load_result("robust.methods", params, workdir)
     assert "adv_pgd_acc" in res.finals().columns
-    md, _, _ = render_table(res)
-    assert "## Adversarial robustness" in md and "### Sanity checks" in md
-    assert "**FAILED**" not in md and "unreliable" not in md
+    md, _, claims = render_table(res)
+    assert "## Adversarial robustness" in md and "### Sanity checks" in md and "| baseline | network |" in md
+    assert "**FAILED**" not in md and claims and not any("unreliable" in c["verdict"] for c in claims)
+
+    first = next(f for f, r in zip(files, recs) if "_sanity" in r)
+    broken = json.loads(first.read_text())
+    broken["_sanity"]["sweep"][-1]["robust"] = 1.0  # accuracy rising with ε
+    broken["_sanity"]["monotone"] = False
+    first.write_text(json.dumps(broken))
+    md, _, claims = render_table(res)
+    assert "**FAILED**" in md and "every verdict of this table is marked unreliable" in md
+    assert claims and all(c["verdict"].startswith("unreliable (") for c in claims)
 
 
 def test_a_run_finished_in_another_table_is_reused_not_trained(workdir):
