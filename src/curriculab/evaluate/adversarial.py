@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -337,8 +338,12 @@ def evaluate_table(spec, params, runs: list, block: dict, workdir: Path) -> int:
         key = {"options": p.model_dump(mode="json"), "checksum": rec.get("data_checksum"), "sanity": i == 0}
         if target.is_file() and json.loads(target.read_text()).get("_key") == key:
             continue
+        t0 = time.perf_counter()
         metrics = evaluate_run(run, p, workdir, sanity=i == 0)
         atomic_write_json(target, {**metrics, "_key": key})
+        print(f"{spec.id} [{i + 1}/{len(todo)}] {run.row} | {run.column} | seed {run.seed}: "
+              + ", ".join(f"{a} {metrics[f'adv_{a}_acc']:.3f}" for a in p.attacks)
+              + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
         log_evaluation(workdir, params.tracking, spec.id, run.run_id, accuracy_keys(metrics))
         done += 1
     return done
