@@ -91,7 +91,8 @@ def adversarial_section(res) -> tuple[str, bool] | None:
     runs = selected(res.runs, p)
     kinds = variants(list(results.values()), attacks)
     lines = ["## Adversarial robustness (evaluate stage), robust accuracy (%) — measured here, mean ± std (n)", "",
-             DEFAULTS + f" Images: the first {p.limit or 'all'} of each run's test split." + (
+             DEFAULTS + (f" Images: the first {p.limit} of each run's test split (all of it where it is smaller)."
+                         if p.limit else " Images: each run's whole test split.") + (
                  f" Adaptive attacks average {p.eot_samples} draws of the defence per gradient." if len(kinds) > 1
                  else ""), ""]
     settings = p.resolved()
@@ -149,7 +150,7 @@ register_table(TableSpec(
           "trained here (the noisy-label data-parameters row with the baseline trained on the same noisy "
           "labels). The claims ask whether a method is more robust than that baseline; no paper makes them. "
           "`adv_clean_acc` is the clean accuracy on the attacked images, `test_acc` on the whole test split. "
-          + DEFAULTS,
+          "The attack settings are in the adversarial section above.",
 ))
 
 # --------------------------------------------------------------------------- thesis.t33
