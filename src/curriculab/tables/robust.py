@@ -19,7 +19,7 @@ TRUST = ("A `predict` hook that is a test-time defence is attacked two ways: *tr
          "of the network alone, classified through the defence) and *adaptive* (the attack runs through the "
          "defence, each gradient the mean over `eot_samples` independent draws of it: Expectation over "
          "Transformation, Athalye, Carlini & Wagner 2018). **The adaptive number is the one to trust**: a "
-         "transfer attack never sees the defence's randomness and overstates it.")
+         "transfer attack never sees the defence, so it can overstate it (Athalye et al. 2018).")
 
 
 def _label(attack: str) -> str:
@@ -172,7 +172,7 @@ register_table(TableSpec(
     claims=[Claim(f"CSA (start K = 4) is more robust than the baseline ({_label(a)})", "csa_k4", "baseline",
                   metric=f"adv_{a}_acc") for a in ("fgsm", "bim", "mim", "pgd")],
     notes="The runs are those of thesis.t31 (identical settings, hence identical run ids: they are reused, not "
-          "trained again). " + DEFAULTS + " The official script's own TTSA variant (commented out there) "
+          "trained again). The official script's own TTSA variant (commented out there) "
           "mixes x·(1 − λ) + λ·random with λ = 0.5 and 64 mixes and attacks through the averaged logits, "
           "with its mixes accumulating over the loop; this table uses the thesis' TTSA (λ = 1, K = 4, C = 16). "
           "The official script counts a sample as robust when its attacked prediction is correct (clean "
