@@ -7,7 +7,7 @@ sliced from it and scaled to [0, 1] on the device, and the model carries the nor
 layer. Plain path, as the thesis' official robustness script runs it: a `DataLoader` over a float
 TensorDataset (batch 256) with `torchattacks.PGD.set_normalization_used`, each batch moved to the device.
 
-    .venv/bin/python bench/adversarial.py [--n 2000] [--size 28] [--bs 1000] [--device cpu]
+    .venv/bin/python bench/adversarial.py [--n 2000] [--size 28] [--bs 256] [--device cpu]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--model", default="small_cnn")
     ap.add_argument("--width", type=float, default=0.5)
-    ap.add_argument("--bs", type=int, default=1000)
+    ap.add_argument("--bs", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -61,6 +61,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (a.n, a.channels, a.size, a.size), dtype=torch.uint8, generator=g).to(dev)
     y = torch.randint(0, 10, (a.n,), generator=g).to(dev)
+    torch.manual_seed(0)
     model = create_model(a.model, a.channels, 10, a.width).to(dev).eval().requires_grad_(False)
     mean = torch.full((1, a.channels, 1, 1), 0.45, device=dev)
     std = torch.full((1, a.channels, 1, 1), 0.25, device=dev)
