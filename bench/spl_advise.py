@@ -28,7 +28,7 @@ from curriculab.config import RunConfig, validate
 from curriculab.engine.loop import build
 from curriculab.engine.optim import build_optimizer
 from curriculab.methods.base import TrainState, cross_entropy
-from curriculab.methods.spl_advise import EmbeddingCfg, PretrainParams, pretrain_dir, pretrain_embedding
+from curriculab.methods.spl_embedding import EmbeddingCfg, PretrainParams, pretrain_dir, pretrain_embedding
 
 OFFLINE_EMBEDDING = {"model": {"name": "lenet", "width": 1.0}, "dim": 16, "clusters": 8, "m": 8, "b": 8,
                      "alpha": 1.0, "refresh": 300, "lr": 0.001, "iterations": 900, "subset_per_class": 300}

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from curriculab.config import ConfigError, RunConfig, load_params
+from curriculab.config import ConfigError, RunConfig
 from curriculab.data.derive import corrupt_labels
 from curriculab.methods.base import Batch, MethodContext
 from curriculab.methods.data_parameters import DataParameters, SparseSGD, data_parameter_loss
+from curriculab.project import load_params
 
 LOW, HIGH = math.log(1 / 20), math.log(20)
 

@@ -93,9 +93,8 @@ def test_hooks_are_called_and_exclusive_hooks_conflict(workdir):
         def loss(self, outputs, batch, state):
             return None
 
-    from curriculab.methods import registry
+    from curriculab.methods.base import METHODS
 
-    registry.cache_clear()
     try:
         run = RunConfig.model_validate({**RUN, "methods": {"spy_for_test": {}}})
         rec = fit(run, workdir / "spy", workdir)
@@ -106,7 +105,8 @@ def test_hooks_are_called_and_exclusive_hooks_conflict(workdir):
         with pytest.raises(ConfigError, match="both define the loss hook"):
             check_methods({"spy_for_test": {}, "other_for_test": {}}, "methods")
     finally:
-        registry.cache_clear()
+        METHODS.remove("spy_for_test")
+        METHODS.remove("other_for_test")
 
 
 def test_optimizers():
@@ -179,7 +179,7 @@ def test_killed_run_resumes_and_finished_runs_are_untouched(workdir, tmp_path):
     assert resumed["history"][:killed_at - 1] == part_rec["history"][:killed_at - 1]
 
     # resuming gives exactly what an uninterrupted run gives
-    from curriculab.config import load_params
+    from curriculab.project import load_params
     from curriculab.tables.spec import expand_table, get_spec
 
     run = next(r for r in expand_table(get_spec("baseline"), load_params(params)) if r.run_id == part_path.parent.name)

@@ -10,20 +10,21 @@ import torch
 import yaml
 
 from curriculab import kernels
-from curriculab.config import ConfigError, Params, RunConfig, load_params
+from curriculab.config import ConfigError, Params, RunConfig
 from curriculab.data.copies import check_copies
 from curriculab.data.prepare import prepare_all
 from curriculab.data.prepared import load_prepared
 from curriculab.engine.loop import build, fit
+from curriculab.kernels import box_kernel
 from curriculab.methods.progressive_sharpening import (
     BoxCopies,
     GaussianCopies,
     ProgressiveSharpening,
     blur,
-    box_kernel,
     schedule_boundaries,
     stage_at,
 )
+from curriculab.project import load_params
 
 BOX = {"kind": "box", "sizes": [1, 2, 3], "padding": "replicate"}
 GAUSS = {"kind": "gaussian", "sigmas": [0.5, 1.0], "padding": "replicate"}

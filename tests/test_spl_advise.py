@@ -11,21 +11,22 @@ import pytest
 import torch
 
 from curriculab.config import ConfigError, RunConfig, validate
+from curriculab.methods.magnet import ClusterIndex, magnet_loss
 from curriculab.methods.spl_advise import (
-    ClusterIndex,
-    EmbeddingCfg,
-    PretrainParams,
     SPLAdvise,
     SPLAdviseParams,
     cluster_ranks,
-    load_embedding_clusters,
-    magnet_loss,
     official_k,
     official_select,
     pace_thresholds,
+    spld_select,
+)
+from curriculab.methods.spl_embedding import (
+    EmbeddingCfg,
+    PretrainParams,
+    load_embedding_clusters,
     pretrain_dir,
     pretrain_embedding,
-    spld_select,
 )
 
 TINY = {"model": {"name": "lenet", "width": 0.5}, "dim": 4, "clusters": 2, "m": 3, "b": 4, "iterations": 12,

@@ -1,4 +1,8 @@
-"""params.yaml → typed, validated objects, with one-line errors that name the key path."""
+"""params.yaml → typed, validated objects, with one-line errors that name the key path.
+
+Schema and errors only: this module imports nothing from the package. Checks that need the registries
+(dataset, copy, method and table names) live in `curriculab.project`.
+"""
 
 from __future__ import annotations
 
@@ -283,9 +287,6 @@ class RunConfig(Strict):
     train: TrainCfg = TrainCfg()
     methods: dict[str, dict[str, Any]] = {"baseline": {}}
 
-    def method_params(self, name: str) -> dict[str, Any]:
-        return self.methods.get(name, {})
-
 
 # --------------------------------------------------------------------------- top-level params
 
@@ -367,28 +368,3 @@ class Params(Strict):
 def table_key(table_id: str) -> str:
     """`cbs.t1` (the id the papers' tables go by) → `cbs_t1` (its key in params.yaml)."""
     return table_id.replace(".", "_")
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Load and fully validate a params file: datasets, copies, pretrain blocks, every table and every run."""
-    from curriculab.data.copies import check_copies
-    from curriculab.data.sources import SOURCES
-    from curriculab.methods import validate_pretrain
-    from curriculab.tables.spec import expand_table, get_spec, table_ids
-
-    params = validate(Params, load_yaml(path))
-    for i, name in enumerate(params.prepare.datasets):
-        check_name("dataset", name, SOURCES, f"prepare.datasets.{i}")
-    check_copies(params.prepare.copies)
-    validate_pretrain(params)
-    keys = {table_key(t): t for t in table_ids()}
-    for key in params.tables:
-        check_name("table", key, keys, f"tables.{key}")
-        expand_table(get_spec(keys[key]), params)
-    for key, block in params.evaluate.items():
-        check_name("table", key, keys, f"evaluate.{key}")
-        spec = get_spec(keys[key])
-        if spec.evaluate is None:
-            raise ConfigError(f"evaluate.{key}: table {spec.id!r} has no evaluate step")
-        validate(spec.EvalParams, block, prefix=f"evaluate.{key}")
-    return params

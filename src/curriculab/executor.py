@@ -14,6 +14,7 @@ import yaml
 
 from curriculab.config import ConfigError, ExecutorCfg
 from curriculab.data.prepared import atomic_write_bytes, read_meta
+from curriculab.engine.records import is_done
 from curriculab.tables.spec import RunSpec
 
 
@@ -27,7 +28,7 @@ def _current_checksum(run: RunSpec, workdir: Path) -> str:
 
 
 def _is_done(rec: dict | None, checksum: str) -> bool:
-    return bool(rec and rec.get("status") == "done" and rec.get("data_checksum") == checksum)
+    return is_done(rec) and rec.get("data_checksum") == checksum
 
 
 def is_finished(run: RunSpec, workdir: Path) -> bool:

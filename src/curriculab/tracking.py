@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from curriculab.config import TrackingCfg
+from curriculab.engine.records import is_done
 
 
 def tracking_uri(workdir: Path, cfg: TrackingCfg) -> str:
@@ -66,7 +67,7 @@ def log_table(workdir: Path, cfg: TrackingCfg, table_id: str, profile: str, runs
     exp = mlflow.set_experiment(table_id)
     client = mlflow.MlflowClient()
     logged = {r.data.tags.get("run_id") for r in client.search_runs([exp.experiment_id], max_results=50000)}
-    todo = [(r, rec) for r, rec in zip(runs, records) if r.run_id not in logged and rec.get("status") == "done"]
+    todo = [(r, rec) for r, rec in zip(runs, records) if r.run_id not in logged and is_done(rec)]
     commit = git_commit(workdir)
     with mlflow.start_run(run_name=f"{table_id} ({profile})", tags={"table": table_id, "profile": profile,
                                                                      "git_commit": commit, "kind": "table"}):

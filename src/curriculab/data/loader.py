@@ -7,6 +7,7 @@ KellerJordan/airbench. Nothing here loops over samples in Python.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,15 @@ import torch.nn.functional as F
 from curriculab.config import AugmentCfg, RunConfig
 from curriculab.data.derive import corrupt_labels, resize, subset_per_class
 from curriculab.data.prepared import load_copy, load_prepared
-from curriculab.methods.base import Batch
+
+
+@dataclass
+class Batch:
+    """One minibatch: inputs, hard labels (n,) or soft targets (n, classes), and dataset positions."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
 
 
 def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:

@@ -1,0 +1,13 @@
+"""A run's metrics record (metrics.json): its layout and the one definition of a finished run."""
+
+from __future__ import annotations
+
+
+def new_record(run_id: str, meta: dict | None = None) -> dict:
+    """The record of a run that has not trained yet."""
+    return {"run_id": run_id, **(meta or {}), "status": "running", "history": [], "artifacts": [], "final": {}}
+
+
+def is_done(record: dict | None) -> bool:
+    """A run is finished when its record says so (its `final` metrics are then written)."""
+    return bool(record) and record.get("status") == "done"
