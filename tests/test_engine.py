@@ -190,3 +190,77 @@ def test_killed_run_resumes_and_finished_runs_are_untouched(workdir, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert [h["val_loss"] for h in fresh["history"]] == [h["val_loss"] for h in resumed["history"]]
+
+
+# --------------------------------------------------------------------------- the engine contract of Method
+
+
+class _StopAfterFirstEpoch(Method):
+    name = "stop_after_first_epoch_for_test"
+
+    def on_eval_end(self, state, metrics):
+        assert "val_acc" in metrics and "test_acc" in metrics
+        state.request_stop()
+
+
+def test_early_stop_ends_the_run_done_and_resume_keeps_it(workdir, micro):
+    from curriculab.methods.base import METHODS
+
+    try:
+        rec = micro.fit(run_dir=workdir / "stop", train={"epochs": 4},
+                        methods={"stop_after_first_epoch_for_test": {}})
+        assert rec["status"] == "done" and rec["final"]["stopped_epoch"] == 1 and len(rec["history"]) == 1
+        assert json.loads((workdir / "stop" / "metrics.json").read_text()) == rec
+        again = micro.fit(run_dir=workdir / "stop", train={"epochs": 4},
+                          methods={"stop_after_first_epoch_for_test": {}})  # resume: nothing more to train
+        assert again == rec
+    finally:
+        METHODS.remove("stop_after_first_epoch_for_test")
+
+
+def _state(micro, momentum: float = 0.9):
+    from curriculab.engine.optim import build_optimizer
+    from curriculab.methods.base import TrainState
+
+    data, _, model = micro.build(train={"optimizer": {"momentum": momentum}})
+    opt = build_optimizer(model.parameters(), micro.run().train.optimizer)
+    return TrainState(model=model, optimizer=opt, data=data)
+
+
+def _sgd_step(state):
+    batch = next(state.data.batches(16))
+    state.model.train()
+    loss = torch.nn.functional.cross_entropy(state.model(batch.x), batch.y)
+    state.optimizer.zero_grad()
+    loss.backward()
+    state.optimizer.step()
+
+
+def test_restore_weights_loads_exactly_and_may_reset_the_optimizer(micro):
+    state = _state(micro)
+    kept = {k: v.clone() for k, v in state.model.state_dict().items()}
+    _sgd_step(state)
+    assert any(not torch.equal(v, kept[k]) for k, v in state.model.state_dict().items())
+    state.restore_weights(kept, reset_optimizer=False)
+    assert all(torch.equal(v, kept[k]) for k, v in state.model.state_dict().items())
+    assert state.optimizer.state  # momentum kept
+    state.restore_weights(kept, reset_optimizer=True)
+    assert not state.optimizer.state
+
+
+def test_preserved_restores_weights_momentum_bn_buffers_and_rng_bit_exactly(micro):
+    state = _state(micro)
+    _sgd_step(state)  # momentum buffers exist
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    momentum = [state.optimizer.state[p]["momentum_buffer"].clone() for p in state.model.parameters()]
+    assert any("running_mean" in k for k in before)
+    rng = (torch.get_rng_state(), state.data.gen.get_state())
+    with state.preserved():
+        _sgd_step(state)  # a real step: weights, momentum and BN running statistics all move
+        moved = state.model.state_dict()
+        assert any(not torch.equal(moved[k], v) for k, v in before.items() if "running_mean" in k)
+        torch.rand(3)
+    assert all(torch.equal(v, before[k]) for k, v in state.model.state_dict().items())
+    assert all(torch.equal(state.optimizer.state[p]["momentum_buffer"], m)
+               for p, m in zip(state.model.parameters(), momentum, strict=True))
+    assert torch.equal(torch.get_rng_state(), rng[0]) and torch.equal(state.data.gen.get_state(), rng[1])

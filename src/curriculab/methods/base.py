@@ -118,6 +118,11 @@ class Method:
     name: ClassVar[str] = ""  # the key in a run's `methods` block; a subclass with a name registers itself
     Params: ClassVar[type[BaseModel]] = Strict  # validates `methods.<name>`
     PretrainParams: ClassVar[type[BaseModel] | None] = None  # validates `pretrain.<name>`; None: no pretrain stage
+    # The params block the contract tests (tests/test_contract.py) train the method with; {} is its defaults.
+    # A method whose defaults need artefacts of another stage names a small self-contained block here,
+    # and the `prepare.copies` it needs in `contract_copies`.
+    contract_params: ClassVar[dict[str, Any]] = {}
+    contract_copies: ClassVar[dict[str, dict[str, Any]]] = {}
     # Hooks where two methods of one run cannot both act; the others compose.
     EXCLUSIVE: ClassVar[tuple[str, ...]] = ("train_batches", "loss", "predict")
 

@@ -145,6 +145,9 @@ class ProgressiveSharpening(Method):
     """Train on train_K (most blurred) first, then each sharper copy, then the original (§4)."""
 
     name = "progressive_sharpening"
+    # No default copies: the contract tests prepare one box copy and train on it.
+    contract_copies = {"contract_box": {"kind": "box", "sizes": [2], "padding": "replicate"}}
+    contract_params = {"box": {"sizes": [2], "padding": "replicate"}, "every": 1}
 
     class Params(Strict):
         box: BoxCopies | None = None  # the box copies to use (the same block as prepare.copies.<name>)

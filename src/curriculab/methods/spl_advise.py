@@ -131,6 +131,9 @@ class SPLAdvise(Method):
     name = "spl_advise"
     Params = SPLAdviseParams
     PretrainParams = PretrainParams
+    # The default clusters come from the pretrain stage; the contract tests use per-class k-means on pixels
+    # (the embedding path is tested with a tiny pretrained embedding in tests/test_spl_advise.py).
+    contract_params = {"clusters": "pixels", "k": 2}
 
     @classmethod
     def preflight(cls, params: SPLAdviseParams, run, workdir) -> None:
