@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from curriculab.config import ConfigError, OptimizerCfg, RunConfig, ScheduleCfg
+from curriculab.config import ConfigError, OptimizerParams, RunConfig, ScheduleParams
 from curriculab.engine.loop import fit
 from curriculab.engine.optim import Schedule
 from curriculab.methods import check_methods
@@ -59,13 +59,13 @@ def test_best_val_selection_never_uses_test(workdir):
     ("cosine", [1.0, 0.9045, 0.6545, 0.3455, 0.0955])])
 def test_schedules(name, expect):
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    s = Schedule(opt, ScheduleCfg(name=name, milestones=[2, 4], step_size=2, gamma=0.1), epochs=5)
+    s = Schedule(opt, ScheduleParams(name=name, milestones=[2, 4], step_size=2, gamma=0.1), epochs=5)
     assert [round(s.set_epoch(e), 4) for e in range(5)] == pytest.approx(expect, abs=1e-4)
 
 
 def test_plateau_schedule():
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    s = Schedule(opt, ScheduleCfg(name="plateau", patience=2, gamma=0.5), epochs=10)
+    s = Schedule(opt, ScheduleParams(name="plateau", patience=2, gamma=0.5), epochs=10)
     for loss in [1.0, 0.9, 0.95, 0.95]:
         s.observe(loss)
     assert s.set_epoch(4) == 0.5
@@ -113,9 +113,9 @@ def test_optimizers():
     from curriculab.engine.optim import build_optimizer
 
     p = [torch.zeros(1, requires_grad=True)]
-    sgd = build_optimizer(p, OptimizerCfg(name="sgd", lr=0.1, nesterov=True, momentum=0.9))
+    sgd = build_optimizer(p, OptimizerParams(name="sgd", lr=0.1, nesterov=True, momentum=0.9))
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
-    assert isinstance(build_optimizer(p, OptimizerCfg(name="adam", lr=1e-3)), torch.optim.Adam)
+    assert isinstance(build_optimizer(p, OptimizerParams(name="adam", lr=1e-3)), torch.optim.Adam)
 
 
 def _table_params(tmp_path, epochs: int) -> str:

@@ -22,7 +22,7 @@ from curriculab.methods.spl_advise import (
     spld_select,
 )
 from curriculab.methods.spl_embedding import (
-    EmbeddingCfg,
+    EmbeddingParams,
     PretrainParams,
     load_embedding_clusters,
     pretrain_dir,
@@ -223,7 +223,7 @@ def test_seed_probabilities_follow_cluster_losses():
 
 def test_pretrain_writes_clusters_and_student_checks_hash(spl_workdir):
     workdir = spl_workdir
-    emb = validate(EmbeddingCfg, TINY)
+    emb = validate(EmbeddingParams, TINY)
     msg = pretrain_embedding(stage(TINY), "digits", workdir)
     assert "12 iterations" in msg
     d = pretrain_dir(workdir, "digits")
@@ -348,7 +348,7 @@ def test_too_many_clusters_per_batch(spl_workdir):
 
 
 def test_missing_embedding_stops_the_table_before_any_run_trains(workdir):
-    from curriculab.config import ExecutorCfg, Params
+    from curriculab.config import ExecutorParams, Params
     from curriculab.executor import run_all
     from curriculab.tables.spec import expand_table, get_spec
 
@@ -360,5 +360,5 @@ def test_missing_embedding_stops_the_table_before_any_run_trains(workdir):
     runs = expand_table(get_spec("spl.t1"), params)
     assert [r.row for r in runs] == ["Random", "SPL-ADVisE"]  # the run that could train comes first
     with pytest.raises(ConfigError, match="embedding checkpoint missing"):
-        run_all(runs, workdir, ExecutorCfg())
+        run_all(runs, workdir, ExecutorParams())
     assert not (workdir / "runs").exists()  # nothing trained

@@ -199,7 +199,7 @@ def check_name(kind: str, name: str, registry: typing.Iterable[str], path: str) 
 # --------------------------------------------------------------------------- run settings
 
 
-class NoiseCfg(Strict):
+class NoiseParams(Strict):
     """Label corruption applied to the training split (DP §4.2)."""
 
     rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
@@ -207,7 +207,7 @@ class NoiseCfg(Strict):
     oracle: bool = False  # train only on the items not chosen for corruption
 
     @model_validator(mode="after")
-    def _consistent(self) -> NoiseCfg:
+    def _consistent(self) -> NoiseParams:
         if self.kind == "random" and self.rate:
             raise ValueError("rate does not apply to kind 'random' (every label is random); remove it")
         if self.oracle and (self.kind == "random" or self.rate == 0):
@@ -216,7 +216,7 @@ class NoiseCfg(Strict):
         return self
 
 
-class AugmentCfg(Strict):
+class AugmentParams(Strict):
     """Batched on-device augmentation."""
 
     crop_pad: NonNegInt = 0
@@ -224,7 +224,7 @@ class AugmentCfg(Strict):
     normalize: bool = True
 
 
-class DataCfg(Strict):
+class DataParams(Strict):
     """Which prepared dataset a run trains on, and the seeded variant derived from it."""
 
     dataset: str = "digits"
@@ -233,17 +233,17 @@ class DataCfg(Strict):
     val_limit: PosInt | None = None  # the first N validation items
     image_size: PosInt | None = None
     channels: Literal[1, 3] | None = None
-    noise: NoiseCfg = NoiseCfg()
-    augment: AugmentCfg = AugmentCfg()
+    noise: NoiseParams = NoiseParams()
+    augment: AugmentParams = AugmentParams()
 
 
-class ModelCfg(Strict):
+class ModelParams(Strict):
     name: str = "small_cnn"
     width: PosFloat = 1.0
     kwargs: dict[str, Any] = {}
 
 
-class OptimizerCfg(Strict):
+class OptimizerParams(Strict):
     name: Literal["sgd", "adam"] = "sgd"
     lr: PosFloat = 0.05
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
@@ -252,7 +252,7 @@ class OptimizerCfg(Strict):
     betas: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.9, 0.999]
 
 
-class ScheduleCfg(Strict):
+class ScheduleParams(Strict):
     """Learning-rate schedule; epochs may be fractional where stated."""
 
     name: Literal["constant", "multistep", "step", "plateau", "cosine"] = "constant"
@@ -263,12 +263,12 @@ class ScheduleCfg(Strict):
     warmup_epochs: NonNegInt = 0
 
 
-class TrainCfg(Strict):
+class TrainParams(Strict):
     epochs: PosInt = 5
     batch_size: PosInt = 64
     eval_batch_size: PosInt = 1000
-    optimizer: OptimizerCfg = OptimizerCfg()
-    schedule: ScheduleCfg = ScheduleCfg()
+    optimizer: OptimizerParams = OptimizerParams()
+    schedule: ScheduleParams = ScheduleParams()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True  # autocast on CUDA only
     channels_last: bool = True  # CUDA only
@@ -282,39 +282,39 @@ class RunConfig(Strict):
     task: str = "classification"
     task_params: dict[str, Any] = {}
     seed: NonNegInt = 0
-    data: DataCfg = DataCfg()
-    model: ModelCfg = ModelCfg()
-    train: TrainCfg = TrainCfg()
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
     methods: dict[str, dict[str, Any]] = {"baseline": {}}
 
 
 # --------------------------------------------------------------------------- top-level params
 
 
-class FashionCfg(Strict):
+class FashionParams(Strict):
     root: str = "/usr/share/datasets/fashion-mnist"
     val: PosInt = 5000
 
 
-class SynDigitsCfg(Strict):
+class SynDigitsParams(Strict):
     train: PosInt = 6000
     val: PosInt = 1000
     test: PosInt = 2000
     size: PosInt = 28
 
 
-class DigitsCfg(Strict):
+class DigitsParams(Strict):
     val: PosInt = 180
     test: PosInt = 360
 
 
-class ImageFolderCfg(Strict):
+class ImageFolderParams(Strict):
     root: str | None = None
     image_size: PosInt = 64
     limit: PosInt | None = None
 
 
-class PrepareCfg(Strict):
+class PrepareParams(Strict):
     """The `prepare` stage: which datasets to write, where, and their derived copies."""
 
     root: str = "data"
@@ -322,14 +322,14 @@ class PrepareCfg(Strict):
     download: bool = True
     datasets: list[str] = ["digits", "syndigits", "fashion_mnist"]
     seed: NonNegInt = 0
-    digits: DigitsCfg = DigitsCfg()
-    syndigits: SynDigitsCfg = SynDigitsCfg()
-    fashion_mnist: FashionCfg = FashionCfg()
-    imagefolder: ImageFolderCfg = ImageFolderCfg()
+    digits: DigitsParams = DigitsParams()
+    syndigits: SynDigitsParams = SynDigitsParams()
+    fashion_mnist: FashionParams = FashionParams()
+    imagefolder: ImageFolderParams = ImageFolderParams()
     copies: dict[str, dict[str, Any]] = {}  # name → method-specific settings of a derived copy
 
 
-class ExecutorCfg(Strict):
+class ExecutorParams(Strict):
     """How a stage runs its table's runs. Every run uses `threads` CPU threads whatever `workers` is,
     so parallel and sequential execution give bit-identical metrics."""
 
@@ -338,12 +338,12 @@ class ExecutorCfg(Strict):
     backend: Literal["local", "ray"] = "local"
 
 
-class TrackingCfg(Strict):
+class TrackingParams(Strict):
     enabled: bool = True
     uri: str | None = None  # default: sqlite:///<repo>/mlflow.db
 
 
-class TableCfg(Strict):
+class TableParams(Strict):
     """A table: rows × columns × seeds, each a deep-merged override of `run`."""
 
     seeds: Annotated[list[NonNegInt], Field(min_length=1)]
@@ -356,12 +356,12 @@ class TableCfg(Strict):
 class Params(Strict):
     profile: str = "offline"
     description: str = ""
-    prepare: PrepareCfg = PrepareCfg()
-    executor: ExecutorCfg = ExecutorCfg()
-    tracking: TrackingCfg = TrackingCfg()
+    prepare: PrepareParams = PrepareParams()
+    executor: ExecutorParams = ExecutorParams()
+    tracking: TrackingParams = TrackingParams()
     defaults: dict[str, Any] = {}  # YAML anchors shared by tables; read only through them
     pretrain: dict[str, dict[str, Any]] = {}  # stage settings of methods that pretrain (validated there)
-    tables: dict[str, TableCfg] = {}
+    tables: dict[str, TableParams] = {}
     evaluate: dict[str, dict[str, Any]] = {}  # evaluate-stage settings per table key (validated by its spec)
 
 

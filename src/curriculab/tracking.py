@@ -13,15 +13,15 @@ import os
 import subprocess
 from pathlib import Path
 
-from curriculab.config import TrackingCfg
+from curriculab.config import TrackingParams
 from curriculab.engine.records import is_done
 
 
-def tracking_uri(workdir: Path, cfg: TrackingCfg) -> str:
+def tracking_uri(workdir: Path, cfg: TrackingParams) -> str:
     return cfg.uri or f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
 
-def _mlflow(workdir: Path, cfg: TrackingCfg):
+def _mlflow(workdir: Path, cfg: TrackingParams):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -31,7 +31,7 @@ def _mlflow(workdir: Path, cfg: TrackingCfg):
     return mlflow
 
 
-def init_store(workdir: Path, cfg: TrackingCfg) -> None:
+def init_store(workdir: Path, cfg: TrackingParams) -> None:
     """Create the database and its tables (idempotent). Call once before parallel work."""
     if cfg.enabled:
         _mlflow(workdir, cfg).search_experiments(max_results=1)
@@ -56,7 +56,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_table(workdir: Path, cfg: TrackingCfg, table_id: str, profile: str, runs, records: list[dict],
+def log_table(workdir: Path, cfg: TrackingParams, table_id: str, profile: str, runs, records: list[dict],
               figures: list[Path] = ()) -> int:
     """Log a table execution; runs already in the experiment (same run id) are not logged twice."""
     if not cfg.enabled:

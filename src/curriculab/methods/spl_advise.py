@@ -26,7 +26,7 @@ from curriculab.methods.base import Batch, Method, MethodContext, TrainState, cr
 from curriculab.methods.magnet import kmeans_per_class
 from curriculab.methods.spl_embedding import (
     PRETRAIN_HINT,
-    EmbeddingCfg,
+    EmbeddingParams,
     PretrainParams,
     load_embedding_clusters,
     pretrain_dir,
@@ -112,7 +112,7 @@ class SPLAdviseParams(Strict):
     official_k: PosInt = 500  # K0 of `selection: official` (samples per cluster)
     fill: Literal["repeat", "none"] = "repeat"  # repeat: each epoch has n_train samples (same updates)
     loss_batch_size: PosInt = 500
-    embedding: EmbeddingCfg | None = None  # must equal pretrain.spl_advise.embedding (YAML anchor)
+    embedding: EmbeddingParams | None = None  # must equal pretrain.spl_advise.embedding (YAML anchor)
 
     @model_validator(mode="after")
     def _needs_embedding(self) -> SPLAdviseParams:

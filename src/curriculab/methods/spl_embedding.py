@@ -21,8 +21,8 @@ from pydantic import Field, field_validator, model_validator
 
 from curriculab.config import (
     ConfigError,
-    DataCfg,
-    ModelCfg,
+    DataParams,
+    ModelParams,
     NonNegFloat,
     NonNegInt,
     PosFloat,
@@ -46,10 +46,10 @@ PRETRAIN_HINT = "run `dvc repro pretrain@spl_advise` (or `curriculab pretrain sp
 # --------------------------------------------------------------------------- settings
 
 
-class EmbeddingCfg(Strict):
+class EmbeddingParams(Strict):
     """The embedding CNN and its Magnet-loss training (Algorithm 1); the student carries the same block."""
 
-    model: ModelCfg = ModelCfg(name="lenet")  # its output size (num_classes) is the embedding dimension
+    model: ModelParams = ModelParams(name="lenet")  # its output size (num_classes) is the embedding dimension
     dim: PosInt = 16  # embedding dimension (the official code: 2)
     clusters: PosInt = 8  # K clusters per class
     m: Annotated[int, Field(ge=2)] = 8  # M clusters per minibatch: the seed and M−1 impostors
@@ -66,23 +66,23 @@ class EmbeddingCfg(Strict):
 
     @field_validator("model")
     @classmethod
-    def _model(cls, v: ModelCfg) -> ModelCfg:
+    def _model(cls, v: ModelParams) -> ModelParams:
         check_model(v.name, v.kwargs, "model")
         return v
 
     @model_validator(mode="after")
-    def _overrides(self) -> EmbeddingCfg:
+    def _overrides(self) -> EmbeddingParams:
         for ds in self.per_dataset:
             self.resolve(ds)
         return self
 
-    def resolve(self, dataset: str) -> EmbeddingCfg:
+    def resolve(self, dataset: str) -> EmbeddingParams:
         """The settings used for `dataset`: the block with its `per_dataset` overrides applied."""
         over = self.per_dataset.get(dataset, {})
         if "per_dataset" in over:
             raise ConfigError(f"per_dataset.{dataset}.per_dataset: overrides cannot nest")
         base = self.model_dump(mode="json", exclude={"per_dataset"})
-        return validate(EmbeddingCfg, deep_merge(base, over), prefix=f"per_dataset.{dataset}")
+        return validate(EmbeddingParams, deep_merge(base, over), prefix=f"per_dataset.{dataset}")
 
     def digest(self, dataset: str, checksum: str) -> str:
         """Hash of (settings for `dataset`, the dataset, its checksum): a checkpoint is current iff equal."""
@@ -95,7 +95,7 @@ class PretrainParams(Strict):
     anchor), and how the stage runs (not part of the embedding's hash, nor of the student's run id)."""
 
     datasets: Annotated[list[str], Field(min_length=1)]
-    embedding: EmbeddingCfg = EmbeddingCfg()
+    embedding: EmbeddingParams = EmbeddingParams()
     eval_batch_size: PosInt = 256  # forward passes of the refreshes and of the final assignment
     tsne_points: PosInt = 400  # points in each t-SNE snapshot (figure spl.f2)
     tsne_iterations: Annotated[int, Field(ge=250)] = 500
@@ -109,7 +109,7 @@ def pretrain_dir(workdir: Path, dataset: str) -> Path:
     return Path(workdir) / "data" / "pretrained" / "spl_advise" / dataset
 
 
-def load_embedding_clusters(workdir: Path, emb: EmbeddingCfg, dataset: str, checksum: str) -> np.ndarray:
+def load_embedding_clusters(workdir: Path, emb: EmbeddingParams, dataset: str, checksum: str) -> np.ndarray:
     """The pretrain stage's cluster of every prepared position, after checking its hash is current."""
     d = pretrain_dir(workdir, dataset)
     meta_path, npz = d / "meta.json", d / "clusters.npz"
@@ -195,7 +195,7 @@ def pretrain_embedding(pp: PretrainParams, dataset: str, workdir: Path) -> str:
     clock = _Clock()
     seed_everything(cfg.seed)
     device = resolve_device(pp.device)
-    data = DeviceData(RunConfig(seed=cfg.seed, data=DataCfg(dataset=dataset)), Path(workdir) / "data", device)
+    data = DeviceData(RunConfig(seed=cfg.seed, data=DataParams(dataset=dataset)), Path(workdir) / "data", device)
     labels = data.train_y.cpu().numpy()
     pos = (subset_per_class(labels, cfg.subset_per_class, cfg.seed) if cfg.subset_per_class
            else np.arange(len(labels)))

@@ -49,7 +49,7 @@ class TableSpec:
     claims: list[Claim] = field(default_factory=list)
     higher_is_better: bool = True
     percent: bool = True  # show metrics ×100
-    Options: type[BaseModel] = Strict  # validates `tables.<key>.options`
+    OptionsParams: type[BaseModel] = Strict  # validates `tables.<key>.options`
     evaluate: Callable[..., dict] | None = None  # evaluate stage: (RunSpec, run record, EvalParams, workdir) → metrics
     EvalParams: type[BaseModel] = Strict  # validates `evaluate.<key>`
     figures: list[Callable[..., list[Path]]] = field(default_factory=list)  # (TableResult, out_dir) → written files
@@ -145,9 +145,9 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
 def expand_table(spec: TableSpec, params: Params) -> list[RunSpec]:
     """Every run of a table, rows × columns × seeds, in that order."""
     t = params.tables[spec.key]
-    validate(spec.Options, t.options, prefix=f"tables.{spec.key}.options")
+    validate(spec.OptionsParams, t.options, prefix=f"tables.{spec.key}.options")
     return [resolve_run(spec, params, r, c, s) for r in t.rows for c in t.columns for s in t.seeds]
 
 
 def options(spec: TableSpec, params: Params) -> BaseModel:
-    return spec.Options.model_validate(params.tables[spec.key].options)
+    return spec.OptionsParams.model_validate(params.tables[spec.key].options)

@@ -16,7 +16,7 @@ STAGES = ("start", "middle", "end")
 
 
 def _embedding_runs(result) -> dict[str, object]:
-    """dataset → the EmbeddingCfg that the table's SPL-ADVisE runs expect (first such run per dataset)."""
+    """dataset → the EmbeddingParams that the table's SPL-ADVisE runs expect (first such run per dataset)."""
     from curriculab.methods.spl_advise import SPLAdviseParams
 
     out: dict[str, object] = {}
