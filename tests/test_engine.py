@@ -264,3 +264,12 @@ def test_preserved_restores_weights_momentum_bn_buffers_and_rng_bit_exactly(micr
     assert all(torch.equal(state.optimizer.state[p]["momentum_buffer"], m)
                for p, m in zip(state.model.parameters(), momentum, strict=True))
     assert torch.equal(torch.get_rng_state(), rng[0]) and torch.equal(state.data.gen.get_state(), rng[1])
+
+
+def test_every_epoch_row_has_the_model_l2_norm(micro, workdir):
+    rec = micro.fit(run_dir=workdir / "norm")
+    assert all(h["model_l2_norm"] > 0 for h in rec["history"])
+    model = torch.load(workdir / "norm" / "checkpoint.pt", weights_only=False)["model"]
+    params = [v for k, v in model.items() if "running" not in k and "num_batches" not in k]
+    want = float(torch.sqrt(sum((p.double() ** 2).sum() for p in params)))
+    assert rec["history"][-1]["model_l2_norm"] == pytest.approx(want, rel=1e-12)

@@ -142,6 +142,7 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
         state.epoch = epoch
         row = {"epoch": epoch + 1, "lr": schedule.set_epoch(epoch)}
         row.update(train_epoch(run, state, hooks, task, show))
+        row["model_l2_norm"] = model_l2_norm(model)
         row.update(test_epoch(run, state, task, predict))
         row.update(hooks.metrics())
         row["time"] = time.perf_counter() - t0
@@ -191,6 +192,12 @@ def train_epoch(run: RunConfig, state: TrainState, hooks: Hooks, task, show: boo
     tl, tc = sums.tolist()
     return {"train_loss": tl / max(seen, 1), "train_acc": tc / max(seen, 1), "train_seen": int(seen),
             "step": state.step}
+
+
+def model_l2_norm(model: torch.nn.Module) -> float:
+    """sqrt(Σ θ²) over every parameter, in float64 (one host sync per epoch)."""
+    with torch.no_grad():
+        return float(torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.parameters())))
 
 
 def test_epoch(run: RunConfig, state: TrainState, task, predict) -> dict:
