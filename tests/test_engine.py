@@ -273,3 +273,31 @@ def test_every_epoch_row_has_the_model_l2_norm(micro, workdir):
     params = [v for k, v in model.items() if "running" not in k and "num_batches" not in k]
     want = float(torch.sqrt(sum((p.double() ** 2).sum() for p in params)))
     assert rec["history"][-1]["model_l2_norm"] == pytest.approx(want, rel=1e-12)
+
+
+class _NanFromSecondEpoch(Method):
+    name = "nan_from_second_epoch_for_test"
+
+    def loss(self, outputs, batch, state):
+        per = torch.nn.functional.cross_entropy(outputs, batch.y, reduction="none")
+        return per * float("nan") if state.epoch >= 1 else per
+
+
+def test_a_non_finite_loss_stops_the_run_as_diverged(micro, workdir):
+    from curriculab.engine.records import is_done
+    from curriculab.methods.base import METHODS
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}"))
+
+    try:
+        over = {"train": {"epochs": 4}, "methods": {"nan_from_second_epoch_for_test": {}}}
+        rec = micro.fit(run_dir=workdir / "nan", **over)
+        assert rec["status"] == "diverged" and not is_done(rec)
+        assert len(rec["history"]) == 2 and rec["final"]["diverged_epoch"] == 2
+        saved = strict((workdir / "nan" / "metrics.json").read_text())
+        assert saved["history"][1]["train_loss"] is None and saved["status"] == "diverged"
+        again = micro.fit(run_dir=workdir / "nan", **over)  # resuming does not train a diverged run again
+        assert len(again["history"]) == 2 and again["status"] == "diverged"
+    finally:
+        METHODS.remove("nan_from_second_epoch_for_test")

@@ -127,7 +127,9 @@ def cmd_status(args) -> int:
         recs = [read_record(r.dir(workdir)) for r in runs]
         done = sum(1 for r in recs if is_done(r))
         partial = sum(1 for r in recs if r and r.get("status") == "running")
-        print(f"{key}: {done} finished, {partial} interrupted, {len(runs) - done - partial} not started")
+        diverged = sum(1 for r in recs if r and r.get("status") == "diverged")
+        print(f"{key}: {done} finished, {diverged} diverged, {partial} interrupted, "
+              f"{len(runs) - done - diverged - partial} not started")
     return 0
 
 

@@ -13,11 +13,10 @@ from tqdm.auto import tqdm
 
 from curriculab.config import RunConfig
 from curriculab.data.loader import DeviceData
-from curriculab.data.prepared import atomic_write_json
 from curriculab.engine.checkpoint import load_checkpoint, save_checkpoint
 from curriculab.engine.devices import autocast, resolve_device, seed_everything
 from curriculab.engine.optim import Schedule, build_optimizer
-from curriculab.engine.records import is_done, new_record
+from curriculab.engine.records import has_ended, is_done, new_record, write_record
 from curriculab.engine.tasks import get_task
 from curriculab.methods import build_methods
 from curriculab.methods.base import Method, MethodContext, TrainState
@@ -122,9 +121,9 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
     ckpt_path = run_dir / "checkpoint.pt"
     record = restore(ckpt_path, model, state, schedule, hooks) if run.train.checkpoint else None
     record = record or new_record(run_id, meta)
-    if is_done(record):
-        if "stopped_epoch" in record["final"] or len(record["history"]) >= run.train.epochs:
-            atomic_write_json(run_dir / "metrics.json", record)  # finished: only the metrics file may lag
+    if has_ended(record):
+        if not is_done(record) or "stopped_epoch" in record["final"] or len(record["history"]) >= run.train.epochs:
+            write_record(run_dir / "metrics.json", record)  # ended: only the metrics file may lag
             return record
         record.update(status="running", final={})  # a longer budget than the checkpoint's run
     start = len(record["history"])
@@ -150,17 +149,19 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
         record["history"].append(row)
         record["artifacts"].append(hooks.artifacts())
         hooks.call("on_eval_end", state, row)
-        if epoch + 1 == run.train.epochs or state.stop_requested:
+        if not math.isfinite(row["train_loss"]):  # the loss became NaN or infinite: stop, keep the record
+            record.update(status="diverged", final={"diverged_epoch": epoch + 1})
+        elif epoch + 1 == run.train.epochs or state.stop_requested:
             finish(record, task, model, data, predict, run, stopped=state.stop_requested)
         if run.train.checkpoint:
             save(ckpt_path, model, state, schedule, hooks, record)
-        atomic_write_json(run_dir / "metrics.json", record)
+        write_record(run_dir / "metrics.json", record)
         epochs.set_postfix(val=f"{row.get('val_' + task.primary, float('nan')):.3f}")
-        if is_done(record):
+        if has_ended(record):
             break
-    if not is_done(record):  # resumed after the last epoch was trained
+    if not has_ended(record):  # resumed after the last epoch was trained
         finish(record, task, model, data, predict, run, stopped=False)
-        atomic_write_json(run_dir / "metrics.json", record)
+        write_record(run_dir / "metrics.json", record)
     return record
 
 
