@@ -301,3 +301,35 @@ def test_a_non_finite_loss_stops_the_run_as_diverged(micro, workdir):
         assert len(again["history"]) == 2 and again["status"] == "diverged"
     finally:
         METHODS.remove("nan_from_second_epoch_for_test")
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_in_epoch(monkeypatch, epoch: int):
+    """Make the loop raise in `epoch` (0-based) before that epoch is evaluated or saved."""
+    from curriculab.engine import loop
+
+    real = loop.test_epoch
+
+    def test_epoch(run, state, *a):
+        if state.epoch == epoch:
+            raise _Killed
+        return real(run, state, *a)
+
+    monkeypatch.setattr(loop, "test_epoch", test_epoch)
+
+
+def test_resume_rewrites_metrics_from_the_checkpoint(micro, workdir, monkeypatch):
+    d = workdir / "lag"
+    _kill_in_epoch(monkeypatch, 1)
+    with pytest.raises(_Killed):
+        micro.fit(run_dir=d)
+    saved = json.loads((d / "metrics.json").read_text())
+    assert len(saved["history"]) == 1
+    # a kill between the checkpoint and the metrics file: the file is one epoch behind
+    (d / "metrics.json").write_text(json.dumps({**saved, "history": [], "artifacts": []}))
+    with pytest.raises(_Killed):
+        micro.fit(run_dir=d)  # resumes, then is killed again in the same epoch
+    assert json.loads((d / "metrics.json").read_text()) == saved

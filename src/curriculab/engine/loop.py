@@ -120,10 +120,11 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
                        steps_per_epoch=math.ceil(data.n_train / run.train.batch_size))
     ckpt_path = run_dir / "checkpoint.pt"
     record = restore(ckpt_path, model, state, schedule, hooks) if run.train.checkpoint else None
+    if record is not None:  # the checkpoint's record is the truth: metrics.json may be an epoch behind
+        write_record(run_dir / "metrics.json", record)
     record = record or new_record(run_id, meta)
     if has_ended(record):
         if not is_done(record) or "stopped_epoch" in record["final"] or len(record["history"]) >= run.train.epochs:
-            write_record(run_dir / "metrics.json", record)  # ended: only the metrics file may lag
             return record
         record.update(status="running", final={})  # a longer budget than the checkpoint's run
     start = len(record["history"])
