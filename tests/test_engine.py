@@ -333,3 +333,18 @@ def test_resume_rewrites_metrics_from_the_checkpoint(micro, workdir, monkeypatch
     with pytest.raises(_Killed):
         micro.fit(run_dir=d)  # resumes, then is killed again in the same epoch
     assert json.loads((d / "metrics.json").read_text()) == saved
+
+
+def test_rng_states_survive_any_map_location(micro, workdir, monkeypatch):
+    from curriculab.engine.checkpoint import load_checkpoint
+
+    _kill_in_epoch(monkeypatch, 1)
+    with pytest.raises(_Killed):
+        micro.fit(run_dir=workdir / "rng")
+    path = workdir / "rng" / "checkpoint.pt"
+    state = _state(micro)
+    state.set_rng_states(load_checkpoint(path, torch.device("cpu"))["rng"])
+    want = (torch.get_rng_state(), state.data.gen.get_state())
+    torch.manual_seed(123)
+    state.set_rng_states(load_checkpoint(path, torch.device("meta"))["rng"])  # weights on another device
+    assert torch.equal(torch.get_rng_state(), want[0]) and torch.equal(state.data.gen.get_state(), want[1])

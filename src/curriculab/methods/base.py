@@ -68,17 +68,19 @@ class TrainState:
                 o.state.clear()
 
     def rng_states(self) -> dict[str, Any]:
-        """The torch (CPU and CUDA) and data-order generator states, on the CPU."""
-        out = {"torch": torch.get_rng_state(), "data": self.data.gen.get_state().cpu()}
+        """The torch (CPU and, on CUDA, every GPU's) and data-order generator states, as bytes: a checkpoint
+        loaded with any map_location gives them back unchanged."""
+        out = {"torch": _to_bytes(torch.get_rng_state()), "data": _to_bytes(self.data.gen.get_state())}
         if self.data.device.type == "cuda":
-            out["cuda"] = torch.cuda.get_rng_state_all()
+            out["cuda"] = [_to_bytes(s) for s in torch.cuda.get_rng_state_all()]
         return out
 
     def set_rng_states(self, states: dict[str, Any]) -> None:
-        torch.set_rng_state(states["torch"].cpu())
-        self.data.gen.set_state(states["data"].to(self.data.gen.get_state().device))
+        """Restore what `rng_states` returned."""
+        torch.set_rng_state(_from_bytes(states["torch"]))
+        self.data.gen.set_state(_from_bytes(states["data"]))
         if "cuda" in states and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+            torch.cuda.set_rng_state_all([_from_bytes(s) for s in states["cuda"]])
 
     @contextlib.contextmanager
     def preserved(self) -> Iterator[None]:
@@ -96,6 +98,14 @@ class TrainState:
             for o, s in zip(self.optimizers, opts):
                 o.load_state_dict(s)
             self.set_rng_states(rng)
+
+
+def _to_bytes(state: torch.Tensor) -> bytes:
+    return state.cpu().numpy().tobytes()
+
+
+def _from_bytes(blob: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(blob), dtype=torch.uint8)
 
 
 def _clone(obj: Any) -> Any:
