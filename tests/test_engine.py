@@ -348,3 +348,11 @@ def test_rng_states_survive_any_map_location(micro, workdir, monkeypatch):
     torch.manual_seed(123)
     state.set_rng_states(load_checkpoint(path, torch.device("meta"))["rng"])  # weights on another device
     assert torch.equal(torch.get_rng_state(), want[0]) and torch.equal(state.data.gen.get_state(), want[1])
+
+
+def test_determinism_does_not_fill_uninitialised_memory():
+    from curriculab.engine.devices import seed_everything
+
+    seed_everything(0)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
