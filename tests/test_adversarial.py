@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from curriculab.config import ConfigError, load_params
+from curriculab.config import ConfigError
 from curriculab.evaluate.adversarial import (
     ATTACKS,
     AttackParams,
@@ -20,6 +20,7 @@ from curriculab.evaluate.adversarial import (
     resolve_attack,
     robust_accuracy,
 )
+from curriculab.project import load_params
 
 
 def linear_classifier(seed: int = 0, channels: int = 2, classes: int = 3):

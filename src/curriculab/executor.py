@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from curriculab.config import ConfigError, ExecutorCfg
-from curriculab.data.prepared import atomic_write_bytes, atomic_write_json, read_meta
+from curriculab.config import ConfigError, ExecutorParams
+from curriculab.data.prepared import atomic_write_bytes, read_meta
+from curriculab.engine.records import is_done, write_record
 from curriculab.tables.spec import RunSpec
 
 
@@ -27,7 +28,7 @@ def _current_checksum(run: RunSpec, workdir: Path) -> str:
 
 
 def _is_done(rec: dict | None, checksum: str) -> bool:
-    return bool(rec and rec.get("status") == "done" and rec.get("data_checksum") == checksum)
+    return is_done(rec) and rec.get("data_checksum") == checksum
 
 
 def is_finished(run: RunSpec, workdir: Path) -> bool:
@@ -76,7 +77,7 @@ def reuse_identical(run: RunSpec, workdir: Path, checksum: str) -> bool:
         shutil.copytree(other, tmp)
         conf = yaml.safe_load((tmp / "config.yaml").read_text())
         atomic_write_bytes(tmp / "config.yaml", yaml.safe_dump({**conf, "labels": labels}, sort_keys=False).encode())
-        atomic_write_json(tmp / "metrics.json", {**rec, "labels": labels, "reused_from": other.parent.name})
+        write_record(tmp / "metrics.json", {**rec, "labels": labels, "reused_from": other.parent.name})
         shutil.rmtree(d, ignore_errors=True)
         d.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(d)
@@ -103,7 +104,7 @@ def _execute_on(run: RunSpec, workdir: str, slot: int, devices: int) -> dict:
     return execute(run, Path(workdir), position=slot)
 
 
-def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorCfg) -> list[dict]:
+def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dict]:
     """Execute runs in order (workers = 1), over local worker processes, or on a Ray cluster.
 
     Results come back in the order of `runs` whatever the mode. Every unfinished run passes its

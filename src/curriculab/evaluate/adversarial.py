@@ -90,7 +90,7 @@ class AdversarialParams(Strict):
 
 def check_block(block: Any, table, path: str) -> AdversarialParams:
     """Validate an adversarial block against its table (rows, columns) and the method registry."""
-    from curriculab.methods import check_methods, registry
+    from curriculab.methods import METHODS, check_methods
 
     p = validate(AdversarialParams, block, prefix=path)
     p.resolved(path)
@@ -100,7 +100,7 @@ def check_block(block: Any, table, path: str) -> AdversarialParams:
                 check_name(kind, name, have, f"{path}.{kind}s.{i}")
     check_methods(p.defences, f"{path}.defences")
     for name in p.defences:
-        if not registry()[name].overrides("predict"):
+        if not METHODS.get(name).overrides("predict"):
             raise ConfigError(f"{path}.defences.{name}: method {name!r} has no predict hook, so it is no "
                               "test-time defence")
     return p
