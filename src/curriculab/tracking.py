@@ -93,7 +93,7 @@ def log_table(workdir: Path, cfg: TrackingParams, table_id: str, profile: str, r
     return len(todo)
 
 
-def log_evaluation(workdir: Path, cfg: TrackingCfg, table_id: str, run_id: str, metrics: dict[str, float]) -> bool:
+def log_evaluation(workdir: Path, cfg: TrackingParams, table_id: str, run_id: str, metrics: dict[str, float]) -> bool:
     """Add evaluate-stage metrics to a run's MLflow record (the child run tagged with its run id).
 
     False when tracking is off or the run has not been logged yet (the train stage logs it first)."""

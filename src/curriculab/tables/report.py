@@ -110,7 +110,7 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
     spec, t = res.spec, res.params.tables[res.spec.key]
     df = res.finals()
     lines = _header(res)
-    adversarial = adversarial_section(res)  # (markdown, reliable) when the table has an adversarial block
+    adversarial = adversarial_section(res, lambda v: _cell(v, True))  # (markdown, reliable) if attacked
     reliable = adversarial is None or adversarial[1]
     summary, claims = [], []
     for metric in spec.metrics:

@@ -5,6 +5,8 @@ Tables 3.3 / 3.7: clean, FGSM, BIM, MIM and PGD accuracy, baseline vs CSA, each 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from curriculab.evaluate.adversarial import ITERATIVE, AdversarialParams, read_results, selected
@@ -36,12 +38,6 @@ def variants(results: list[dict], attacks: list[str]) -> list[tuple[str, str, di
             out.append((f"+ {d} ({mode})", mode, {"clean": f"adv_{d}_clean_acc",
                                                   **{a: f"adv_{d}_{mode}_{a}_acc" for a in attacks}}))
     return out
-
-
-def _cell(vals: list[float]) -> str:
-    from curriculab.tables.report import _cell
-
-    return _cell(pd.Series(vals, dtype=float), True)
 
 
 def _checks(p: AdversarialParams, runs, results: dict[str, dict]) -> tuple[list[str], bool]:
@@ -77,11 +73,12 @@ def _checks(p: AdversarialParams, runs, results: dict[str, dict]) -> tuple[list[
     return lines, ok0 and sanity["monotone"] and pgd_ok and bounds_ok
 
 
-def adversarial_section(res) -> tuple[str, bool] | None:
+def adversarial_section(res, cell: Callable[[pd.Series], str]) -> tuple[str, bool] | None:
     """The table's adversarial results (robust accuracy per attack, per row and column, for the network and
     for each defence) and its sanity checks; None when the table has no adversarial block.
 
-    The bool is False when a sanity check failed or did not run: the table's verdicts are then unreliable."""
+    `cell` formats a cell's values (the report's `mean ± std (n)`). The bool is False when a sanity check
+    failed or did not run: the table's verdicts are then unreliable."""
     block = res.params.evaluate.get(res.spec.key, {}).get("adversarial")
     if block is None:
         return None
@@ -116,8 +113,8 @@ def adversarial_section(res) -> tuple[str, bool] | None:
                 quoted = res.spec.paper.get(f"{row} · {label}", {})
                 cells = []
                 for h in header:
-                    cell = _cell([m[keys[h]] for m in recs if keys[h] in m])
-                    cells.append(cell + (f" · thesis {quoted[h]:g}" if h in quoted else ""))
+                    text = cell(pd.Series([m[keys[h]] for m in recs if keys[h] in m], dtype=float))
+                    cells.append(text + (f" · thesis {quoted[h]:g}" if h in quoted else ""))
                 name = label + (" ← trust" if kind == "adaptive" else "")
                 lines.append(f"| {row} | {name} | " + " | ".join(cells) + " |")
         lines.append("")
