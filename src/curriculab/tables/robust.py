@@ -23,7 +23,7 @@ TRUST = ("A `predict` hook that is a test-time defence is attacked two ways: *tr
          "transfer attack never sees the defence, so it can overstate it (Athalye et al. 2018).")
 
 
-def _label(attack: str) -> str:
+def attack_label(attack: str) -> str:
     return {"mim": "MIM"}.get(attack, attack.upper())
 
 
@@ -93,7 +93,7 @@ def adversarial_section(res, cell: Callable[[pd.Series], str]) -> tuple[str, boo
                  else ""), ""]
     settings = p.resolved()
     lines.append("Settings here: " + "; ".join(
-        f"{_label(a)} ε {s.eps * 255:g}/255" + (f", {s.steps} steps of {s.step * 255:g}/255"
+        f"{attack_label(a)} ε {s.eps * 255:g}/255" + (f", {s.steps} steps of {s.step * 255:g}/255"
                                                  + (", random start" if s.random_start else "")
                                                  if a in ITERATIVE else "") for a, s in settings.items()) + ".")
     lines.append("")
@@ -101,7 +101,7 @@ def adversarial_section(res, cell: Callable[[pd.Series], str]) -> tuple[str, boo
         lines += [TRUST, ""]
     header = ["clean"] + attacks
     for col in dict.fromkeys(r.column for r in runs):
-        lines += [f"### {col}", "", "| row | classifier | " + " | ".join(_label(h) if h != "clean" else h
+        lines += [f"### {col}", "", "| row | classifier | " + " | ".join(attack_label(h) if h != "clean" else h
                                                                        for h in header) + " |",
                   "|---" * (len(header) + 2) + "|"]
         for row in dict.fromkeys(r.row for r in runs):
@@ -129,10 +129,10 @@ def adversarial_section(res, cell: Callable[[pd.Series], str]) -> tuple[str, boo
 _METHOD_ROWS = {"cbs": "CBS", "dp_class": "data parameters (class, clean labels)",
                 "spl_advise": "SPL-ADVisE", "progressive_sharpening": "progressive sharpening",
                 "csa_k4": "CSA (start K = 4)", "gcsa_k4": "GCSA (start K = 4)", "mixup": "mixup"}
-_CLAIMS = [Claim(f"{label} is more robust than the baseline ({_label(a)})", row, "baseline", metric=f"adv_{a}_acc")
-           for a in ("pgd", "fgsm") for row, label in _METHOD_ROWS.items()]
+_CLAIMS = [Claim(f"{label} is more robust than the baseline ({attack_label(a)})", row, "baseline",
+                 metric=f"adv_{a}_acc") for a in ("pgd", "fgsm") for row, label in _METHOD_ROWS.items()]
 _CLAIMS += [Claim(f"data parameters (instance, 40% noisy labels) is more robust than the noisy baseline "
-                  f"({_label(a)})", "dp_instance_noisy", "baseline_noisy", metric=f"adv_{a}_acc")
+                  f"({attack_label(a)})", "dp_instance_noisy", "baseline_noisy", metric=f"adv_{a}_acc")
             for a in ("pgd", "fgsm")]
 
 register_table(TableSpec(
