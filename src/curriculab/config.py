@@ -6,6 +6,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -57,6 +58,15 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def check_finite(data: Any, path: str = "") -> None:
+    """No setting may be NaN or infinite (`.inf`, `.nan` in YAML): the first one found is a ConfigError."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{path or '(top level)'}: expected a finite number, got {data!r}")
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        check_finite(v, f"{path}.{k}" if path else str(k))
+
+
 def deep_merge(base: dict, *overrides: dict) -> dict:
     """Recursively merge mappings; later ones win, lists and scalars are replaced."""
     out = copy.deepcopy(base)
@@ -81,7 +91,7 @@ def stable_hash(obj: Any, n: int = 12) -> str:
 class Strict(BaseModel):
     """Every settings block: unknown keys are errors, no silent type coercion."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=False, allow_inf_nan=False)
 
 
 PosInt = Annotated[int, Field(ge=1)]
@@ -376,7 +386,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     from curriculab.methods import validate_pretrain
     from curriculab.tables.spec import expand_table, get_spec, table_ids
 
-    params = validate(Params, load_yaml(path))
+    raw = load_yaml(path)
+    check_finite(raw)
+    params = validate(Params, raw)
     for i, name in enumerate(params.prepare.datasets):
         check_name("dataset", name, SOURCES, f"prepare.datasets.{i}")
     check_copies(params.prepare.copies)

@@ -25,6 +25,7 @@ from curriculab.config import (
     check_name,
     deep_merge,
     stable_hash,
+    suggest,
     table_key,
     validate,
 )
@@ -105,7 +106,8 @@ def get_spec(table_id: str) -> TableSpec:
     _discover()
     ids = {table_key(t): t for t in _SPECS}
     key = table_key(table_id)
-    check_name("table", key, ids, "table")
+    if key not in ids:  # name what the user typed, not its params key
+        raise ConfigError(f"table: unknown table {table_id!r}{suggest(table_id, _SPECS)}")
     return _SPECS[ids[key]]
 
 
