@@ -293,3 +293,26 @@ def test_an_unknown_table_is_named_as_typed(tmp_path, capsys):
     assert main(["--params", _params_file(tmp_path), "train", "../../x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: table: unknown table '../../x'") and "__" not in err
+
+
+def test_mlflow_steps_are_the_epochs(workdir):
+    import mlflow
+
+    from curriculab.config import ExecutorCfg, Params, TrackingCfg
+    from curriculab.executor import run_all
+    from curriculab.tables.spec import expand_table, get_spec
+    from curriculab.tracking import init_store, log_table, tracking_uri
+
+    table = {"seeds": [0], "run": {**RUN, "train": {"epochs": 3, "batch_size": 64}}, "rows": {"baseline": {}}}
+    params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"baseline": table}})
+    runs = expand_table(get_spec("baseline"), params)
+    records = run_all(runs, workdir, ExecutorCfg())
+    cfg = TrackingCfg()
+    init_store(workdir, cfg)
+    log_table(workdir, cfg, "baseline", "test", runs, records)
+    mlflow.set_tracking_uri(tracking_uri(workdir, cfg))
+    df = mlflow.search_runs(experiment_names=["baseline"])
+    child = df[df["tags.run_id"] == runs[0].run_id].iloc[0]["run_id"]
+    hist = mlflow.MlflowClient().get_metric_history(child, "val_acc")
+    assert sorted(m.step for m in hist) == [1, 2, 3]
+    assert [m.value for m in sorted(hist, key=lambda m: m.step)] == [h["val_acc"] for h in records[0]["history"]]
