@@ -8,7 +8,6 @@ import json
 import math
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,22 +101,11 @@ def dataset_dir(root: Path, name: str) -> Path:
     return Path(root) / "prepared" / name
 
 
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    """An .npz archive whose bytes depend only on the arrays (np.savez stamps each member with the time)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
-        for name, a in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            with z.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
-    return buf.getvalue()
-
-
 def _save_npz(path: Path, **arrays) -> str:
-    data = npz_bytes(**arrays)
-    atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # the same bytes for the same arrays (numpy stamps members with a fixed date)
+    atomic_write_bytes(path, buf.getvalue())
+    return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
 def write_prepared(root: Path, name: str, x: np.ndarray, y: np.ndarray, splits: dict[str, np.ndarray],
