@@ -316,3 +316,43 @@ def test_mlflow_steps_are_the_epochs(workdir):
     hist = mlflow.MlflowClient().get_metric_history(child, "val_acc")
     assert sorted(m.step for m in hist) == [1, 2, 3]
     assert [m.value for m in sorted(hist, key=lambda m: m.step)] == [h["val_acc"] for h in records[0]["history"]]
+
+
+@pytest.mark.slow  # two processes importing MLflow
+def test_two_trainers_log_each_run_once(workdir, tmp_path):
+    import subprocess
+    import sys
+
+    import mlflow
+    import yaml
+
+    from curriculab.config import TrackingCfg
+    from curriculab.tracking import init_store, tracking_uri
+
+    params = _params_file(tmp_path)
+    p = yaml.safe_load(open(params))
+    p["tracking"] = {"enabled": True}
+    p["tables"]["baseline"]["seeds"] = [0, 1]
+    open(params, "w").write(yaml.safe_dump(p))
+    argv = ["--params", params, "--workdir", str(workdir), "train", "baseline"]
+    p["tracking"]["enabled"] = False
+    quiet = tmp_path / "quiet.yaml"
+    quiet.write_text(yaml.safe_dump(p))
+    assert main(["--params", str(quiet), "--workdir", str(workdir), "train", "baseline"]) == 0  # trained, not logged
+    init_store(workdir, TrackingCfg())
+    cmd = [sys.executable, "-c", f"import sys; from curriculab.cli import main; sys.exit(main({argv!r}))"]
+    env = {**os.environ, "CI": "1", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outs = [proc.communicate(timeout=300)[0].decode() for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outs
+    mlflow.set_tracking_uri(tracking_uri(workdir, TrackingCfg()))
+    df = mlflow.search_runs(experiment_names=["baseline"])
+    children = df[df["tags.run_id"].notna()]
+    assert len(children) == 2 and children["tags.run_id"].nunique() == 2
+
+
+def test_an_empty_params_file_says_so(tmp_path, capsys):
+    (tmp_path / "params.yaml").write_text("# nothing here\n")
+    assert main(["validate", str(tmp_path / "params.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'params.yaml'}: the file is empty") and "\n" not in err
