@@ -3,6 +3,7 @@ augmentation in the training batch path, atomic writes, copies' checksums, data 
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -10,6 +11,20 @@ import torch
 
 from curriculab.config import ConfigError, Params, RunConfig
 from curriculab.engine.loop import fit
+
+
+class Disk:
+    """Fault injection under atomic_write_bytes: temporary files on a full disk or in a read-only folder."""
+
+    def __init__(self, fault: str):
+        self.fault = fault
+
+    def mkstemp(self, dir, prefix):
+        name = os.path.join(dir, prefix + "tmp")
+        if self.fault == "readonly":
+            raise PermissionError(errno.EACCES, "Permission denied", name)
+        return os.open("/dev/full", os.O_WRONLY), name  # every write: ENOSPC
+
 
 RUN = {"data": {"dataset": "digits", "subset_per_class": 12}, "model": {"name": "small_cnn", "width": 0.25},
        "train": {"epochs": 5, "batch_size": 32, "optimizer": {"lr": 0.1}}}
@@ -83,12 +98,11 @@ def test_augmentation_reaches_the_training_batches(prepared_root, augment):
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     import curriculab.data.prepared as prepared
-    from tests.test_reliability import _Disk
 
     f = tmp_path / "metrics.json"
     prepared.atomic_write_json(f, {"v": 1})
     before = f.read_bytes()
-    monkeypatch.setattr(prepared, "tempfile", _Disk("full"))
+    monkeypatch.setattr(prepared, "tempfile", Disk("full"))
     with pytest.raises(OSError) as e:
         prepared.atomic_write_json(f, {"v": 2, "pad": "x" * 100_000})
     assert e.value.filename == str(f)

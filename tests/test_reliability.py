@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 
@@ -13,6 +12,24 @@ from curriculab.cli import main
 from curriculab.config import ConfigError, RunConfig
 from curriculab.engine.checkpoint import load_checkpoint
 from curriculab.engine.loop import fit
+from curriculab.tables.spec import TableSpec, register_table
+from tests.test_guards import Disk
+
+FAIL: list = []  # the aggregate test's figure fails while this is not empty
+
+
+def _figure(res, out):
+    if FAIL:
+        raise RuntimeError("figure failed")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "test.agg.png").write_bytes(b"png")
+    return [out / "test.agg.png"]
+
+
+register_table(TableSpec(id="test.diverged", title="diverged runs", source="harness", metrics=["test_acc"],
+                         notes="A note."))
+register_table(TableSpec(id="test.agg", title="aggregate", source="harness", metrics=["test_acc"],
+                         figures=[_figure]))
 
 RUN = {"data": {"dataset": "digits", "subset_per_class": 10}, "model": {"name": "small_cnn", "width": 0.25},
        "train": {"epochs": 2, "batch_size": 32}}
@@ -75,25 +92,12 @@ def _params_file(tmp_path, table: dict | None = None, **top) -> str:
     return str(f)
 
 
-class _Disk:
-    """Fault injection under atomic_write_bytes: temporary files on a full disk or in a read-only folder."""
-
-    def __init__(self, fault: str):
-        self.fault = fault
-
-    def mkstemp(self, dir, prefix):
-        name = os.path.join(dir, prefix + "tmp")
-        if self.fault == "readonly":
-            raise PermissionError(errno.EACCES, "Permission denied", name)
-        return os.open("/dev/full", os.O_WRONLY), name  # every write: ENOSPC
-
-
 @pytest.mark.parametrize("fault,expect", [("full", "no space left on the device"), ("readonly", "cannot write")])
 def test_full_disk_and_read_only_runs_are_one_line(workdir, tmp_path, monkeypatch, capsys, fault, expect):
     import curriculab.data.prepared as prepared
 
     params = _params_file(tmp_path)
-    monkeypatch.setattr(prepared, "tempfile", _Disk(fault))
+    monkeypatch.setattr(prepared, "tempfile", Disk(fault))
     assert main(["--params", params, "--workdir", str(workdir), "train", "baseline"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and expect in err and str(workdir / "runs" / "baseline") in err
@@ -128,10 +132,6 @@ def test_diverged_runs_are_named_and_never_in_a_mean(tmp_path):
     from curriculab.config import Params
     from curriculab.data.prepared import atomic_write_json
     from curriculab.tables.report import load_result, render_table
-    from curriculab.tables.spec import TableSpec, register_table
-
-    register_table(TableSpec(id="test.diverged", title="diverged runs", source="harness", metrics=["test_acc"],
-                             notes="A note."))
     table = {"seeds": [0, 1, 2], "rows": {"plain": {}}, "columns": {"digits": {"data": {"dataset": "digits"}}}}
     params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"test_diverged": table}})
     res = load_result("test.diverged", params, tmp_path)
@@ -174,19 +174,8 @@ def test_a_failing_aggregate_leaves_every_report_in_place(tmp_path):
     from curriculab.config import Params
     from curriculab.data.prepared import atomic_write_json
     from curriculab.tables.report import aggregate, load_result
-    from curriculab.tables.spec import TableSpec, register_table
 
-    fail = []
-
-    def figure(res, out):
-        if fail:
-            raise RuntimeError("figure failed")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "test.agg.png").write_bytes(b"png")
-        return [out / "test.agg.png"]
-
-    register_table(TableSpec(id="test.agg", title="aggregate", source="harness", metrics=["test_acc"],
-                             figures=[figure]))
+    FAIL.clear()
     table = {"seeds": [0], "rows": {"plain": {}}, "columns": {"digits": {"data": {"dataset": "digits"}}}}
     params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"test_agg": table}})
     (run,) = load_result("test.agg", params, tmp_path).runs
@@ -198,7 +187,7 @@ def test_a_failing_aggregate_leaves_every_report_in_place(tmp_path):
     aggregate(params, tmp_path, reports)
     files = {p.relative_to(reports): p.read_bytes() for p in reports.rglob("*") if p.is_file()}
     assert set(map(str, files)) == {"README.md", "tables/test.agg.md", "tables/test.agg.csv", "figures/test.agg.png"}
-    fail.append(1)
+    FAIL.append(1)
     with pytest.raises(RuntimeError, match="figure failed"):
         aggregate(params, tmp_path, reports)
     assert {p.relative_to(reports): p.read_bytes() for p in reports.rglob("*") if p.is_file()} == files
@@ -209,7 +198,7 @@ def test_two_trainers_on_one_table_train_each_run_once(workdir, monkeypatch):
     import threading
 
     import curriculab.engine.loop as loop
-    from curriculab.config import ExecutorCfg, Params
+    from curriculab.config import ExecutorParams, Params
     from curriculab.executor import BUSY, run_all
     from curriculab.tables.spec import expand_table, get_spec
 
@@ -229,10 +218,10 @@ def test_two_trainers_on_one_table_train_each_run_once(workdir, monkeypatch):
 
     monkeypatch.setattr(loop, "fit", fit)
     first: list = []
-    t = threading.Thread(target=lambda: first.extend(run_all(runs, workdir, ExecutorCfg(workers=1))))
+    t = threading.Thread(target=lambda: first.extend(run_all(runs, workdir, ExecutorParams(workers=1))))
     t.start()
     assert first_holds.wait(60)
-    second = run_all(runs, workdir, ExecutorCfg(workers=1))
+    second = run_all(runs, workdir, ExecutorParams(workers=1))
     second_done.set()
     t.join(60)
     assert sorted(trained) == sorted(r.run_id for r in runs)  # each run trained exactly once
@@ -298,7 +287,7 @@ def test_an_unknown_table_is_named_as_typed(tmp_path, capsys):
 def test_mlflow_steps_are_the_epochs(workdir):
     import mlflow
 
-    from curriculab.config import ExecutorCfg, Params, TrackingCfg
+    from curriculab.config import ExecutorParams, Params, TrackingParams
     from curriculab.executor import run_all
     from curriculab.tables.spec import expand_table, get_spec
     from curriculab.tracking import init_store, log_table, tracking_uri
@@ -306,8 +295,8 @@ def test_mlflow_steps_are_the_epochs(workdir):
     table = {"seeds": [0], "run": {**RUN, "train": {"epochs": 3, "batch_size": 64}}, "rows": {"baseline": {}}}
     params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"baseline": table}})
     runs = expand_table(get_spec("baseline"), params)
-    records = run_all(runs, workdir, ExecutorCfg())
-    cfg = TrackingCfg()
+    records = run_all(runs, workdir, ExecutorParams())
+    cfg = TrackingParams()
     init_store(workdir, cfg)
     log_table(workdir, cfg, "baseline", "test", runs, records)
     mlflow.set_tracking_uri(tracking_uri(workdir, cfg))
@@ -326,7 +315,7 @@ def test_two_trainers_log_each_run_once(workdir, tmp_path):
     import mlflow
     import yaml
 
-    from curriculab.config import TrackingCfg
+    from curriculab.config import TrackingParams
     from curriculab.tracking import init_store, tracking_uri
 
     params = _params_file(tmp_path)
@@ -339,13 +328,13 @@ def test_two_trainers_log_each_run_once(workdir, tmp_path):
     quiet = tmp_path / "quiet.yaml"
     quiet.write_text(yaml.safe_dump(p))
     assert main(["--params", str(quiet), "--workdir", str(workdir), "train", "baseline"]) == 0  # trained, not logged
-    init_store(workdir, TrackingCfg())
+    init_store(workdir, TrackingParams())
     cmd = [sys.executable, "-c", f"import sys; from curriculab.cli import main; sys.exit(main({argv!r}))"]
     env = {**os.environ, "CI": "1", "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
     outs = [proc.communicate(timeout=300)[0].decode() for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), outs
-    mlflow.set_tracking_uri(tracking_uri(workdir, TrackingCfg()))
+    mlflow.set_tracking_uri(tracking_uri(workdir, TrackingParams()))
     df = mlflow.search_runs(experiment_names=["baseline"])
     children = df[df["tags.run_id"].notna()]
     assert len(children) == 2 and children["tags.run_id"].nunique() == 2
