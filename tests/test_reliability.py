@@ -345,3 +345,39 @@ def test_an_empty_params_file_says_so(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "params.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {tmp_path / 'params.yaml'}: the file is empty") and "\n" not in err
+
+
+def test_metrics_json_holds_no_wall_clock(workdir):
+    run = RunConfig.model_validate(RUN)
+    fit(run, workdir / "a", workdir)
+    fit(run, workdir / "b", workdir)
+    assert (workdir / "a" / "metrics.json").read_bytes() == (workdir / "b" / "metrics.json").read_bytes()
+    timing = json.loads((workdir / "a" / "timing.json").read_text())
+    assert len(timing["epoch_seconds"]) == 2 and timing["seconds"] == pytest.approx(sum(timing["epoch_seconds"]))
+
+
+def test_pretrained_files_do_not_depend_on_the_machines_threads(prepared_root, tmp_path):
+    from curriculab.config import Params
+    from curriculab.methods import run_pretrain
+
+    emb = {"model": {"name": "lenet", "width": 0.5}, "dim": 4, "clusters": 2, "m": 3, "b": 4, "iterations": 12,
+           "refresh": 5, "lr": 1e-3}
+    params = Params.model_validate({
+        "prepare": {"datasets": ["digits"]}, "executor": {"threads": 1},
+        "pretrain": {"spl_advise": {"datasets": ["digits"], "embedding": emb, "tsne_points": 60,
+                                    "tsne_iterations": 250, "device": "cpu"}}})
+    before, files = torch.get_num_threads(), []
+    try:
+        for threads in (2, 1):  # the machine's default thread count must not matter
+            wd = tmp_path / f"t{threads}"
+            (wd / "data").mkdir(parents=True)
+            (wd / "data" / "prepared").symlink_to(prepared_root / "data" / "prepared")
+            torch.set_num_threads(threads)
+            run_pretrain("spl_advise", params, wd)
+            d = wd / "data" / "pretrained" / "spl_advise" / "digits"
+            files.append({p.name: p.read_bytes() for p in d.iterdir() if p.name != "timing.json"})
+    finally:
+        torch.set_num_threads(before)
+    assert set(files[0]) == {"model.pt", "clusters.npz", "tsne.npz", "meta.json"}
+    assert files[0] == files[1]
+    assert "seconds" not in json.loads(files[0]["meta.json"])
