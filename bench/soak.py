@@ -82,7 +82,8 @@ def repro(project: Path, kill_after: float | None = None) -> tuple[bool, float, 
     """`dvc repro` in its own process group; SIGKILL the group after `kill_after` seconds.
     Returns (killed, seconds, output tail)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=project, env=ENV, stdout=subprocess.PIPE,
+    env = {**ENV, "PYTHONPATH": str(project / "src")}  # the code copied into the project, whatever happens here
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=project, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=kill_after)
