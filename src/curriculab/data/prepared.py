@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import json
 import math
 import os
@@ -46,11 +46,12 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file.
+@contextlib.contextmanager
+def _replacing(path: Path):
+    """A binary file object on a temporary file beside `path`, renamed over `path` when the block ends.
 
-    A failed write leaves the old file as it was and no temporary file behind. The file gets the
-    permissions a plain `open` would give it (0666 less the umask), not mkstemp's 0600.
+    Readers never see half a file; a failed write leaves the old file as it was and no temporary file
+    behind. The file gets the permissions a plain `open` gives (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
     try:
@@ -60,7 +61,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise named(e, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
@@ -69,6 +70,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(e, OSError):
             raise named(e, path) from None
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `_replacing`)."""
+    with _replacing(path) as f:
+        f.write(data)
 
 
 def finite_json(obj):
@@ -102,10 +109,9 @@ def dataset_dir(root: Path, name: str) -> Path:
 
 
 def _save_npz(path: Path, **arrays) -> str:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # the same bytes for the same arrays (numpy stamps members with a fixed date)
-    atomic_write_bytes(path, buf.getvalue())
-    return hashlib.sha256(buf.getvalue()).hexdigest()
+    with _replacing(path) as f:
+        np.savez(f, **arrays)  # the same bytes for the same arrays (numpy stamps members with a fixed date)
+    return _sha256(path)
 
 
 def write_prepared(root: Path, name: str, x: np.ndarray, y: np.ndarray, splits: dict[str, np.ndarray],
