@@ -4,7 +4,9 @@ uninterrupted run.
 Two copies of the project get the same micro profile (digits; a baseline table and a data-parameters
 table; two worker processes). The first runs `dvc repro` once, uninterrupted. The second starts
 `dvc repro` in its own process group and SIGKILLs the whole group at a random moment (uniform over
-the uninterrupted run's duration), N times, then runs `dvc repro` to the end. The two projects are then
+the first third of the uninterrupted run's duration) until N kills have landed; an attempt that
+finishes first starts the project over (outputs removed), so the kills fall all along the pipeline.
+Then it runs `dvc repro` to the end. The two projects are then
 compared byte for byte: reports/, every run's config.yaml and metrics.json, and data/prepared.
 Checkpoints are compared by their tensors (torch.save stamps each file with a random id). The script
 exits 1 if anything differs.
@@ -142,19 +144,27 @@ def main() -> int:
         killed, full, out = repro(ref)
         assert not killed and "Running stage 'aggregate'" in out, out
         print(f"uninterrupted dvc repro: {full:.1f} s")
-        landed = 0
-        for i in range(args.kills):
-            at = rng.uniform(0.5, full)
+        landed = attempts = restarts = 0
+        while landed < args.kills and attempts < 4 * args.kills:
+            attempts += 1
+            at = rng.uniform(3.0, full / 3)  # a third of the pipeline at most: kills land all along it
             killed, secs, out = repro(soaked, kill_after=at)
             landed += killed
-            print(f"kill {i + 1}: at {at:.1f} s -> {'SIGKILL' if killed else 'finished first'}")
+            print(f"attempt {attempts}: kill at {at:.1f} s -> {'SIGKILL' if killed else 'finished first'}",
+                  flush=True)
+            if not killed:  # complete: start the soaked project over, so that later kills hit every stage
+                restarts += 1
+                for out_dir in ("runs", "reports", "data", "dvc.lock", "mlflow.db"):
+                    p = soaked / out_dir
+                    shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         killed, secs, out = repro(soaked)
         if killed or "ERROR" in out:
             print(out)
             return 1
         diffs = compare(ref, soaked)
         n = len(files(ref))
-        print(f"{landed} of {args.kills} kills landed; final dvc repro {secs:.1f} s; "
+        print(f"{landed} SIGKILLs landed in {attempts} attempts ({restarts} restarts from scratch); "
+              f"final dvc repro {secs:.1f} s; "
               f"{n} files compared byte for byte, checkpoints by tensors: "
               + ("identical" if not diffs else f"{len(diffs)} differences"))
         for d in diffs:
