@@ -278,7 +278,7 @@ def test_sample_pairing_schedule_and_mixup_batch():
     from curriculab.methods.base import Batch
     from curriculab.methods.mixup import mixup_batch
 
-    m = _method("sample_pairing", {"warmup": 2, "on": 3, "off": 1}, epochs=20)
+    m = _method("sample_pairing", {"warmup": 2, "on_epochs": 3, "off_epochs": 1}, epochs=20)
     assert [m.pairing_on(e) for e in range(10)] == [False, False, True, True, True, False, True, True, True, False]
     b = Batch(torch.arange(4.0).reshape(4, 1), torch.tensor([0, 1, 2, 0]), torch.arange(4))
     perm = torch.tensor([1, 0, 3, 2])

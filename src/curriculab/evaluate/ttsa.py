@@ -20,7 +20,7 @@ class KeptEvalParams(Strict):
     """`evaluate.<key>` of the sum-augmentation tables."""
 
     ttsa: TTSAParams | None = None  # also the TTSA test error (tables 3.5-3.6)
-    batch_size: PosInt = 500
+    batch_size: PosInt = 500  # images per forward: TTSA tests batch_size // C images at a time (C mixes each)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: PosInt = 1
 
@@ -42,6 +42,7 @@ def evaluate_kept(run, record: dict, opts: KeptEvalParams, workdir: Path) -> dic
                "l2_norm": model_l2_norm(model), "epochs_used": len(record["history"])}
         if opts.ttsa is not None:
             sampler = TTSASampler(opts.ttsa, data, run.config.seed)
-            acc = task.evaluate(lambda x: sampler.predict(model, x), data.eval_batches("test", opts.batch_size))
+            bs = max(1, opts.batch_size // opts.ttsa.c)
+            acc = task.evaluate(lambda x: sampler.predict(model, x), data.eval_batches("test", bs))
             out["ttsa_test_err"] = 1 - acc["acc"]
     return out

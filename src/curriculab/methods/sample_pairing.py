@@ -3,7 +3,7 @@
 Each training image (after the usual crop / flip) is averaged with another image drawn at random from
 the training set (itself augmented), and keeps the first image's label. Inoue's CIFAR schedule: train
 without it first (100 epochs), then enable it intermittently (8 epochs on, 2 off), and finish without
-it; those are the defaults here (`warmup`, `on`, `off`). As in the thesis' comparison, the run ends with
+it; those are the defaults here (`warmup`, `on_epochs`, `off_epochs`). As in the thesis' comparison, the run ends with
 the same clean fine-tuning as CSA: a pairing phase (warm-up included), then a clean phase, each until
 its plateau, with the phase rules of `methods/phases.py`.
 """
@@ -31,8 +31,8 @@ class SamplePairing(PhasedMethod):
 
     class Params(SelectParams):
         warmup: NonNegInt = 100  # epochs of the pairing phase trained without pairing (CIFAR: 100)
-        on: PosInt = 8  # then pairing for `on` epochs ...
-        off: NonNegInt = 2  # ... and off for `off` epochs, repeatedly
+        on_epochs: PosInt = 8  # then pairing for this many epochs ...
+        off_epochs: NonNegInt = 2  # ... and off for this many, repeatedly
 
     @classmethod
     def check_run(cls, p: Params, run: RunConfig, path: str) -> None:
@@ -45,7 +45,7 @@ class SamplePairing(PhasedMethod):
     def pairing_on(self, epoch_in_phase: int) -> bool:
         p = self.params
         r = epoch_in_phase - p.warmup
-        return r >= 0 and r % (p.on + p.off) < p.on
+        return r >= 0 and r % (p.on_epochs + p.off_epochs) < p.on_epochs
 
     def _paired(self, state: TrainState) -> Iterator[Batch]:
         data = state.data
