@@ -47,3 +47,22 @@ def test_gcsa_and_the_comparators_train_and_end_on_clean_data(workdir):
         assert rec["final"]["test_acc"] > 0.3, name  # far above chance (0.1)
         if name == "gcsa":  # Algorithm 3: t = epoch / cascade_epochs, then 1 in the clean fine-tuning
             assert [r["sa_t"] for r in h[:4]] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+
+
+def test_mixed_batches_count_train_accuracy_top_k_against_the_k_labels(workdir):
+    import torch
+
+    from curriculab.engine.loop import build
+    from curriculab.engine.tasks import get_task
+    from curriculab.methods.base import TrainState
+    from curriculab.methods.sum_augmentation import topk_correct
+
+    run = _run({"csa": {"cascade": [4, 1]}})
+    data, hooks, model = build(run, workdir / "r", workdir, torch.device("cpu"))
+    state = TrainState(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), data=data)
+    task = get_task("classification", {})
+    batch = next(iter(hooks.train_batches(0, state, lambda: data.batches(32))))
+    assert batch.x.shape[0] == 8 and len(batch.index) == 32  # 32 images → 8 mixes of K = 4
+    out = model(batch.x)
+    labels = data.train_y[batch.index].reshape(4, 8)
+    assert float(hooks.correct(out, batch, state, task.correct)) == float(topk_correct(out, labels))
