@@ -304,7 +304,10 @@ _spec(id="thesis.t34", title="Gradually Cascading Sum Augmentation: test error (
       notes=NOTES + " GCSA: weights GCC_n(t) (eqs. 3.1-3.6), t = epoch / cascade_epochs (Algorithm 3; "
                     "`t_update: step` is the official per-step increment), K = n − ⌊t(n−1)⌋ groups, loss ÷ K; "
                     "then clean fine-tuning with the same early stop and restore. Figure thesis.f34: GCC_2 and "
-                    "GCC_4 against t, and the L2 norm per epoch of CSA vs GCSA (the thesis' figs 3.5 and 3.7).")
+                    "GCC_4 against t, and the L2 norm per epoch of CSA vs GCSA (the thesis' figs 3.5 and 3.7). "
+                    "Not reproduced from the official code (facts, no option): it recomputes eqs. 3.2-3.3 only when K "
+                    "changes, so within a segment its weights differ from eq. 3.6 (n = 2: (1+t)/2 instead of "
+                    "(1+t)/2 + t(1−t)/2), and it multiplies the learning rate by lr_gamma at every K change.")
 _TTSA_NOTES = (NOTES + " TTSA (§3.6): C = 16 mixes λ/K·x + Σ_{j<K−1} 1/(Kλ)·r_j, λ = 1, K = 4, random images r_j from "
                "the training split (`pool: test` as the thesis' wording), prediction = mean softmax; one forward "
                "over C × batch. The cascades stop at K = 2 (as the thesis did for these tables); `test_err` is the "
