@@ -285,3 +285,30 @@ def test_sample_pairing_schedule_and_mixup_batch():
     mixed = mixup_batch(b, 3, 0.7, perm)
     assert mixed.x[:, 0].tolist() == pytest.approx([0.3, 0.7, 2.3, 2.7])
     assert mixed.y[0].tolist() == pytest.approx([0.7, 0.3, 0.0]) and mixed.y[3].tolist() == pytest.approx([0.7, 0, 0.3])
+
+
+@pytest.mark.parametrize("rows,evaluate,match", [
+    ({"csa_k8": {"methods": {"csa": {"cascade": [8, 3, 1]}}}}, None,
+     r"tables\.thesis_t31\.rows\.csa_k8\.methods\.csa\.cascade: K = 3 does not divide train\.batch_size 64"),
+    ({"csa_k4": {"methods": {"csa": {"cascade": [4, 4, 1]}}}}, None, r"strictly decreasing"),
+    ({"csa_k4": {"methods": {"csa": {"select_on": "test"}}}}, None, r"csa\.select_on: 'test'"),
+    ({"csa_k4": {"methods": {"csa": {}}}}, {"ttsa": {"c": 0}}, r"evaluate\.thesis_t31\.ttsa\.c: "),
+    ({"csa_k4": {"methods": {"csa": {}}}}, {"ttsa": {"lam": -1.0}}, r"evaluate\.thesis_t31\.ttsa\.lam: "),
+    ({"mixup": {"methods": {"mixup": {"alpha": -0.5}}}}, None, r"rows\.mixup\.methods\.mixup\.alpha: "),
+])
+def test_validate_gives_one_line_errors_naming_the_key(tmp_path, capsys, rows, evaluate, match):
+    import re
+
+    import yaml
+
+    from curriculab.cli import main
+
+    block = {"seeds": [0], "run": {"data": {"dataset": "digits"}, "train": {"batch_size": 64, "epochs": 10}},
+             "rows": rows}
+    params = {"prepare": {"datasets": ["digits"]}, "tables": {"thesis_t31": block}}
+    if evaluate:
+        params["evaluate"] = {"thesis_t31": evaluate}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    assert main(["validate", str(tmp_path / "p.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and re.search(match, err), err
