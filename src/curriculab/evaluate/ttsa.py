@@ -35,6 +35,8 @@ def evaluate_kept(run, record: dict, opts: KeptEvalParams, workdir: Path) -> dic
     from curriculab.engine.loop import load_trained
     from curriculab.engine.tasks import get_task
 
+    if record.get("status") == "diverged":  # its weights are not finite: no error to report
+        return {"diverged": 1.0, "epochs_used": len(record["history"])}
     with cpu_threads(opts.threads), torch.no_grad():
         model, data, _ = load_trained(run.config, run.dir(workdir), workdir, opts.device)
         task = get_task(run.config.task, run.config.task_params)
