@@ -25,14 +25,9 @@ class KeptEvalParams(Strict):
     threads: PosInt = 1
 
 
-def model_l2_norm(model: torch.nn.Module) -> float:
-    """sqrt of the sum of squared parameters."""
-    return float(torch.sqrt(sum((p.detach().float() ** 2).sum() for p in model.parameters())))
-
-
 def evaluate_kept(run, record: dict, opts: KeptEvalParams, workdir: Path) -> dict:
     """test_err of the final checkpoint (and ttsa_test_err with `ttsa`), its L2 norm, the epochs used."""
-    from curriculab.engine.loop import load_trained
+    from curriculab.engine.loop import load_trained, model_l2_norm
     from curriculab.engine.tasks import get_task
 
     if record.get("status") == "diverged":  # its weights are not finite: no error to report

@@ -43,6 +43,7 @@ class CascadingSumAugmentation(PhasedMethod):
     """CSA: one phase per K of `cascade`, each until its plateau, restoring the phase's best checkpoint."""
 
     name = "csa"
+    contract_params = {"cascade": [2, 1], "patience": 1}
 
     class Params(SelectParams):
         cascade: list[PosInt] = Field(default=[4, 2, 1], min_length=1)  # strictly decreasing K
@@ -81,6 +82,7 @@ class GraduallyCascadingSumAugmentation(PhasedMethod):
     """GCSA: weights GCC_n(t), t: 0 → 1 over `cascade_epochs`, then clean fine-tuning with restore."""
 
     name = "gcsa"
+    contract_params = {"start": 2, "cascade_epochs": 1}
 
     class Params(SelectParams):
         start: PosInt = 4  # n, the initial K
@@ -118,13 +120,16 @@ class GraduallyCascadingSumAugmentation(PhasedMethod):
 
     def _gradual(self, epoch: int, state: TrainState) -> Iterator[Batch]:
         n, bs, data = self.params.start, self.ctx.run.train.batch_size, state.data
-        steps = max(1, data.n_train // bs)
-        for i, b in enumerate(data.batches(bs, drop_last=True)):
+        steps = -(-data.n_train // bs)
+        for i, b in enumerate(data.batches(bs)):
             self.t = self.t_at(epoch, i, steps)
             k = active_groups(n, self.t)
+            used = (len(b.index) // k) * k
+            if used == 0:
+                continue
             w = gcc(n, self.t)[:k].float()
-            x, y = sum_mix(b.x, F.one_hot(b.y, data.classes).float(), k, w)
-            yield Batch(x, y, b.index[: (len(b.index) // k) * k])
+            x, y = sum_mix(b.x[:used], F.one_hot(b.y[:used], data.classes).float(), k, w)
+            yield Batch(x, y, b.index[:used])
 
     def phase_batches(self, phase: Phase, epoch: int, state: TrainState) -> Iterator[Batch] | None:
         if phase.label != "gradual":

@@ -28,6 +28,7 @@ class SamplePairing(PhasedMethod):
     """A pairing phase (warm-up, then on/off intermittently), then clean fine-tuning."""
 
     name = "sample_pairing"
+    contract_params = {"warmup": 0}
 
     class Params(SelectParams):
         warmup: NonNegInt = 100  # epochs of the pairing phase trained without pairing (CIFAR: 100)

@@ -158,14 +158,18 @@ Uneven = Literal["error", "drop"]
 
 
 def mixed_batches(data, batch_size: int, k: int, weights: torch.Tensor | None = None) -> Iterator[Batch]:
-    """One epoch of sum-augmented batches: each full shuffled batch of m → m // k mixed samples.
+    """One epoch of sum-augmented batches: each shuffled batch of m → m // k mixed samples.
 
-    Incomplete last batches are skipped, as in the official code; `index` keeps all m positions.
+    The last, smaller batch is mixed too, its m mod k leftover dropped (the official code skips it);
+    `index` keeps the positions of the images that were mixed.
     """
-    for b in data.batches(batch_size, drop_last=True):
-        onehot = F.one_hot(b.y, data.classes).float()
-        x, y = sum_mix(b.x, onehot, k, weights)
-        yield Batch(x, y, b.index[: (len(b.index) // k) * k])
+    for b in data.batches(batch_size):
+        used = (len(b.index) // k) * k
+        if used == 0:
+            continue
+        onehot = F.one_hot(b.y[:used], data.classes).float()
+        x, y = sum_mix(b.x[:used], onehot, k, weights)
+        yield Batch(x, y, b.index[:used])
 
 
 class SumAugmentation(Method):

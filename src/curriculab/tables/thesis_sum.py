@@ -251,8 +251,9 @@ NOTES = ("Rows: `csa_k<K>` = CSA starting at K and halving down to 1 (Algorithm 
          "first epoch at each phase (`lr_reset: true`) and each restore clears the momentum; `phase_lr`, "
          "`sa_k` and `sa_phase` are logged per epoch. Mixed batches: groups paired by position in the "
          "shuffled batch (the official code splits a random permutation: the same in distribution); "
-         "incomplete last batches skipped (official); loss BCE ÷ K (`loss: official`: the mean BCE, no "
-         "division); train accuracy top-K against the K labels. The thesis' printed GCSA batch formula divides "
+         "the last, smaller batch of an epoch is mixed too, its m mod K leftover dropped (the official code "
+         "skips incomplete batches); loss BCE ÷ K (`loss: official`: the mean BCE, no division); train "
+         "accuracy top-K against the K labels. The thesis' printed GCSA batch formula divides "
          "by C[i]: a typesetting error; the weights multiply (official code). `test_err` is the evaluate "
          "stage's test error of the checkpoint the run ended with, `l2_norm` its norm. Batch size 100 with "
          "K = 8 (the thesis' setting) does not divide: the paper profile uses `uneven: drop` (official).")
@@ -266,7 +267,7 @@ _T32 = _cols(["wrn40_4", "wrn28_10"], ["100", "500"])
 
 def _spec(**kw) -> TableSpec:
     return register_table(TableSpec(source="thesis", metrics=kw.pop("metrics", ["test_err"]), higher_is_better=False,
-                                    Options=SumOptions, evaluate=evaluate_kept, EvalParams=KeptEvalParams, **kw))
+                                    OptionsParams=SumOptions, evaluate=evaluate_kept, EvalParams=KeptEvalParams, **kw))
 
 
 _spec(id="thesis.t31", title="Cascading Sum Augmentation: test error (%) by start K vs the baseline (thesis Table 3.1)",
