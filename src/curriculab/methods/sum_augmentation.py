@@ -210,6 +210,7 @@ class TestTimeSumAugmentation(Method):
 
     name = "ttsa"
     Params = TTSAParams
+    contract_params = {"c": 2}
 
     def __init__(self, params: TTSAParams, ctx: MethodContext):
         super().__init__(params, ctx)
