@@ -282,6 +282,7 @@ class RunConfig(Strict):
     model: ModelCfg = ModelCfg()
     train: TrainCfg = TrainCfg()
     methods: dict[str, dict[str, Any]] = {"baseline": {}}
+    runner: dict[str, Any] = {}  # settings of a table's own runner (validated by its spec), e.g. Perfect Ordering
 
     def method_params(self, name: str) -> dict[str, Any]:
         return self.methods.get(name, {})
