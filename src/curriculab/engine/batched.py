@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 
 Tensors = dict[str, torch.Tensor]
 
@@ -101,8 +101,7 @@ def sgd_step(params: Tensors, grads: Tensors, momentum: Tensors, cfg: SGDConfig)
 
 def _loss_fn(model: nn.Module) -> Callable:
     def loss(params: Tensors, buffers: Tensors, x: torch.Tensor, y: torch.Tensor):
-        out = functional_call(model, (params, buffers), (x,))
-        return F.cross_entropy(out, y), buffers
+        return F.cross_entropy(functional_call(model, (params, buffers), (x,)), y)
 
     return loss
 
@@ -112,7 +111,7 @@ def train_step(model: nn.Module, stack: Stack, x: torch.Tensor, y: torch.Tensor,
     a copy of each model's running statistics, as nn.BatchNorm2d does)."""
     model.train()
     buffers = {k: v.clone() for k, v in stack.buffers.items()}  # updated in place by batch_norm
-    g, _ = vmap(grad(_loss_fn(model), has_aux=True))(stack.params, buffers, x, y)
+    g = vmap(grad(_loss_fn(model)))(stack.params, buffers, x, y)
     p, m = sgd_step(stack.params, g, stack.momentum, cfg)
     return Stack(p, buffers, m)
 
@@ -149,11 +148,13 @@ def model_state(model: nn.Module, opt: torch.optim.Optimizer) -> tuple[Tensors, 
 
 
 def trial_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                after: Callable[[Tensors, Tensors], torch.Tensor], train_mode: bool = True) -> torch.Tensor:
+                after: Callable[[Tensors, Tensors], torch.Tensor],
+                train_mode: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """K trial SGD steps from the live model and optimiser state, one per candidate batch x[k], y[k] (K, b, ...).
 
-    Returns `after(params_k, buffers_k)` for every k, vmapped: e.g. the loss of each stepped copy.
-    The live model, its buffers and the optimiser are never written (each copy gets its own buffers).
+    Returns each candidate's loss before its step and `after(params, buffers)` of the K stepped copies
+    (stacked), e.g. their new losses. The live model, its buffers and the optimiser are never written
+    (each copy gets its own buffers).
     """
     params, buffers, mom = model_state(model, opt)
     cfg = SGDConfig.of(opt)
@@ -161,9 +162,10 @@ def trial_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y
     model.train(train_mode)
     k = len(x)
     bufs = {n: v.unsqueeze(0).repeat(k, *[1] * v.ndim) for n, v in buffers.items()}
-    g, _ = vmap(grad(_loss_fn(model), has_aux=True), in_dims=(None, 0, 0, 0))(params, bufs, x, y)
+    g, prev = vmap(grad_and_value(_loss_fn(model)), in_dims=(None, 0, 0, 0))(params, bufs, x, y)
     stepped = {n: params[n].unsqueeze(0) for n in params}
     new_p, _ = sgd_step(stepped, g, {n: mom[n].unsqueeze(0) for n in mom}, cfg)
-    out = after(new_p, bufs)
+    with torch.no_grad():
+        out = after(new_p, bufs)
     model.train(was)
-    return out
+    return prev.detach(), out

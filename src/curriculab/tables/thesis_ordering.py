@@ -60,8 +60,8 @@ def t21_section(res) -> str:
         per_seed[run.seed] = t
         lines += [f"## Per epoch, seed {run.seed} ({int(t['networks'].sum()):,} networks trained; "
                   f"{rec['final']['seconds']:.0f} s) — measured here, thesis Table 2.1 quoted after the bar", "",
-                  "| epoch | networks | min acc | mean acc | max acc | min loss | max loss | ‖ thesis: min acc | mean acc "
-                  "| max acc | min loss | max loss |", "|---" * 12 + "|"]
+                  "| epoch | networks | min acc | mean acc | max acc | min loss | max loss "
+                  "| ‖ thesis: min acc | mean acc | max acc | min loss | max loss |", "|---" * 12 + "|"]
         for _, h in t.iterrows():
             paper = THESIS_T21.get(int(h["epoch"]), (None,) * 5)
             lines.append(f"| {int(h['epoch'])} | {int(h['networks'])} | " + " | ".join(_f(h[c]) for c in COLS)
