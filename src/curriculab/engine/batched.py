@@ -8,6 +8,7 @@ Perfect Ordering trains its networks this way; the POA trial steps use `trial_st
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -136,6 +137,18 @@ def evaluate(model: nn.Module, stack: Stack, x: torch.Tensor, y: torch.Tensor,
     return loss / len(y), correct / len(y)
 
 
+def vmap_net(model: nn.Module) -> nn.Module:
+    """A copy of `model` for functional calls under vmap: every nn.BatchNorm2d computes with plain tensor ops
+    (PlainBatchNorm2d: same numbers, same parameter and buffer names), which vmap batches far better."""
+    from curriculab.models.toy import PlainBatchNorm2d
+
+    net = copy.deepcopy(model)
+    for m in net.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.__class__ = PlainBatchNorm2d
+    return net
+
+
 def model_state(model: nn.Module, opt: torch.optim.Optimizer) -> tuple[Tensors, Tensors, Tensors]:
     """The live model's parameters, buffers and SGD momentum buffers (zeros before the first step), unbatched."""
     params = {k: v.detach() for k, v in model.named_parameters()}
@@ -148,24 +161,25 @@ def model_state(model: nn.Module, opt: torch.optim.Optimizer) -> tuple[Tensors, 
 
 
 def trial_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                after: Callable[[Tensors, Tensors], torch.Tensor],
-                train_mode: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                after: Callable[[Tensors, Tensors], torch.Tensor], train_mode: bool = True,
+                net: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """K trial SGD steps from the live model and optimiser state, one per candidate batch x[k], y[k] (K, b, ...).
 
     Returns each candidate's loss before its step and `after(params, buffers)` of the K stepped copies
     (stacked), e.g. their new losses. The live model, its buffers and the optimiser are never written
-    (each copy gets its own buffers).
+    (each copy gets its own buffers). `net` (default: `model`) is the module called, e.g. `vmap_net(model)`.
     """
     params, buffers, mom = model_state(model, opt)
     cfg = SGDConfig.of(opt)
-    was = model.training
-    model.train(train_mode)
+    net = model if net is None else net
+    was = net.training
+    net.train(train_mode)
     k = len(x)
     bufs = {n: v.unsqueeze(0).repeat(k, *[1] * v.ndim) for n, v in buffers.items()}
-    g, prev = vmap(grad_and_value(_loss_fn(model)), in_dims=(None, 0, 0, 0))(params, bufs, x, y)
+    g, prev = vmap(grad_and_value(_loss_fn(net)), in_dims=(None, 0, 0, 0))(params, bufs, x, y)
     stepped = {n: params[n].unsqueeze(0) for n in params}
     new_p, _ = sgd_step(stepped, g, {n: mom[n].unsqueeze(0) for n in mom}, cfg)
     with torch.no_grad():
         out = after(new_p, bufs)
-    model.train(was)
+    net.train(was)
     return prev.detach(), out

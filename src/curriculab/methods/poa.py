@@ -25,7 +25,7 @@ from pydantic import Field, field_validator, model_validator
 from torch.func import functional_call, vmap
 
 from curriculab.config import ConfigError, RunConfig, Strict
-from curriculab.engine.batched import trial_steps
+from curriculab.engine.batched import trial_steps, vmap_net
 from curriculab.methods.base import Batch, Method, TrainState
 
 
@@ -100,6 +100,7 @@ class Poa(Method):
         self.external: tuple[torch.Tensor, torch.Tensor] | None = None
         self.scored = 0  # candidates scored this epoch
         self.score_sum = 0.0  # of the chosen items' scores
+        self._net = None  # (live model, its copy for vmapped calls)
 
     # -- the data loader
     def on_epoch_start(self, state: TrainState) -> None:
@@ -187,10 +188,13 @@ class Poa(Method):
     def score(self, state: TrainState, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Scores of K learning items x: (K, b, C, H, W), y: (K, b); never writes the model or optimiser."""
         model = _plain(state.model)
+        if self._net is None or self._net[0] is not model:
+            self._net = (model, vmap_net(model))
+        train = self.p.score_mode == "train"
         if self.p.scoring == "loss":
-            return candidate_losses(model, x, y, self.p.score_mode == "train")
+            return candidate_losses(model, x, y, train, self._net[1])
         return loss_deltas(model, state.optimizer, x, y, self.external if self.p.target == "external" else None,
-                           self.p.relative, self.p.score_mode == "train")
+                           self.p.relative, train, self._net[1])
 
     def state_metrics(self) -> dict[str, float]:
         return {"poa_scored": float(self.scored), "poa_chosen_score": self.score_sum}
@@ -211,27 +215,31 @@ def _expand(tensors: dict, k: int) -> dict:
     return {n: v.detach().unsqueeze(0).repeat(k, *[1] * v.ndim) for n, v in tensors.items()}
 
 
+def _state(model) -> tuple[dict, dict]:
+    return ({n: v.detach() for n, v in model.named_parameters()},
+            {n: v.detach().clone() for n, v in model.named_buffers()})  # copies: train-mode BN writes its buffers
+
+
 @torch.no_grad()
-def candidate_losses(model, x: torch.Tensor, y: torch.Tensor, train_mode: bool) -> torch.Tensor:
-    """Mean loss of each candidate x[k] (K, b, ...): vmapped forwards; in train mode BatchNorm uses each
-    candidate's batch statistics (on copies of the buffers); a sample (b = 1) is scored within all K at once."""
-    was = model.training
-    model.train(train_mode)
-    params = {n: v.detach() for n, v in model.named_parameters()}
-    if x.shape[1] == 1:  # samples: one batch of the K candidates, per-sample losses
-        bufs = {n: v.detach().clone() for n, v in model.named_buffers()}
-        out = functional_call(model, (params, bufs), (x[:, 0],))
-        losses = F.cross_entropy(out, y[:, 0], reduction="none")
+def candidate_losses(model, x: torch.Tensor, y: torch.Tensor, train_mode: bool, net=None) -> torch.Tensor:
+    """Mean loss of each candidate x[k] (K, b, ...): vmapped forwards of `net` (default `model`) with the model's
+    weights; in train mode BatchNorm uses each candidate's batch statistics on copies of the buffers. Samples
+    (b = 1) are scored as one batch of the K candidates."""
+    net = model if net is None else net
+    was = net.training
+    net.train(train_mode)
+    params, bufs = _state(model)
+    if x.shape[1] == 1:
+        losses = F.cross_entropy(functional_call(net, (params, bufs), (x[:, 0],)), y[:, 0], reduction="none")
     else:
-        bufs = _expand(dict(model.named_buffers()), len(x))
-        losses = vmap(_losses_fn(model), in_dims=(None, 0, 0, 0))(params, bufs, x, y)
-    model.train(was)
+        losses = vmap(_losses_fn(net), in_dims=(None, 0, 0, 0))(params, _expand(bufs, len(x)), x, y)
+    net.train(was)
     return losses
 
 
-def _after_losses(model, x, y, external):
+def _after_losses(net, x, y, external):
     def after(new_p, bufs):
-        f = _losses_fn(model)
+        f = _losses_fn(net)
         if external is None:
             return vmap(f)(new_p, bufs, x, y)
         return vmap(f, in_dims=(0, 0, None, None))(new_p, bufs, *external)
@@ -240,17 +248,16 @@ def _after_losses(model, x, y, external):
 
 
 def loss_deltas(model, opt, x: torch.Tensor, y: torch.Tensor, external: tuple | None, relative: bool,
-                train_mode: bool) -> torch.Tensor:
+                train_mode: bool, net=None) -> torch.Tensor:
     """Loss drop of one trial SGD step on each candidate x[k], on the same batch or on `external` (§2.4.2)."""
-    was = model.training
-    model.train(train_mode)
-    prev, new = trial_steps(model, opt, x, y, _after_losses(model, x, y, external), train_mode)
+    net = model if net is None else net
+    prev, new = trial_steps(model, opt, x, y, _after_losses(net, x, y, external), train_mode, net)
     if external is not None:  # the loss of the current weights on the external batch (one forward)
+        was = net.training
+        net.train(train_mode)
         with torch.no_grad():
-            params = {n: v.detach() for n, v in model.named_parameters()}
-            bufs = {n: v.detach().clone() for n, v in model.named_buffers()}
-            prev = _losses_fn(model)(params, bufs, *external).expand(len(x))
-    model.train(was)
+            prev = _losses_fn(net)(*_state(model), *external).expand(len(x))
+        net.train(was)
     delta = prev - new
     return delta / prev if relative else delta
 
