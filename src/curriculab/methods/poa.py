@@ -75,6 +75,8 @@ class Poa(Method):
 
     name = "poa"
     Params = PoaParams
+    # the engine contract's micro run (60 items, batch 32): sample items, MLD trial steps on every candidate
+    contract_params = {"item": "sample", "scoring": "loss_delta", "order": "descending", "k": 32}
 
     @classmethod
     def check_run(cls, p: PoaParams, run: RunConfig, path: str) -> None:
