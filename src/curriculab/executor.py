@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from curriculab.config import ConfigError, ExecutorCfg
+from curriculab.config import ConfigError, ExecutorParams
 from curriculab.data.prepared import atomic_write_bytes, read_meta
+from curriculab.engine.records import is_done
 from curriculab.tables.spec import RunSpec
 
 
@@ -27,7 +28,7 @@ def _current_checksum(run: RunSpec, workdir: Path) -> str:
 
 
 def _is_done(rec: dict | None, checksum: str) -> bool:
-    return bool(rec and rec.get("status") == "done" and rec.get("data_checksum") == checksum)
+    return is_done(rec) and rec.get("data_checksum") == checksum
 
 
 def is_finished(run: RunSpec, workdir: Path) -> bool:
@@ -79,7 +80,7 @@ def _execute_on(run: RunSpec, workdir: str, slot: int, devices: int) -> dict:
     return execute(run, Path(workdir), position=slot)
 
 
-def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorCfg) -> list[dict]:
+def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dict]:
     """Execute runs in order (workers = 1), over local worker processes, or on a Ray cluster.
 
     Results come back in the order of `runs` whatever the mode. Every unfinished run passes its

@@ -13,14 +13,15 @@ import os
 import subprocess
 from pathlib import Path
 
-from curriculab.config import TrackingCfg
+from curriculab.config import TrackingParams
+from curriculab.engine.records import is_done
 
 
-def tracking_uri(workdir: Path, cfg: TrackingCfg) -> str:
+def tracking_uri(workdir: Path, cfg: TrackingParams) -> str:
     return cfg.uri or f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
 
 
-def _mlflow(workdir: Path, cfg: TrackingCfg):
+def _mlflow(workdir: Path, cfg: TrackingParams):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -30,7 +31,7 @@ def _mlflow(workdir: Path, cfg: TrackingCfg):
     return mlflow
 
 
-def init_store(workdir: Path, cfg: TrackingCfg) -> None:
+def init_store(workdir: Path, cfg: TrackingParams) -> None:
     """Create the database and its tables (idempotent). Call once before parallel work."""
     if cfg.enabled:
         _mlflow(workdir, cfg).search_experiments(max_results=1)
@@ -55,7 +56,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_table(workdir: Path, cfg: TrackingCfg, table_id: str, profile: str, runs, records: list[dict],
+def log_table(workdir: Path, cfg: TrackingParams, table_id: str, profile: str, runs, records: list[dict],
               figures: list[Path] = ()) -> int:
     """Log a table execution; runs already in the experiment (same run id) are not logged twice."""
     if not cfg.enabled:
@@ -66,7 +67,7 @@ def log_table(workdir: Path, cfg: TrackingCfg, table_id: str, profile: str, runs
     exp = mlflow.set_experiment(table_id)
     client = mlflow.MlflowClient()
     logged = {r.data.tags.get("run_id") for r in client.search_runs([exp.experiment_id], max_results=50000)}
-    todo = [(r, rec) for r, rec in zip(runs, records) if r.run_id not in logged and rec.get("status") == "done"]
+    todo = [(r, rec) for r, rec in zip(runs, records) if r.run_id not in logged and is_done(rec)]
     commit = git_commit(workdir)
     with mlflow.start_run(run_name=f"{table_id} ({profile})", tags={"table": table_id, "profile": profile,
                                                                      "git_commit": commit, "kind": "table"}):
