@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from curriculab.config import load_params
 from curriculab.engine.batched import SGDConfig, Stack, evaluate
 from curriculab.models import create_model
+from curriculab.project import load_params
 from curriculab.runners.perfect_ordering import PerfectOrderingParams, _data, run_perfect_ordering, train_orders
 from curriculab.tables.spec import expand_table, get_spec
 

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from curriculab.config import ConfigError, RunConfig, load_params, load_yaml
+from curriculab.config import ConfigError, RunConfig, load_yaml
 from curriculab.engine.loop import fit
 from curriculab.methods.poa import candidate_losses, loss_deltas
 from curriculab.models import create_model
+from curriculab.project import load_params
 from tests.conftest import ROOT
 
 

@@ -20,9 +20,10 @@ import torch
 from pydantic import Field
 
 from curriculab.config import ConfigError, RunConfig, Strict
-from curriculab.data.prepared import atomic_write_bytes, atomic_write_json, load_prepared
+from curriculab.data.prepared import atomic_write_bytes, load_prepared
 from curriculab.engine.batched import SGDConfig, Stack, evaluate, train_step
 from curriculab.engine.devices import resolve_device, seed_everything
+from curriculab.engine.records import new_record, write_record
 from curriculab.models import create_model
 
 NETWORKS_FILE = "networks.csv.gz"
@@ -140,8 +141,7 @@ def run_perfect_ordering(run: RunConfig, run_dir: Path, workdir: Path, run_id: s
     nb = len(y) // bs
     perms = torch.tensor(list(itertools.permutations(range(nb))), device=device)  # (nb!, nb)
     starts, parent_rows = Stack.of(model, 1), np.array([-1])
-    record = {"run_id": run_id, **(meta or {}), "status": "running", "history": [], "artifacts": [], "final": {},
-              "files": [NETWORKS_FILE]}
+    record = {**new_record(run_id, meta), "files": [NETWORKS_FILE]}
     tables, row0 = [], 0
     for epoch in range(run.train.epochs):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -183,7 +183,7 @@ def run_perfect_ordering(run: RunConfig, run_dir: Path, workdir: Path, run_id: s
                        "seconds": sum(h["time"] for h in record["history"]),
                        "cpu_seconds": sum(h["cpu_time"] for h in record["history"])}
     record["status"] = "done"
-    atomic_write_json(run_dir / "metrics.json", record)
+    write_record(run_dir / "metrics.json", record)
     return record
 
 
