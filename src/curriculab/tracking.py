@@ -93,3 +93,24 @@ def log_table(workdir: Path, cfg: TrackingParams, table_id: str, profile: str, r
                 for name in rec.get("files", []):  # a runner's own outputs (e.g. the per-network table)
                     mlflow.log_artifact(str(run.dir(workdir) / name))
     return len(todo)
+
+
+def log_evaluation(workdir: Path, cfg: TrackingParams, table_id: str, run_id: str, metrics: dict[str, float]) -> bool:
+    """Add evaluate-stage metrics to a run's MLflow record (the child run tagged with its run id).
+
+    False when tracking is off or the run has not been logged yet (the train stage logs it first)."""
+    if not cfg.enabled or not metrics:
+        return False
+    mlflow = _mlflow(workdir, cfg)
+    from mlflow.entities import Metric
+
+    exp = mlflow.get_experiment_by_name(table_id)
+    if exp is None:
+        return False
+    client = mlflow.MlflowClient()
+    found = client.search_runs([exp.experiment_id], filter_string=f"tags.run_id = '{run_id}'", max_results=1)
+    if not found:
+        return False
+    client.log_batch(found[0].info.run_id, metrics=[Metric(f"evaluate.{k}", float(v), 0, 0)
+                                                    for k, v in metrics.items()])
+    return True
