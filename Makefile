@@ -15,6 +15,7 @@ venv: $(VENV_STAMP)
 
 # Prepare the offline data and rebuild every table of the embedded default profile.
 repro: $(VENV_STAMP)
+	.venv/bin/curriculab validate  # our one-line message even where DVC could not read params.yaml
 	.venv/bin/dvc repro
 
 test: $(VENV_STAMP)

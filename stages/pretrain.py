@@ -5,4 +5,4 @@ import sys
 from curriculab.cli import main
 
 if __name__ == "__main__":  # worker processes re-import this module
-    sys.exit(main(["pretrain", *sys.argv[1:]]))
+    sys.exit(main(["pretrain", *sys.argv[1:]], stage=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shutil
 import sys
@@ -25,6 +26,10 @@ def cmd_validate(args) -> int:
     for key in params.tables:
         n += len(expand_table(get_spec(key), params))
     print(f"{args.file}: valid (profile {params.profile!r}, {len(params.tables)} tables, {n} runs)")
+    if args.stamp:  # the DVC stage's output: constant bytes, so a valid edit re-runs nothing downstream
+        from curriculab.data.prepared import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.stamp), b"valid\n")
     return 0
 
 
@@ -60,7 +65,8 @@ def _table(params, key: str):
 
 
 def cmd_train(args) -> int:
-    from curriculab.executor import is_finished, run_all
+    from curriculab.executor import BUSY, is_finished, run_all
+    from curriculab.runlock import RunLock
     from curriculab.tables.spec import expand_table
     from curriculab.tracking import log_table
 
@@ -74,7 +80,14 @@ def cmd_train(args) -> int:
     print(f"{spec.id}: {len(runs)} runs, {len(runs) - todo} already finished, {todo} to train "
           f"(executor: {cfg.backend}, {cfg.workers} worker(s))", flush=True)
     records = run_all(runs, workdir, cfg)
-    logged = log_table(workdir, params.tracking, spec.id, params.profile, runs, records)
+    with RunLock(workdir / "runs" / spec.key / ".mlflow.lock", wait=True):  # one logger per table at a time
+        logged = log_table(workdir, params.tracking, spec.id, params.profile, runs, records)
+    busy = sorted({r["holder"] for r in records if r.get("status") == BUSY})
+    if busy:
+        n = sum(r.get("status") == BUSY for r in records)
+        print(f"{spec.id}: {n} run(s) skipped: another process (pid {', '.join(map(str, busy))}) is training "
+              f"them; run this command again when it has finished", file=sys.stderr)
+        return 3
     print(f"{spec.id}: done; {logged} run(s) newly logged to MLflow")
     return 0
 
@@ -158,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate", help="check a params file; exit non-zero with a one-line message if invalid")
     v.add_argument("file", nargs="?", default="params.yaml")
+    v.add_argument("--stamp", help="write this file when the params are valid (the `validate` DVC stage)")
     sub.add_parser("prepare", help="write the prepared datasets and their copies; create the MLflow store")
     pt = sub.add_parser("pretrain", help="a method's pretraining stage (e.g. spl)")
     pt.add_argument("method")
@@ -180,13 +194,37 @@ COMMANDS = {"validate": cmd_validate, "prepare": cmd_prepare, "pretrain": cmd_pr
             "use-profile": cmd_use_profile}
 
 
-def main(argv: list[str] | None = None) -> int:
+def os_error_message(e: OSError) -> str | None:
+    """One line naming the file and the fix for a disk that is full or not writable; None for other errors."""
+    where = e.filename or "a file"
+    again = "run the command again (finished runs are kept; an interrupted run resumes from its last checkpoint)"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: no space left on the device; free some space, then {again}"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        folder = Path(e.filename).parent if e.filename else "the project folder"
+        return (f"{where}: cannot write ({e.strerror}); make {folder} writable (e.g. `chmod -R u+w {folder}`) "
+                f"or pass --workdir a writable copy of the project, then {again}")
+    return None
+
+
+def main(argv: list[str] | None = None, stage: bool = False) -> int:
+    """The CLI; `stage=True` for DVC stage processes, which die with the process that started them."""
+    if stage:
+        from curriculab.runlock import die_with_parent
+
+        die_with_parent()
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.cmd](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        msg = os_error_message(e)
+        if msg is None:
+            raise
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; the interrupted one resumes from its last checkpoint",
               file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curriculab.config import ConfigError, Params, check_name, load_yaml, table_key, validate
+from curriculab.config import ConfigError, Params, check_finite, check_name, load_yaml, table_key, validate
 from curriculab.data.copies import check_copies
 from curriculab.data.sources import SOURCES
 from curriculab.evaluate.adversarial import check_adversarial, split_evaluate
@@ -14,7 +14,9 @@ from curriculab.tables.spec import TABLES, expand_table
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Load and fully validate a params file: datasets, copies, pretrain blocks, every table and every run."""
-    params = validate(Params, load_yaml(path))
+    raw = load_yaml(path)
+    check_finite(raw)
+    params = validate(Params, raw)
     for i, name in enumerate(params.prepare.datasets):
         check_name("dataset", name, SOURCES, f"prepare.datasets.{i}")
     check_copies(params.prepare.copies)

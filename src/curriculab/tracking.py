@@ -90,6 +90,8 @@ def log_table(workdir: Path, cfg: TrackingParams, table_id: str, profile: str, r
                                      params=[Param(k, v[:6000]) for k, v in params.items()] if i == 0 else [],
                                      tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [])
                 mlflow.log_artifact(str(run.dir(workdir) / "metrics.json"))
+                for name in rec.get("files", []):  # a runner's own outputs (e.g. the per-network table)
+                    mlflow.log_artifact(str(run.dir(workdir) / name))
     return len(todo)
 
 

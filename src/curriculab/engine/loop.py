@@ -16,7 +16,7 @@ from curriculab.data.loader import DeviceData
 from curriculab.engine.checkpoint import load_checkpoint, save_checkpoint
 from curriculab.engine.devices import autocast, resolve_device, seed_everything
 from curriculab.engine.optim import Schedule, build_optimizer
-from curriculab.engine.records import has_ended, is_done, new_record, write_record
+from curriculab.engine.records import has_ended, is_done, new_record, read_timing, write_record, write_timing
 from curriculab.engine.tasks import get_task
 from curriculab.methods import build_methods
 from curriculab.methods.base import Method, MethodContext, TrainState
@@ -54,6 +54,11 @@ class Hooks:
         owner = self._owner("loss")
         out = owner.loss(outputs, batch, state) if owner else None
         return default(outputs, batch) if out is None else out
+
+    def correct(self, outputs, batch, state, default):
+        owner = self._owner("train_correct")
+        out = owner.train_correct(outputs, batch, state) if owner else None
+        return default(outputs, batch.y) if out is None else out
 
     def predict(self, model, x):
         owner = self._owner("predict")
@@ -128,6 +133,7 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
             return record
         record.update(status="running", final={})  # a longer budget than the checkpoint's run
     start = len(record["history"])
+    seconds = read_timing(run_dir, start)
     hooks.call("on_train_start", state)
 
     def predict(x):
@@ -145,7 +151,7 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
         row["model_l2_norm"] = model_l2_norm(model)
         row.update(test_epoch(run, state, task, predict))
         row.update(hooks.metrics())
-        row["time"] = time.perf_counter() - t0
+        seconds.append(time.perf_counter() - t0)
         schedule.observe(row["val_loss"])
         record["history"].append(row)
         record["artifacts"].append(hooks.artifacts())
@@ -157,6 +163,7 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
         if run.train.checkpoint:
             save(ckpt_path, model, state, schedule, hooks, record)
         write_record(run_dir / "metrics.json", record)
+        write_timing(run_dir, seconds)
         epochs.set_postfix(val=f"{row.get('val_' + task.primary, float('nan')):.3f}")
         if has_ended(record):
             break
@@ -187,7 +194,8 @@ def train_epoch(run: RunConfig, state: TrainState, hooks: Hooks, task, show: boo
             o.step()
         state.step += 1
         n = len(batch.index)
-        sums += torch.stack([loss.detach().float() * n, task.correct(outputs, batch.y).float()])
+        correct = hooks.correct(outputs, batch, state, task.correct)  # SA: top-K against the K labels
+        sums += torch.stack([loss.detach().float() * n, correct.float()])
         seen += n
         hooks.call("on_step_end", state)
     hooks.call("on_epoch_end", state)
@@ -263,7 +271,7 @@ def summarize(history: list[dict], task) -> dict:
     out = {f"test_{p}": last[f"test_{p}"], f"val_{p}": last[key], "best_val_epoch": history[best]["epoch"],
            f"test_{p}_at_best_val": history[best][f"test_{p}"], "train_acc": last["train_acc"],
            f"test_{p}_best_epoch_oracle": (max if task.higher_is_better else min)(h[f"test_{p}"] for h in history),
-           "epochs": len(history), "seconds": sum(h["time"] for h in history)}
+           "epochs": len(history)}
     if "test_top5" in last:
         out["test_top5"] = last["test_top5"]
         out["test_top5_at_best_val"] = history[best]["test_top5"]
