@@ -271,6 +271,13 @@ def app_grid(res, out: Path) -> list[Path]:
 
 
 _GRID = [(s, d) for s in (0.25, 0.5, 1, 2) for d in (0.5, 0.7, 0.9)]  # claims for the rows present
+
+
+def sweep_row(sigma0: float, decay: float) -> str:
+    """Row name of a (σ0, decay) cell, dot-free so that `dvc exp run -S` can address it: sigma0p5_decay0p9."""
+    return f"sigma{sigma0:g}_decay{decay:g}".replace(".", "p")
+
+
 register_table(TableSpec(
     id="cbs.app",
     title="Appendix ablations: σ0 × decay sweep, single-layer CBS, initialisation schemes (paper appendix "
@@ -278,14 +285,15 @@ register_table(TableSpec(
     source="cbs",
     metrics=["test_acc", "test_acc_at_best_val"],
     paper_note="The appendix gives no numbers in the text; the rows are sweeps compared with the baseline.",
-    claims=[Claim(f"CBS (σ0 {s:g}, decay {d:g}) beats the baseline", f"sigma{s:g}_decay{d:g}", "baseline")
+    claims=[Claim(f"CBS (σ0 {s:g}, decay {d:g}) beats the baseline", sweep_row(s, d), "baseline")
             for s, d in _GRID]
            + [Claim(f"CBS on layer {n} only beats the baseline", f"single_{n}", "baseline")
               for n in ("first", "middle", "last")]
            + [Claim(f"CBS beats the baseline with {i} init", f"cbs_{i}", f"baseline_{i}")
               for i in ("kaiming", "xavier")],
     figures=[app_grid, sigma_curve("cbs.app")],
-    notes="Row names: `sigma<σ0>_decay<γ>` (every conv but 1×1 shortcuts, the table's period), "
+    notes="Row names: `sigma<σ0>_decay<γ>` with `p` for the decimal point (every conv but 1×1 shortcuts, "
+          "the table's period), "
           "`single_<first|middle|last>` (CBS on one conv, `placement: single`), `baseline_<init>` / "
           "`cbs_<init>` (the `weight_init` method: kaiming_normal as the official code, xavier_normal). The "
           "figure shows each (σ0, γ) cell's mean gain over the baseline. "
