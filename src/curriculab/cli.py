@@ -30,10 +30,11 @@ def cmd_validate(args) -> int:
 def cmd_prepare(args) -> int:
     from curriculab.data.prepare import prepare_all
     from curriculab.engine.loop import progress_enabled
+    from curriculab.store import store_root
     from curriculab.tracking import init_store
 
     params, workdir = _params(args)
-    init_store(workdir, params.tracking)  # once, before any stage fans out
+    init_store(store_root(workdir, params.store.root), params.tracking)  # once, before any stage fans out
     written = prepare_all(params, workdir, progress=progress_enabled())
     print("prepared: " + (", ".join(written) if written else "nothing to do (all up to date)"))
     return 0
@@ -60,22 +61,43 @@ def _table(params, key: str):
 
 
 def cmd_train(args) -> int:
-    from curriculab.executor import is_finished, run_all
+    from curriculab import store as st
+    from curriculab.executor import current_checksum, is_finished, run_all, run_finished
+    from curriculab.live import Watcher
     from curriculab.tables.spec import expand_table
-    from curriculab.tracking import log_table
+    from curriculab.tracking import TableLog, init_store
 
     params, workdir = _params(args)
     spec = _table(params, args.table)
     runs = expand_table(spec, params)
+    store = st.store_root(workdir, params.store.root)
     if args.rerun:
-        shutil.rmtree(workdir / "runs" / spec.key, ignore_errors=True)
+        for root in {workdir, store}:
+            shutil.rmtree(root / "runs" / spec.key, ignore_errors=True)
+    finished = {r.run_id: run_finished(r, workdir) for r in runs}  # done, on the data prepared now
+    pairs = [(r.dir(store), r.dir(workdir), finished[r.run_id]) for r in runs]
+    linked = st.pull(pairs)
     cfg = params.executor.model_copy(update={"workers": args.workers} if args.workers else {})
-    todo = sum(not is_finished(r, workdir) for r in runs)
-    print(f"{spec.id}: {len(runs)} runs, {len(runs) - todo} already finished, {todo} to train "
-          f"(executor: {cfg.backend}, {cfg.workers} worker(s))", flush=True)
-    records = run_all(runs, workdir, cfg)
-    logged = log_table(workdir, params.tracking, spec.id, params.profile, runs, records)
-    print(f"{spec.id}: done; {logged} run(s) newly logged to MLflow")
+    todo = {r.run_id for r in runs if not is_finished(r, workdir)}
+    print(f"{spec.id}: {len(runs)} runs, {len(runs) - len(todo)} already finished"
+          + (f" ({linked} from the store at {store})" if linked else "")
+          + f", {len(todo)} to train (executor: {cfg.backend}, {cfg.workers} worker(s))", flush=True)
+    log = None
+    if params.tracking.enabled:
+        init_store(store, params.tracking)
+        log = TableLog(store, params.tracking, spec.id, params.profile, workdir)
+    killed = True
+    watch = Watcher(spec.id, runs, workdir, todo, log=log, metric=spec.metrics[0],
+                    checksum=lambda r: current_checksum(r, workdir))
+    try:
+        with watch:
+            run_all(runs, workdir, cfg)
+        killed = False
+    finally:
+        st.publish(pairs)
+        if log is not None:
+            log.end(watch.cell_means(), len(runs), killed)
+    print(f"{spec.id}: done; {len(todo)} run(s) trained" + (f", logged live to MLflow at {store}" if log else ""))
     return 0
 
 
@@ -106,12 +128,17 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_aggregate(args) -> int:
+    from curriculab.store import store_root
     from curriculab.tables.report import aggregate
+    from curriculab.tracking import log_figures
 
     params, workdir = _params(args)
-    entries = aggregate(params, workdir, workdir / args.reports)
+    reports = workdir / args.reports
+    entries = aggregate(params, workdir, reports)
     for e in entries:
         print(f"{e['id']}: {e['done']}/{e['runs']} runs → {args.reports}/tables/{e['id']}.md")
+        log_figures(store_root(workdir, params.store.root), params.tracking, e["id"],
+                    [reports / "figures" / f for f in e["figures"]])
     return 0
 
 

@@ -22,7 +22,7 @@ def read_record(run_dir: Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def _current_checksum(run: RunSpec, workdir: Path) -> str:
+def current_checksum(run: RunSpec, workdir: Path) -> str:
     return read_meta(Path(workdir) / "data", run.config.data.dataset)["checksum"]
 
 
@@ -32,7 +32,13 @@ def _is_done(rec: dict | None, checksum: str) -> bool:
 
 def is_finished(run: RunSpec, workdir: Path) -> bool:
     """Done, and trained on the data that is prepared now (same checksum)."""
-    return _is_done(read_record(run.dir(workdir)), _current_checksum(run, workdir))
+    return _is_done(read_record(run.dir(workdir)), current_checksum(run, workdir))
+
+
+def run_finished(run: RunSpec, workdir: Path):
+    """A test `finished(run_dir)`: done, on the data prepared now in `workdir` (for other folders of the run)."""
+    checksum = current_checksum(run, workdir)
+    return lambda run_dir: _is_done(read_record(run_dir), checksum)
 
 
 def execute(run: RunSpec, workdir: Path, position: int = 0) -> dict:
@@ -41,7 +47,7 @@ def execute(run: RunSpec, workdir: Path, position: int = 0) -> dict:
 
     workdir = Path(workdir)
     d = run.dir(workdir)
-    checksum = _current_checksum(run, workdir)
+    checksum = current_checksum(run, workdir)
     rec = read_record(d)
     if _is_done(rec, checksum):
         return rec

@@ -177,7 +177,25 @@ def write_table(res: TableResult, reports: Path) -> dict:
     verdicts = [c["verdict"] for c in claims]
     return {"id": res.spec.id, "title": res.spec.title,
             "done": sum(1 for r in res.records if r and r.get("status") == "done"), "runs": len(res.runs),
-            "verdicts": verdicts, "figures": [Path(f).name for f in figs]}
+            "verdicts": verdicts, "figures": [Path(f).name for f in figs], "metrics": _metrics(summary, claims)}
+
+
+def _finite(v) -> float | None:
+    return float(v) if v is not None and math.isfinite(float(v)) else None
+
+
+def _metrics(summary: pd.DataFrame, claims: list[dict]) -> dict:
+    """The table's entry of reports/metrics.json: row → column → metric → mean (the markdown's cells,
+    in the metric's own units), and each claim's verdict per column, from the same results."""
+    cells: dict = {}
+    for c in summary.to_dict("records"):
+        cells.setdefault(c["row"], {}).setdefault(c["column"], {})[c["metric"]] = _finite(c["mean"])
+    order = list(dict.fromkeys(c["claim"] for c in claims))
+    verdicts: dict = {}
+    for c in claims:
+        entry = verdicts.setdefault(f"claim{order.index(c['claim']) + 1}", {"text": c["claim"], "verdicts": {}})
+        entry["verdicts"][c["column"]] = c["verdict"]
+    return {"cells": cells, "claims": verdicts}
 
 
 def write_index(entries: list[dict], params: Params, reports: Path) -> None:
@@ -204,4 +222,6 @@ def aggregate(params: Params, workdir: Path, reports: Path) -> list[dict]:
     keys = {table_key(t): t for t in table_ids()}
     entries = [write_table(load_result(keys[k], params, workdir), reports) for k in params.tables]
     write_index(entries, params, reports)
+    metrics = {table_key(e["id"]): e["metrics"] for e in entries}
+    (Path(reports) / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False) + "\n")
     return entries
