@@ -74,6 +74,14 @@ def test_children_are_complete_and_logged_once_no_op_logs_nothing_rerun_replaces
     assert len(now) == 2 and not {r.info.run_id for r in now} & {r.info.run_id for r in children}
     assert len(_runs(c, "run", deleted=True)) == 4 and len(_runs(c, "table")) == 2
 
+    from curriculab import fingerprint  # new code: new run ids; the old code's children are deleted
+
+    monkeypatch.setattr(fingerprint, "code_fingerprint", lambda methods, root=None: "new code")
+    assert _train(workdir) == 0
+    newest = _runs(c, "run")
+    assert len(newest) == 2 and {r.data.tags["code_fingerprint"] for r in newest} == {"new code"}
+    assert len(_runs(c, "run", deleted=True)) == 6
+
 
 def test_a_restart_replaces_half_logged_children_and_ends_dead_parents(workdir, monkeypatch):
     from curriculab.tracking import TableLog

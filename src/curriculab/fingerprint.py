@@ -15,7 +15,8 @@ import sys
 from functools import cache
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent  # src/curriculab
+HERE = Path(__file__).resolve().parent  # src/curriculab, where the modules are imported from
+PACKAGE = HERE  # where the fingerprinted source is read (a copy, in tests)
 SHARED = ("engine", "data", "models")  # packages every run executes
 EXCLUDED = {"config", "project", "registry", "methods/__init__", "__init__", "__main__"}
 
@@ -67,7 +68,7 @@ def _closure(seeds: list[Path], root: Path) -> list[Path]:
     return sorted(seen)
 
 
-def method_modules(method_names, root: Path = PACKAGE) -> list[Path]:
+def method_modules(method_names, root: Path) -> list[Path]:
     """The source files of the methods' classes (their modules in `root`)."""
     from curriculab.methods import registry
 
@@ -75,7 +76,7 @@ def method_modules(method_names, root: Path = PACKAGE) -> list[Path]:
     out = []
     for name in method_names:
         mod = sys.modules[reg[name].__module__]
-        out.append(root / Path(mod.__file__).resolve().relative_to(PACKAGE))
+        out.append(root / Path(mod.__file__).resolve().relative_to(HERE))
     return out
 
 

@@ -164,7 +164,8 @@ class TableLog:
         self.tags = {"table": table_id, "profile": profile, **context_tags(self.workdir)}
         self.parent: str | None = None
         runs = self.c.search_runs([self.exp_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
-        self.children: dict[str, list] = {}
+        self.children: dict[str, list] = {}  # run id → its active children
+        self.by_settings: dict[str, list] = {}  # settings hash → active children (any code version)
         for r in runs:
             if r.data.tags.get("kind") == "table":
                 if r.info.status == "RUNNING" and not _pid_alive(r.data.tags.get("pid", ""),
@@ -172,16 +173,20 @@ class TableLog:
                     self.c.set_terminated(r.info.run_id, "KILLED")  # left by a killed stage
             elif r.data.tags.get("run_id"):
                 self.children.setdefault(r.data.tags["run_id"], []).append(r)
+                self.by_settings.setdefault(r.data.tags.get("settings_hash", ""), []).append(r)
 
     def logged(self, run_id: str, checksum: str | None) -> bool:
         """A complete child of this run, trained on this data, is already in the store."""
         return any(r.info.status == "FINISHED" and r.data.tags.get("data_checksum") == checksum
                    for r in self.children.get(run_id, []))
 
-    def drop(self, run_id: str) -> None:
-        """Delete the run's existing children (half-logged or superseded)."""
-        for r in self.children.pop(run_id, []):
-            self.c.delete_run(r.info.run_id)
+    def drop(self, run_id: str, settings_hash: str = "") -> None:
+        """Delete the run's existing children: half-logged ones, ones it supersedes (trained again:
+        `--rerun`, new data), and those of the same settings under older code (a new code fingerprint)."""
+        old = self.children.pop(run_id, []) + (self.by_settings.pop(settings_hash, []) if settings_hash else [])
+        for r in {r.info.run_id: r for r in old}.values():
+            if r.info.lifecycle_stage == "active":
+                self.c.delete_run(r.info.run_id)
 
     def _parent(self) -> str:
         if self.parent is None:  # created on the first child: a stage that logs nothing leaves no parent
@@ -195,12 +200,17 @@ class TableLog:
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.entities import DatasetInput, InputTag, Param
 
-        self.drop(run.run_id)
+        from curriculab.config import stable_hash
+        from curriculab.fingerprint import code_fingerprint
+
         cfg = run.config
+        settings = stable_hash(cfg.model_dump(mode="json"))
+        self.drop(run.run_id, settings)
         tags = {**self.tags, "mlflow.parentRunId": self._parent(), "kind": "run", "row": run.row,
                 "column": run.column, "seed": str(run.seed), "methods": ",".join(cfg.methods),
                 "dataset": cfg.data.dataset, "arch": cfg.model.name, "run_id": run.run_id,
-                "data_checksum": str(checksum)}
+                "data_checksum": str(checksum), "settings_hash": settings,
+                "code_fingerprint": code_fingerprint(cfg.methods)}
         child = self.c.create_run(self.exp_id, start_time=start_ms, tags=tags,
                                   run_name=f"{run.row} | {run.column} | seed {run.seed}").info.run_id
         params = [Param(k, v[:6000]) for k, v in flatten(cfg.model_dump(mode="json")).items()]

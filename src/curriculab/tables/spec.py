@@ -66,7 +66,7 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a table: labels plus the fully resolved settings, and its id (hash of the settings)."""
+    """One run of a table: labels, the fully resolved settings, and its id (hash of settings and code)."""
 
     table: str
     row: str
@@ -153,7 +153,14 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
     check_model(cfg.model.name, cfg.model.kwargs, _source_path(spec.key, frags, "model"))
     check_methods(cfg.methods, _source_path(spec.key, frags, "methods"), run=cfg)
     cfg.methods = resolve_methods(cfg.methods)
-    return RunSpec(spec.id, row, column, seed, cfg, stable_hash(cfg.model_dump(mode="json")))
+    return RunSpec(spec.id, row, column, seed, cfg, run_id(cfg))
+
+
+def run_id(cfg: RunConfig) -> str:
+    """Hash of the resolved settings and of the code the run executes (curriculab.fingerprint)."""
+    from curriculab.fingerprint import code_fingerprint
+
+    return stable_hash({"config": cfg.model_dump(mode="json"), "code": code_fingerprint(cfg.methods)})
 
 
 def expand_table(spec: TableSpec, params: Params) -> list[RunSpec]:
