@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,40 @@ def test_exp_run_metrics_then_set_param_on_a_shared_default_and_on_one_table(pro
     assert 5.0 in lrs
     table = run(project, "dvc", "exp", "show", "--csv")
     assert "instlr" in table and "epochs2" in table and "baseline.cells.baseline.digits.test_acc" in table
+
+
+@pytest.mark.slow  # two queued experiments through DVC's worker: about 2 min on an idle 2-core machine
+def test_queued_experiments_train_only_new_runs_and_log_to_the_project_mlflow(tmp_path):
+    (tmp_path / "q").mkdir()
+    project = make_project(tmp_path / "q", MICRO)
+    run(project, "dvc", "exp", "run", "-n", "base")
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "baseline results")
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in (project / "runs" / "baseline").glob("*/metrics.json")}
+    assert len(finished) == 2
+    run(project, "dvc", "exp", "run", "--queue", "-n", "seed2", "-S", "tables.baseline.seeds=[0,1,2]")
+    run(project, "dvc", "exp", "run", "--queue", "-n", "seed3", "-S", "tables.baseline.seeds=[0,1,3]")
+    run(project, "dvc", "queue", "start", "-j", "1")
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run(project, "dvc", "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert "Failed" not in status, status + run(project, "dvc", "queue", "logs", "seed2")
+    now = {p.parent.name: p.stat().st_mtime_ns for p in (project / "runs" / "baseline").glob("*/metrics.json")}
+    assert len(now) == 4 and all(now[k] == v for k, v in finished.items())  # only the new seeds trained
+    seeds = sorted(yaml.safe_load((project / "runs" / "baseline" / k / "config.yaml").read_text())["labels"]["seed"]
+                   for k in now)
+    assert seeds == [0, 1, 2, 3]
+    table = run(project, "dvc", "exp", "show", "--csv")
+    for name in ("seed2", "seed3"):
+        line = next(ln for ln in table.splitlines() if ln.startswith(name + ","))
+        assert "0." in line  # its metrics
+    from curriculab.tracking import client
+
+    c = client(f"sqlite:///{project / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("baseline")
+    kids = [r for r in c.search_runs([exp.experiment_id]) if r.data.tags.get("kind") == "run"]
+    assert sorted(r.data.tags["seed"] for r in kids) == ["0", "1", "2", "3"]
+    assert {r.data.tags.get("dvc_exp_name") for r in kids if r.data.tags["seed"] in "23"} == {"seed2", "seed3"}
