@@ -158,6 +158,11 @@ def cmd_status(args) -> int:
 
 def cmd_use_profile(args) -> int:
     src = Path("profiles") / f"{args.name}.yaml"
+    if not src.is_file():
+        from curriculab.config import suggest
+
+        names = sorted(p.stem for p in Path("profiles").glob("*.yaml"))
+        raise ConfigError(f"{src}: no such profile{suggest(args.name, names) or '; profiles/ holds none'}")
     load_params(src)
     shutil.copyfile(src, args.params)
     print(f"{args.params} now holds {src}; `git checkout {args.params}` restores the embedded default")
@@ -172,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a params file; exit non-zero with a one-line message if invalid")
     v.add_argument("file", nargs="?", default="params.yaml")
     sub.add_parser("prepare", help="write the prepared datasets and their copies; create the MLflow store")
-    pt = sub.add_parser("pretrain", help="a method's pretraining stage (e.g. spl)")
+    pt = sub.add_parser("pretrain", help="a method's pretraining stage (e.g. spl_advise)")
     pt.add_argument("method")
     t = sub.add_parser("train", help="train every unfinished run of a table")
     t.add_argument("table")
