@@ -81,7 +81,7 @@ def test_exp_run_metrics_then_set_param_on_a_shared_default_and_on_one_table(pro
     run(project, "dvc", "exp", "run", "-n", "base")
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     mean = metrics["baseline"]["cells"]["baseline"]["digits"]["test_acc"]
-    assert 0 < mean <= 1 and "claims" in metrics["dp_t2b"]
+    assert 0 < mean <= 100 and "claims" in metrics["dp_t2b"]
     shown = run(project, "dvc", "metrics", "show")
     assert "baseline.cells.baseline.digits.test_acc" in shown and f"{mean:.5f}".rstrip("0") in shown
     assert {c["train"]["epochs"] for c in resolved(project, "baseline")} == {1}

@@ -56,7 +56,7 @@ def sigma_curve(table_id: str):
         for row, d in data.groupby("row", sort=False):
             ax.step(d["t"], d["sigma"], where="post", label=str(row))
         ax.set_xlabel("training time (epochs)")
-        ax.set_ylabel("σ")
+        ax.set_ylabel(r"$\sigma$")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title(f"{table_id}: the σ schedule of each CBS row")
@@ -260,13 +260,15 @@ def app_grid(res, out: Path) -> list[Path]:
         im = ax.imshow(g.values, cmap="RdBu", vmin=-lim, vmax=lim, origin="lower")
         ax.set_xticks(range(len(g.columns)), [f"{v:g}" for v in g.columns])
         ax.set_yticks(range(len(g.index)), [f"{v:g}" for v in g.index])
-        for (i, j), v in pd.DataFrame(g.values).stack().items():
-            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=8)
+        for (i, j), v in pd.DataFrame(g.values).stack().items():  # white on the dark ends of the scale
+            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(v) > 0.6 * lim else "black")
         ax.set_xlabel("decay factor")
-        ax.set_ylabel("σ0")
+        ax.set_ylabel(r"$\sigma_0$")
         ax.set_title(str(col))
-        fig.colorbar(im, ax=ax, label="test acc − baseline (points)")
-    fig.suptitle("cbs.app: CBS gain over the baseline by σ0 and decay")
+        fig.colorbar(im, ax=ax, label="test accuracy − baseline (% points)")
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.suptitle(r"cbs.app: CBS gain over the baseline by $\sigma_0$ and decay", y=0.98)
     return save_figure(fig, grid, out / "cbs.app.grid")
 
 

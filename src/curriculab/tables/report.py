@@ -120,9 +120,11 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
                 if paper is not None and metric == spec.metrics[0]:
                     cell += f" · paper {paper:g}"
                 cells.append(cell)
+                scale = 100 if spec.percent else 1  # the markdown's unit, in the CSV and metrics.json too
                 summary.append({"row": row, "column": col, "metric": metric,
-                                "mean": vals.mean() if len(vals) else None,
-                                "std": vals.std(ddof=1) if len(vals) > 1 else None, "n": len(vals),
+                                "mean": vals.mean() * scale if len(vals) else None,
+                                "std": vals.std(ddof=1) * scale if len(vals) > 1 else None, "n": len(vals),
+                                "unit": "%" if spec.percent else "",
                                 "paper": paper if metric == spec.metrics[0] else None})
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -186,7 +188,8 @@ def _finite(v) -> float | None:
 
 def _metrics(summary: pd.DataFrame, claims: list[dict]) -> dict:
     """The table's entry of reports/metrics.json: row → column → metric → mean (the markdown's cells,
-    in the metric's own units), and each claim's verdict per column, from the same results."""
+    in its units: percent where the table shows percent), and each claim's verdict per column, from
+    the same results the markdown shows."""
     cells: dict = {}
     for c in summary.to_dict("records"):
         cells.setdefault(c["row"], {}).setdefault(c["column"], {})[c["metric"]] = _finite(c["mean"])
