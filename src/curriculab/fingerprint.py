@@ -55,13 +55,17 @@ def _file(module: str, root: Path) -> Path | None:
     return None
 
 
+def _rel(path: Path, root: Path) -> str:
+    """The file's name in the fingerprint: relative to the package, absolute for a method defined elsewhere."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
 def _closure(seeds: list[Path], root: Path) -> list[Path]:
     seen: set[Path] = set()
     todo = list(seeds)
     while todo:
         path = todo.pop()
-        rel = path.relative_to(root).with_suffix("").as_posix()
-        if path in seen or rel in EXCLUDED:
+        if path in seen or _rel(path, root).removesuffix(".py") in EXCLUDED:
             continue
         seen.add(path)
         todo += [f for m in _parsed(path)[1] if (f := _file(m, root)) is not None]
@@ -76,7 +80,8 @@ def method_modules(method_names, root: Path) -> list[Path]:
     out = []
     for name in method_names:
         mod = sys.modules[reg[name].__module__]
-        out.append(root / Path(mod.__file__).resolve().relative_to(HERE))
+        path = Path(mod.__file__).resolve()
+        out.append(root / path.relative_to(HERE) if path.is_relative_to(HERE) else path)
     return out
 
 
@@ -85,7 +90,7 @@ def _fingerprint(methods: tuple[str, ...], root: Path) -> str:
     seeds = [f for pkg in SHARED for f in sorted((root / pkg).glob("*.py"))] + method_modules(methods, root)
     digest = hashlib.sha256()
     for path in _closure(seeds, root):
-        digest.update(f"{path.relative_to(root).as_posix()}:{_parsed(path)[0]}\n".encode())
+        digest.update(f"{_rel(path, root)}:{_parsed(path)[0]}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -101,4 +106,4 @@ def code_files(methods=None, root: Path | None = None) -> list[str]:
     root = Path(root or PACKAGE).resolve()
     names = sorted(registry()) if methods is None else sorted(methods)
     seeds = [f for pkg in SHARED for f in sorted((root / pkg).glob("*.py"))] + method_modules(names, root)
-    return [p.relative_to(root).as_posix() for p in _closure(seeds, root)]
+    return [_rel(p, root) for p in _closure(seeds, root) if p.is_relative_to(root)]
