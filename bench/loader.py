@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
 
-from curriculab.config import AugmentCfg
+from curriculab.config import AugmentParams
 from curriculab.data.loader import random_crop, random_flip
 
 
@@ -29,7 +29,7 @@ class UInt8Set(Dataset):
         return self.tf(self.x[i]), self.y[i]
 
 
-def device_epoch(x, y, bs, mean, std, gen, aug: AugmentCfg) -> int:
+def device_epoch(x, y, bs, mean, std, gen, aug: AugmentParams) -> int:
     n = 0
     perm = torch.randperm(len(x), generator=gen)
     for i in range(0, len(x), bs):
@@ -57,7 +57,7 @@ def main() -> None:
     tf = T.Compose([T.RandomCrop(a.size, padding=4), T.RandomHorizontalFlip(), T.ToDtype(torch.float32, scale=True),
                     T.Normalize([0.5] * 3, [0.25] * 3)])
     dl = DataLoader(UInt8Set(x, y, tf), batch_size=a.bs, shuffle=True, num_workers=a.workers)
-    aug = AugmentCfg(crop_pad=4, flip=True)
+    aug = AugmentParams(crop_pad=4, flip=True)
     best = {"device loader": float("inf"), "torchvision DataLoader": float("inf")}
     for _ in range(a.repeats):  # interleaved, best of N
         t = time.perf_counter()

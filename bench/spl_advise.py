@@ -28,7 +28,7 @@ from curriculab.config import RunConfig, validate
 from curriculab.engine.loop import build
 from curriculab.engine.optim import build_optimizer
 from curriculab.methods.base import TrainState, cross_entropy
-from curriculab.methods.spl_advise import EmbeddingCfg, PretrainParams, pretrain_dir, pretrain_embedding
+from curriculab.methods.spl_embedding import EmbeddingParams, PretrainParams, pretrain_dir, pretrain_embedding
 
 OFFLINE_EMBEDDING = {"model": {"name": "lenet", "width": 1.0}, "dim": 16, "clusters": 8, "m": 8, "b": 8,
                      "alpha": 1.0, "refresh": 300, "lr": 0.001, "iterations": 900, "subset_per_class": 300}
@@ -87,7 +87,7 @@ def embedding_block(params: Path) -> dict:
 
 
 def bench_student(workdir: Path, dataset: str, epochs: int, subset: int, width: float, block: dict) -> None:
-    emb = validate(EmbeddingCfg, block)
+    emb = validate(EmbeddingParams, block)
     meta = pretrain_dir(workdir, dataset) / "meta.json"
     use_emb = False
     if meta.is_file():
@@ -129,7 +129,7 @@ def bench_pretrain(workdir: Path, dataset: str, block: dict) -> None:
         (wd / "data").mkdir()
         (wd / "data" / "prepared").symlink_to((workdir / "data" / "prepared").resolve())
         rows = []
-        cfg = validate(EmbeddingCfg, block).resolve(dataset)
+        cfg = validate(EmbeddingParams, block).resolve(dataset)
         from curriculab.data.prepared import read_meta
 
         meta = read_meta(workdir / "data", dataset)
@@ -139,7 +139,7 @@ def bench_pretrain(workdir: Path, dataset: str, block: dict) -> None:
         official = {"refresh": official_r, "iterations": 3 * official_r}
         for label, over in [(f"these settings (R={cfg.refresh})", {}),
                             (f"official R=⌈N/64⌉={official_r}", official)]:
-            emb = validate(EmbeddingCfg, {**cfg.model_dump(mode="json"), **over})
+            emb = validate(EmbeddingParams, {**cfg.model_dump(mode="json"), **over})
             pretrain_embedding(PretrainParams(datasets=[dataset], embedding=emb, device="cpu"), dataset, wd)
             meta = json.loads((pretrain_dir(wd, dataset) / "meta.json").read_text())
             sec = meta["cpu_seconds"]

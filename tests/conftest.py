@@ -32,6 +32,61 @@ def workdir(prepared_root, tmp_path) -> Path:
     return tmp_path
 
 
+MICRO = {"data": {"dataset": "digits"}, "model": {"name": "small_cnn", "width": 0.25},
+         "train": {"epochs": 2, "batch_size": 64, "device": "cpu"}}
+
+
+def micro_run(*layers: dict, **over):
+    """A micro RunConfig: digits, a quarter-width small CNN, 2 epochs on the CPU, deep-merged with `layers`
+    and then `over`."""
+    from curriculab.config import RunConfig, deep_merge
+
+    return RunConfig.model_validate(deep_merge(MICRO, *layers, over))
+
+
+class Micro:
+    """Micro runs in one project: `run(**over)` is the settings, `fit(**over)` trains one in a fresh run
+    dir, `build(**over)` gives its (data, hooks, model) on the CPU."""
+
+    def __init__(self, workdir: Path):
+        import itertools
+
+        self.workdir, self.counter = workdir, itertools.count()
+
+    run = staticmethod(micro_run)
+
+    def fit(self, *layers, run_dir=None, **over):
+        from curriculab.engine.loop import fit
+
+        return fit(micro_run(*layers, **over), run_dir or self.workdir / f"run{next(self.counter)}", self.workdir)
+
+    def build(self, *layers, **over):
+        import torch
+
+        from curriculab.engine.loop import build
+
+        return build(micro_run(*layers, **over), self.workdir / f"run{next(self.counter)}", self.workdir,
+                     torch.device("cpu"))
+
+
+@pytest.fixture
+def micro(workdir) -> Micro:
+    """Micro runs in the test's project (see `Micro`)."""
+    return Micro(workdir)
+
+
+def micro_table(tmp_path: Path, table: str, block: dict, datasets=("digits",)):
+    """A params file in tmp_path holding one table block, loaded and fully validated (curriculab.project)."""
+    import yaml
+
+    from curriculab.project import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"prepare": {"datasets": list(datasets)}, "tracking": {"enabled": False},
+                                    "tables": {table: block}}))
+    return load_params(path)
+
+
 def copy_project(dst: Path) -> Path:
     """The repository's tracked layout copied to dst (for end-to-end tests)."""
     for name in ("params.yaml", "dvc.yaml", "stages", "profiles"):

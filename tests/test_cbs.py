@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -23,6 +22,7 @@ from curriculab.methods.cbs import (
     sigma_at,
 )
 from curriculab.models import create_model
+from tests.conftest import micro_run
 
 
 def make_cbs(in_channels: int = 1, **params) -> CBS:
@@ -273,19 +273,13 @@ def test_weight_init_schemes():
 # --------------------------------------------------------------------------- training and evaluation
 
 
-def _run(workdir: Path, **over):
-    from curriculab.config import RunConfig, deep_merge
-
-    base = {"data": {"dataset": "digits"}, "model": {"name": "small_cnn", "width": 0.25},
-            "train": {"epochs": 2, "batch_size": 128, "device": "cpu"},
-            "methods": {"cbs": {"sigma": 1.0, "decay": 0.5, "period": 0.5}}}
-    return RunConfig.model_validate(deep_merge(base, over))
+CBS_RUN = {"train": {"batch_size": 128}, "methods": {"cbs": {"sigma": 1.0, "decay": 0.5, "period": 0.5}}}
 
 
 def test_fit_logs_sigma_and_load_trained_restores_it(workdir):
     from curriculab.engine.loop import fit, load_trained
 
-    run = _run(workdir)
+    run = micro_run(CBS_RUN)
     rec = fit(run, workdir / "run", workdir)
     # two decays per epoch; the one due at the end of epoch 2 waits for an epoch 3 that never comes
     assert [h["sigma"] for h in rec["history"]] == pytest.approx([0.5, 0.125])
@@ -308,7 +302,7 @@ def test_feature_probe_and_zero_shot_oracle_reuse(workdir):
 
     def spec(column: str, dataset: str) -> RunSpec:
         data = {"dataset": dataset, "image_size": 16, "channels": 1, "subset_per_class": 20}
-        cfg = _run(workdir, data=data, train={"epochs": 3})
+        cfg = micro_run(CBS_RUN, data=data, train={"epochs": 3})
         return RunSpec("cbs.t5", "cbs", column, 0, cfg, stable_hash(cfg.model_dump(mode="json")))
 
     fwd, back = spec("d2s", "digits"), spec("s2d", "syndigits")

@@ -9,7 +9,8 @@ import sys
 import pytest
 import yaml
 
-from curriculab.config import ConfigError, load_params, load_yaml
+from curriculab.config import ConfigError, load_yaml
+from curriculab.project import load_params
 from tests.conftest import ROOT
 
 BASE = load_yaml(ROOT / "params.yaml")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from curriculab.config import ConfigError, Params, PrepareCfg, RunConfig
+from curriculab.config import ConfigError, Params, PrepareParams, RunConfig
 from curriculab.data.derive import resize, subset_per_class
 from curriculab.data.loader import DeviceData, random_crop, random_flip
 from curriculab.data.prepared import dataset_dir, load_prepared, write_copy
@@ -46,7 +46,7 @@ def test_unprepared_dataset_message(tmp_path):
 
 @pytest.mark.parametrize("name", ["cifar10", "svhn", "mnist", "usps", "cifar100"])
 def test_missing_torchvision_dataset_fails_in_one_sentence(tmp_path, name):
-    cfg = PrepareCfg(torchvision_root=str(tmp_path), download=False)
+    cfg = PrepareParams(torchvision_root=str(tmp_path), download=False)
     with pytest.raises(DatasetMissing) as e:
         SOURCES[name](cfg)
     msg = str(e.value)
@@ -55,15 +55,15 @@ def test_missing_torchvision_dataset_fails_in_one_sentence(tmp_path, name):
 
 def test_missing_imagefolder_and_fashion(tmp_path):
     with pytest.raises(DatasetMissing, match="prepare.imagefolder.root"):
-        SOURCES["imagefolder"](PrepareCfg())
-    cfg = PrepareCfg(torchvision_root=str(tmp_path), download=False, fashion_mnist={"root": str(tmp_path / "none")})
+        SOURCES["imagefolder"](PrepareParams())
+    cfg = PrepareParams(torchvision_root=str(tmp_path), download=False, fashion_mnist={"root": str(tmp_path / "none")})
     with pytest.raises(DatasetMissing, match="dataset-fashion-mnist"):
         SOURCES["fashion_mnist"](cfg)
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_from_idx():
-    raw = SOURCES["fashion_mnist"](PrepareCfg())
+    raw = SOURCES["fashion_mnist"](PrepareParams())
     assert raw.x.shape == (70000, 1, 28, 28) and raw.classes == 10
     assert len(raw.splits["test"]) == 10000 and len(raw.splits["val"]) == 5000
     assert np.bincount(raw.y[raw.splits["test"]]).tolist() == [1000] * 10

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
-from curriculab.config import ConfigError, RunConfig, load_params
+from curriculab.config import ConfigError, RunConfig
 from curriculab.data.derive import corrupt_labels
 from curriculab.methods.base import Batch, MethodContext
 from curriculab.methods.data_parameters import DataParameters, SparseSGD, data_parameter_loss
+from tests.conftest import micro_run, micro_table
 
 LOW, HIGH = math.log(1 / 20), math.log(20)
 
@@ -317,12 +317,8 @@ def test_oracle_trains_on_exactly_the_clean_indices(workdir, kind):
 # --------------------------------------------------------------------------- bad settings
 
 
-def _params_file(tmp_path, row: dict) -> str:
-    table = {"seeds": [0], "run": {"data": {"dataset": "digits"}}, "rows": {"bad": row}}
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"prepare": {"datasets": ["digits"]}, "tracking": {"enabled": False},
-                                    "tables": {"dp_t1": table}}))
-    return str(path)
+def dp_table(row: dict) -> dict:
+    return {"seeds": [0], "run": {"data": {"dataset": "digits"}}, "rows": {"bad": row}}
 
 
 def _dp(**kw) -> dict:
@@ -356,32 +352,30 @@ BAD = [
 @pytest.mark.parametrize("row,key,words", BAD, ids=[f"{b[1].split('.')[-1]}-{i}" for i, b in enumerate(BAD)])
 def test_bad_settings_get_one_line_errors(tmp_path, row, key, words):
     with pytest.raises(ConfigError) as err:
-        load_params(_params_file(tmp_path, row))
+        micro_table(tmp_path, "dp_t1", dp_table(row))
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("tables.dp_t1.rows.bad.") and key in msg and words in msg, msg
 
 
 def test_good_settings_validate(tmp_path):
     row = {"methods": {"data_parameters": {"curriculum": "joint", "clamp": None, "weight_decay_mode": "all"}}}
-    params = load_params(_params_file(tmp_path, row))
+    params = micro_table(tmp_path, "dp_t1", dp_table(row))
     assert params.tables["dp_t1"].rows["bad"]["methods"]["data_parameters"]["clamp"] is None
 
 
 # --------------------------------------------------------------------------- training
 
 
-def _run(epochs: int, curriculum: str, **data) -> RunConfig:
-    return RunConfig.model_validate({
-        "seed": 1, "data": {"dataset": "digits", **data}, "model": {"name": "small_cnn", "width": 0.25},
-        "train": {"epochs": epochs, "batch_size": 64, "optimizer": {"lr": 0.05},
-                  "schedule": {"name": "constant"}},
-        "methods": {"data_parameters": {"curriculum": curriculum, "inst_lr": 10.0}}})
+def dp_run(curriculum: str) -> dict:
+    return {"seed": 1, "train": {"optimizer": {"lr": 0.05}, "schedule": {"name": "constant"}},
+            "methods": {"data_parameters": {"curriculum": curriculum, "inst_lr": 10.0}}}
 
 
 def test_noisy_training_separates_corrupt_from_clean(workdir):
     from curriculab.engine.loop import fit
 
-    rec = fit(_run(4, "instance", noise={"rate": 0.4}), workdir / "run", workdir)
+    run = micro_run(dp_run("instance"), train={"epochs": 4}, data={"noise": {"rate": 0.4}})
+    rec = fit(run, workdir / "run", workdir)
     last = rec["history"][-1]
     assert last["dp_inst_sigma_corrupt_mean"] > 2 * last["dp_inst_sigma_clean_mean"]
     assert last["dp_inst_auroc"] > 0.8
@@ -391,9 +385,10 @@ def test_noisy_training_separates_corrupt_from_clean(workdir):
 def test_resume_gives_the_same_run(workdir):
     from curriculab.engine.loop import fit
 
-    straight = fit(_run(3, "joint"), workdir / "a", workdir)
-    fit(_run(2, "joint"), workdir / "b", workdir)
-    resumed = fit(_run(3, "joint"), workdir / "b", workdir)  # picks up the checkpoint after epoch 2
+    straight = fit(micro_run(dp_run("joint"), train={"epochs": 3}), workdir / "a", workdir)
+    fit(micro_run(dp_run("joint"), train={"epochs": 2}), workdir / "b", workdir)
+    # picks up the checkpoint after epoch 2
+    resumed = fit(micro_run(dp_run("joint"), train={"epochs": 3}), workdir / "b", workdir)
     for key in ("train_loss", "val_acc", "dp_class_sigma_mean", "dp_inst_sigma_mean", "dp_inst_sigma_std"):
         assert resumed["history"][-1][key] == straight["history"][-1][key], key
     assert resumed["artifacts"][-1]["dp_class_sigma"] == straight["artifacts"][-1]["dp_class_sigma"]

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from curriculab.config import ConfigError, OptimizerCfg, RunConfig, ScheduleCfg
+from curriculab.config import ConfigError, OptimizerParams, RunConfig, ScheduleParams
 from curriculab.engine.loop import fit
 from curriculab.engine.optim import Schedule
 from curriculab.methods import check_methods
@@ -59,13 +59,13 @@ def test_best_val_selection_never_uses_test(workdir):
     ("cosine", [1.0, 0.9045, 0.6545, 0.3455, 0.0955])])
 def test_schedules(name, expect):
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    s = Schedule(opt, ScheduleCfg(name=name, milestones=[2, 4], step_size=2, gamma=0.1), epochs=5)
+    s = Schedule(opt, ScheduleParams(name=name, milestones=[2, 4], step_size=2, gamma=0.1), epochs=5)
     assert [round(s.set_epoch(e), 4) for e in range(5)] == pytest.approx(expect, abs=1e-4)
 
 
 def test_plateau_schedule():
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    s = Schedule(opt, ScheduleCfg(name="plateau", patience=2, gamma=0.5), epochs=10)
+    s = Schedule(opt, ScheduleParams(name="plateau", patience=2, gamma=0.5), epochs=10)
     for loss in [1.0, 0.9, 0.95, 0.95]:
         s.observe(loss)
     assert s.set_epoch(4) == 0.5
@@ -93,9 +93,8 @@ def test_hooks_are_called_and_exclusive_hooks_conflict(workdir):
         def loss(self, outputs, batch, state):
             return None
 
-    from curriculab.methods import registry
+    from curriculab.methods.base import METHODS
 
-    registry.cache_clear()
     try:
         run = RunConfig.model_validate({**RUN, "methods": {"spy_for_test": {}}})
         rec = fit(run, workdir / "spy", workdir)
@@ -106,16 +105,17 @@ def test_hooks_are_called_and_exclusive_hooks_conflict(workdir):
         with pytest.raises(ConfigError, match="both define the loss hook"):
             check_methods({"spy_for_test": {}, "other_for_test": {}}, "methods")
     finally:
-        registry.cache_clear()
+        METHODS.remove("spy_for_test")
+        METHODS.remove("other_for_test")
 
 
 def test_optimizers():
     from curriculab.engine.optim import build_optimizer
 
     p = [torch.zeros(1, requires_grad=True)]
-    sgd = build_optimizer(p, OptimizerCfg(name="sgd", lr=0.1, nesterov=True, momentum=0.9))
+    sgd = build_optimizer(p, OptimizerParams(name="sgd", lr=0.1, nesterov=True, momentum=0.9))
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
-    assert isinstance(build_optimizer(p, OptimizerCfg(name="adam", lr=1e-3)), torch.optim.Adam)
+    assert isinstance(build_optimizer(p, OptimizerParams(name="adam", lr=1e-3)), torch.optim.Adam)
 
 
 def _table_params(tmp_path, epochs: int) -> str:
@@ -179,7 +179,7 @@ def test_killed_run_resumes_and_finished_runs_are_untouched(workdir, tmp_path):
     assert resumed["history"][:killed_at - 1] == part_rec["history"][:killed_at - 1]
 
     # resuming gives exactly what an uninterrupted run gives
-    from curriculab.config import load_params
+    from curriculab.project import load_params
     from curriculab.tables.spec import expand_table, get_spec
 
     run = next(r for r in expand_table(get_spec("baseline"), load_params(params)) if r.run_id == part_path.parent.name)
@@ -190,3 +190,169 @@ def test_killed_run_resumes_and_finished_runs_are_untouched(workdir, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert [h["val_loss"] for h in fresh["history"]] == [h["val_loss"] for h in resumed["history"]]
+
+
+# --------------------------------------------------------------------------- the engine contract of Method
+
+
+class _StopAfterFirstEpoch(Method):
+    name = "stop_after_first_epoch_for_test"
+
+    def on_eval_end(self, state, metrics):
+        assert "val_acc" in metrics and "test_acc" in metrics
+        state.request_stop()
+
+
+def test_early_stop_ends_the_run_done_and_resume_keeps_it(workdir, micro):
+    from curriculab.methods.base import METHODS
+
+    try:
+        rec = micro.fit(run_dir=workdir / "stop", train={"epochs": 4},
+                        methods={"stop_after_first_epoch_for_test": {}})
+        assert rec["status"] == "done" and rec["final"]["stopped_epoch"] == 1 and len(rec["history"]) == 1
+        assert json.loads((workdir / "stop" / "metrics.json").read_text()) == rec
+        again = micro.fit(run_dir=workdir / "stop", train={"epochs": 4},
+                          methods={"stop_after_first_epoch_for_test": {}})  # resume: nothing more to train
+        assert again == rec
+    finally:
+        METHODS.remove("stop_after_first_epoch_for_test")
+
+
+def _state(micro, momentum: float = 0.9):
+    from curriculab.engine.optim import build_optimizer
+    from curriculab.methods.base import TrainState
+
+    data, _, model = micro.build(train={"optimizer": {"momentum": momentum}})
+    opt = build_optimizer(model.parameters(), micro.run().train.optimizer)
+    return TrainState(model=model, optimizer=opt, data=data)
+
+
+def _sgd_step(state):
+    batch = next(state.data.batches(16))
+    state.model.train()
+    loss = torch.nn.functional.cross_entropy(state.model(batch.x), batch.y)
+    state.optimizer.zero_grad()
+    loss.backward()
+    state.optimizer.step()
+
+
+def test_restore_weights_loads_exactly_and_may_reset_the_optimizer(micro):
+    state = _state(micro)
+    kept = {k: v.clone() for k, v in state.model.state_dict().items()}
+    _sgd_step(state)
+    assert any(not torch.equal(v, kept[k]) for k, v in state.model.state_dict().items())
+    state.restore_weights(kept, reset_optimizer=False)
+    assert all(torch.equal(v, kept[k]) for k, v in state.model.state_dict().items())
+    assert state.optimizer.state  # momentum kept
+    state.restore_weights(kept, reset_optimizer=True)
+    assert not state.optimizer.state
+
+
+def test_preserved_restores_weights_momentum_bn_buffers_and_rng_bit_exactly(micro):
+    state = _state(micro)
+    _sgd_step(state)  # momentum buffers exist
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    momentum = [state.optimizer.state[p]["momentum_buffer"].clone() for p in state.model.parameters()]
+    assert any("running_mean" in k for k in before)
+    rng = (torch.get_rng_state(), state.data.gen.get_state())
+    with state.preserved():
+        _sgd_step(state)  # a real step: weights, momentum and BN running statistics all move
+        moved = state.model.state_dict()
+        assert any(not torch.equal(moved[k], v) for k, v in before.items() if "running_mean" in k)
+        torch.rand(3)
+    assert all(torch.equal(v, before[k]) for k, v in state.model.state_dict().items())
+    assert all(torch.equal(state.optimizer.state[p]["momentum_buffer"], m)
+               for p, m in zip(state.model.parameters(), momentum, strict=True))
+    assert torch.equal(torch.get_rng_state(), rng[0]) and torch.equal(state.data.gen.get_state(), rng[1])
+
+
+def test_every_epoch_row_has_the_model_l2_norm(micro, workdir):
+    rec = micro.fit(run_dir=workdir / "norm")
+    assert all(h["model_l2_norm"] > 0 for h in rec["history"])
+    model = torch.load(workdir / "norm" / "checkpoint.pt", weights_only=False)["model"]
+    params = [v for k, v in model.items() if "running" not in k and "num_batches" not in k]
+    want = float(torch.sqrt(sum((p.double() ** 2).sum() for p in params)))
+    assert rec["history"][-1]["model_l2_norm"] == pytest.approx(want, rel=1e-12)
+
+
+class _NanFromSecondEpoch(Method):
+    name = "nan_from_second_epoch_for_test"
+
+    def loss(self, outputs, batch, state):
+        per = torch.nn.functional.cross_entropy(outputs, batch.y, reduction="none")
+        return per * float("nan") if state.epoch >= 1 else per
+
+
+def test_a_non_finite_loss_stops_the_run_as_diverged(micro, workdir):
+    from curriculab.engine.records import is_done
+    from curriculab.methods.base import METHODS
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}"))
+
+    try:
+        over = {"train": {"epochs": 4}, "methods": {"nan_from_second_epoch_for_test": {}}}
+        rec = micro.fit(run_dir=workdir / "nan", **over)
+        assert rec["status"] == "diverged" and not is_done(rec)
+        assert len(rec["history"]) == 2 and rec["final"]["diverged_epoch"] == 2
+        saved = strict((workdir / "nan" / "metrics.json").read_text())
+        assert saved["history"][1]["train_loss"] is None and saved["status"] == "diverged"
+        again = micro.fit(run_dir=workdir / "nan", **over)  # resuming does not train a diverged run again
+        assert len(again["history"]) == 2 and again["status"] == "diverged"
+    finally:
+        METHODS.remove("nan_from_second_epoch_for_test")
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_in_epoch(monkeypatch, epoch: int):
+    """Make the loop raise in `epoch` (0-based) before that epoch is evaluated or saved."""
+    from curriculab.engine import loop
+
+    real = loop.test_epoch
+
+    def test_epoch(run, state, *a):
+        if state.epoch == epoch:
+            raise _Killed
+        return real(run, state, *a)
+
+    monkeypatch.setattr(loop, "test_epoch", test_epoch)
+
+
+def test_resume_rewrites_metrics_from_the_checkpoint(micro, workdir, monkeypatch):
+    d = workdir / "lag"
+    _kill_in_epoch(monkeypatch, 1)
+    with pytest.raises(_Killed):
+        micro.fit(run_dir=d)
+    saved = json.loads((d / "metrics.json").read_text())
+    assert len(saved["history"]) == 1
+    # a kill between the checkpoint and the metrics file: the file is one epoch behind
+    (d / "metrics.json").write_text(json.dumps({**saved, "history": [], "artifacts": []}))
+    with pytest.raises(_Killed):
+        micro.fit(run_dir=d)  # resumes, then is killed again in the same epoch
+    assert json.loads((d / "metrics.json").read_text()) == saved
+
+
+def test_rng_states_survive_any_map_location(micro, workdir, monkeypatch):
+    from curriculab.engine.checkpoint import load_checkpoint
+
+    _kill_in_epoch(monkeypatch, 1)
+    with pytest.raises(_Killed):
+        micro.fit(run_dir=workdir / "rng")
+    path = workdir / "rng" / "checkpoint.pt"
+    state = _state(micro)
+    state.set_rng_states(load_checkpoint(path, torch.device("cpu"))["rng"])
+    want = (torch.get_rng_state(), state.data.gen.get_state())
+    torch.manual_seed(123)
+    state.set_rng_states(load_checkpoint(path, torch.device("meta"))["rng"])  # weights on another device
+    assert torch.equal(torch.get_rng_state(), want[0]) and torch.equal(state.data.gen.get_state(), want[1])
+
+
+def test_determinism_does_not_fill_uninitialised_memory():
+    from curriculab.engine.devices import seed_everything
+
+    seed_everything(0)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False

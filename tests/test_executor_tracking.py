@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from curriculab.config import ExecutorCfg, Params
+from curriculab.config import ExecutorParams, Params
 from curriculab.executor import is_finished, run_all
 from curriculab.tables.spec import expand_table, get_spec
 
@@ -29,14 +29,14 @@ def _finals(records):
 def test_parallel_equals_sequential_and_finished_runs_are_skipped(params, workdir, tmp_path):
     runs = expand_table(get_spec("baseline"), params)
     assert len(runs) == 4 and len({r.run_id for r in runs}) == 4
-    seq = run_all(runs, workdir, ExecutorCfg(workers=1))
+    seq = run_all(runs, workdir, ExecutorParams(workers=1))
     assert all(is_finished(r, workdir) for r in runs)
     (tmp_path / "par").mkdir()
     (tmp_path / "par" / "data").symlink_to(workdir / "data")
-    par = run_all(runs, tmp_path / "par", ExecutorCfg(workers=2))
+    par = run_all(runs, tmp_path / "par", ExecutorParams(workers=2))
     assert _finals(par) == _finals(seq)
     mtimes = [(r.dir(workdir) / "metrics.json").stat().st_mtime_ns for r in runs]
-    again = run_all(runs, workdir, ExecutorCfg(workers=1))
+    again = run_all(runs, workdir, ExecutorParams(workers=1))
     assert [(r.dir(workdir) / "metrics.json").stat().st_mtime_ns for r in runs] == mtimes
     assert _finals(again) == _finals(seq)
 

@@ -8,7 +8,8 @@ import shutil
 import pytest
 import yaml
 
-from curriculab.config import ConfigError, load_params, resolve_uses
+from curriculab.config import ConfigError, resolve_uses
+from curriculab.project import load_params
 from curriculab.tables.spec import expand_table, get_spec
 from tests.conftest import ROOT
 

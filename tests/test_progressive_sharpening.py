@@ -7,23 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from curriculab import kernels
-from curriculab.config import ConfigError, Params, RunConfig, load_params
+from curriculab.config import ConfigError, Params
 from curriculab.data.copies import check_copies
 from curriculab.data.prepare import prepare_all
 from curriculab.data.prepared import load_prepared
 from curriculab.engine.loop import build, fit
+from curriculab.kernels import box_kernel
 from curriculab.methods.progressive_sharpening import (
     BoxCopies,
     GaussianCopies,
     ProgressiveSharpening,
     blur,
-    box_kernel,
     schedule_boundaries,
     stage_at,
 )
+from tests.conftest import micro_run, micro_table
 
 BOX = {"kind": "box", "sizes": [1, 2, 3], "padding": "replicate"}
 GAUSS = {"kind": "gaussian", "sigmas": [0.5, 1.0], "padding": "replicate"}
@@ -39,11 +39,10 @@ def ps_root(tmp_path_factory) -> Path:
     return wd
 
 
-def _run(method: dict, epochs: int = 4, **data) -> RunConfig:
-    return RunConfig.model_validate({
-        "seed": 1, "data": {"dataset": "digits", **data}, "model": {"name": "small_cnn", "width": 0.25},
-        "train": {"epochs": epochs, "batch_size": 128, "checkpoint": False, "device": "cpu"},
-        "methods": {"progressive_sharpening": method}})
+def ps_run(method: dict, epochs: int = 4, **data) -> dict:
+    """The settings layer of a progressive-sharpening micro run (see conftest.micro_run)."""
+    return {"seed": 1, "data": data, "train": {"epochs": epochs, "batch_size": 128, "checkpoint": False},
+            "methods": {"progressive_sharpening": method}}
 
 
 # --------------------------------------------------------------------------- kernels
@@ -145,7 +144,7 @@ def test_prepare_writes_one_aligned_copy_per_level(ps_root):
 
 def test_copies_are_aligned_with_batch_indices(ps_root, tmp_path):
     """With a per-class subset (train rows ≠ prepared rows) index i is the same item in every copy."""
-    run = _run({"box": BOX, "every": 1}, subset_per_class=20, augment={"normalize": False})
+    run = micro_run(ps_run({"box": BOX, "every": 1}, subset_per_class=20, augment={"normalize": False}))
     data, hooks, _ = build(run, tmp_path, ps_root, torch.device("cpu"))
     assert torch.equal(data.copy("box1_replicate"), data.train_x)
     box3 = data.copy("box3_replicate")
@@ -174,20 +173,20 @@ def test_schedule_every():
 
 
 def test_epoch_to_copy_mapping(ps_root, tmp_path):
-    run = _run({"box": BOX, "boundaries": [1, 3, 4]}, epochs=6)
+    run = micro_run(ps_run({"box": BOX, "boundaries": [1, 3, 4]}, epochs=6))
     _, hooks, _ = build(run, tmp_path, ps_root, torch.device("cpu"))
     (m,) = hooks.methods
     got = [m.copy_at(e) for e in range(6)]
     assert got == [("box3_replicate", 3.0), ("box2_replicate", 2.0), ("box2_replicate", 2.0),
                    ("box1_replicate", 1.0), (None, 1.0), (None, 1.0)]
-    run = _run({"gaussian": GAUSS, "every": 2}, epochs=6)
+    run = micro_run(ps_run({"gaussian": GAUSS, "every": 2}, epochs=6))
     _, hooks, _ = build(run, tmp_path, ps_root, torch.device("cpu"))
     (m,) = hooks.methods
     assert [m.copy_at(e)[1] for e in range(6)] == [1.0, 1.0, 0.5, 0.5, 0.0, 0.0]
 
 
 def test_training_logs_the_kernel_size(ps_root, tmp_path):
-    rec = fit(_run({"box": {**BOX, "sizes": [2, 3]}, "every": 1}, epochs=3), tmp_path / "r", ps_root)
+    rec = fit(micro_run(ps_run({"box": {**BOX, "sizes": [2, 3]}, "every": 1}, epochs=3)), tmp_path / "r", ps_root)
     assert [h["ps_kernel_size"] for h in rec["history"]] == [3.0, 2.0, 1.0]
     assert [h["ps_stage"] for h in rec["history"]] == [0.0, 1.0, 2.0]
     assert [a["ps_copy"] for a in rec["artifacts"]] == ["box3_replicate", "box2_replicate", "original"]
@@ -230,55 +229,48 @@ def test_reflect_padding_larger_than_the_image_is_refused():
     ({"box": BOX, "boundaries": [2, 2, 3]}, "strictly increasing"),
     ({"box": {**BOX, "sizes": [0]}}, "box.sizes.0"),
 ])
-def test_bad_method_settings(method, words):
+def test_bad_method_settings(tmp_path, method, words):
     with pytest.raises(ConfigError) as e:
-        _validate_table(method)
+        micro_table(tmp_path, "ps_t1", ps_table(method))
     msg = str(e.value)
     assert words in msg and msg.startswith("tables.ps_t1.rows.ps.methods.progressive_sharpening")
 
 
-def _validate_table(method: dict, epochs: int = 4, tmp: Path | None = None) -> Params:
-    import tempfile
-
-    doc = {"tracking": {"enabled": False}, "prepare": {"datasets": ["digits"]},
-           "tables": {"ps_t1": {"seeds": [0],
-                                "run": {"train": {"epochs": epochs}, "data": {"dataset": "digits"}},
-                                "rows": {"ps": {"methods": {"progressive_sharpening": method}}}}}}
-    path = Path(tmp or tempfile.mkdtemp()) / "params.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return load_params(path)
+def ps_table(method: dict, epochs: int = 4) -> dict:
+    return {"seeds": [0], "run": {"train": {"epochs": epochs}, "data": {"dataset": "digits"}},
+            "rows": {"ps": {"methods": {"progressive_sharpening": method}}}}
 
 
 @pytest.mark.parametrize("method, epochs", [({"box": BOX, "every": 2}, 6), ({"box": BOX, "every": 1}, 3),
                                             ({"box": BOX, "boundaries": [1, 2, 5]}, 5)])
-def test_schedule_longer_than_training_is_caught_at_validation(method, epochs):
+def test_schedule_longer_than_training_is_caught_at_validation(tmp_path, method, epochs):
     with pytest.raises(ConfigError) as e:
-        _validate_table(method, epochs)
+        micro_table(tmp_path, "ps_t1", ps_table(method, epochs))
     msg = str(e.value)
     assert msg.startswith("tables.ps_t1.rows.ps.methods.progressive_sharpening.")
     assert f"train.epochs is {epochs}" in msg and "at least one epoch on the original" in msg
-    _validate_table(method, epochs + 1)  # one more epoch: valid
+    micro_table(tmp_path, "ps_t1", ps_table(method, epochs + 1))  # one more epoch: valid
 
 
 def test_schedule_longer_than_training_is_caught_at_construction(ps_root, tmp_path):
     with pytest.raises(ConfigError, match="methods.progressive_sharpening.every: .*train.epochs is 3"):
-        build(_run({"box": BOX, "every": 1}, epochs=3), tmp_path, ps_root, torch.device("cpu"))
+        build(micro_run(ps_run({"box": BOX, "every": 1}, epochs=3)), tmp_path, ps_root, torch.device("cpu"))
 
 
-def test_copies_for_another_dataset_only_are_refused():
+def test_copies_for_another_dataset_only_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="box.datasets: the run trains on 'digits'"):
-        _validate_table({"box": {**BOX, "datasets": ["syndigits"]}})
+        micro_table(tmp_path, "ps_t1", ps_table({"box": {**BOX, "datasets": ["syndigits"]}}))
 
 
 def test_copy_not_prepared_fails_before_training(ps_root, tmp_path):
-    run = _run({"box": {**BOX, "sizes": [2, 7]}, "every": 1})
+    run = micro_run(ps_run({"box": {**BOX, "sizes": [2, 7]}, "every": 1}))
     with pytest.raises(ConfigError) as e:
         fit(run, tmp_path / "r", ps_root)
     msg = str(e.value)
     assert msg.startswith("methods.progressive_sharpening.box: dataset 'digits' has no prepared copy "
                           "'box7_replicate'")
     assert "prepare.copies" in msg and not (tmp_path / "r" / "metrics.json").exists()
-    run = _run({"box": {**BOX, "padding": "reflect"}, "every": 1})  # the same sizes, another padding
+    run = micro_run(ps_run({"box": {**BOX, "padding": "reflect"}, "every": 1}))  # the same sizes, another padding
     with pytest.raises(ConfigError, match="no prepared copy 'box1_reflect'"):
         build(run, tmp_path, ps_root, torch.device("cpu"))
 
@@ -300,7 +292,7 @@ def test_ps_f1_shows_the_prepared_copies(ps_root, tmp_path):
     from curriculab.tables.ps import ps_f1
     from curriculab.tables.report import load_result
 
-    params = _validate_table({"box": BOX, "every": 1}, 5, tmp_path)
+    params = micro_table(tmp_path, "ps_t1", ps_table({"box": BOX, "every": 1}, 5))
     res = load_result("ps.t1", params, ps_root)
     files = ps_f1(res, tmp_path / "fig")
     assert sorted(p.name for p in files) == ["ps.f1.csv", "ps.f1.png"]

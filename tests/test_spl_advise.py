@@ -11,22 +11,24 @@ import pytest
 import torch
 
 from curriculab.config import ConfigError, RunConfig, validate
+from curriculab.methods.magnet import ClusterIndex, magnet_loss
 from curriculab.methods.spl_advise import (
-    ClusterIndex,
-    EmbeddingCfg,
-    PretrainParams,
     SPLAdvise,
     SPLAdviseParams,
     cluster_ranks,
-    load_embedding_clusters,
-    magnet_loss,
     official_k,
     official_select,
     pace_thresholds,
-    pretrain_dir,
-    pretrain_embedding,
     spld_select,
 )
+from curriculab.methods.spl_embedding import (
+    EmbeddingParams,
+    PretrainParams,
+    load_embedding_clusters,
+    pretrain_dir,
+    pretrain_embedding,
+)
+from tests.conftest import Micro
 
 TINY = {"model": {"name": "lenet", "width": 0.5}, "dim": 4, "clusters": 2, "m": 3, "b": 4, "iterations": 12,
         "refresh": 5, "lr": 1e-3}
@@ -221,7 +223,7 @@ def test_seed_probabilities_follow_cluster_losses():
 
 def test_pretrain_writes_clusters_and_student_checks_hash(spl_workdir):
     workdir = spl_workdir
-    emb = validate(EmbeddingCfg, TINY)
+    emb = validate(EmbeddingParams, TINY)
     msg = pretrain_embedding(stage(TINY), "digits", workdir)
     assert "12 iterations" in msg
     d = pretrain_dir(workdir, "digits")
@@ -241,30 +243,27 @@ def test_pretrain_writes_clusters_and_student_checks_hash(spl_workdir):
     assert meta["figure"] == {"tsne_points": 30, "tsne_iterations": 250}
 
     # the student maps its (subset) training items through train_pos
-    student = _build(workdir, {"selection": "spld", "clusters": "embedding", "embedding": TINY},
-                     {"dataset": "digits", "subset_per_class": 20})
+    micro = Micro(workdir)
+    student = built_student(micro, {"selection": "spld", "clusters": "embedding", "embedding": TINY},
+                            {"dataset": "digits", "subset_per_class": 20})
     assert torch.equal(student.clusters.cpu(), torch.as_tensor(assign[student.ctx.data.train_pos]))
 
     stale = dict(TINY, lr=2e-3)  # other settings
     with pytest.raises(ConfigError, match="embedding checkpoint stale.*dvc repro pretrain@spl_advise"):
-        _build(workdir, {"clusters": "embedding", "embedding": stale}, {"dataset": "digits"})
+        built_student(micro, {"clusters": "embedding", "embedding": stale}, {"dataset": "digits"})
     with pytest.raises(ConfigError, match="stale"):  # other data (checksum)
         load_embedding_clusters(workdir, emb, "digits", "0" * 64)
     with pytest.raises(ConfigError, match="embedding checkpoint missing.*dvc repro pretrain@spl_advise"):
-        _build(workdir, {"clusters": "embedding", "embedding": TINY}, {"dataset": "syndigits"})
+        built_student(micro, {"clusters": "embedding", "embedding": TINY}, {"dataset": "syndigits"})
 
 
-def _build(workdir, method: dict, data: dict, epochs: int = 2) -> SPLAdvise:
-    from curriculab.engine.loop import build
-
-    run = RunConfig.model_validate({"data": data, "methods": {"spl_advise": method},
-                                    "model": {"name": "small_cnn", "width": 0.25},
-                                    "train": {"epochs": epochs, "batch_size": 32, "device": "cpu"}})
-    _, hooks, _ = build(run, workdir / "run", workdir, torch.device("cpu"))
+def built_student(micro, method: dict, data: dict) -> SPLAdvise:
+    """The spl_advise method of a built micro run."""
+    _, hooks, _ = micro.build(data=data, methods={"spl_advise": method}, train={"batch_size": 32})
     return hooks.methods[0]
 
 
-def test_student_same_updates_and_pace(workdir):
+def test_student_same_updates_and_pace(workdir, micro):
     from curriculab.engine.loop import fit
 
     pace = {"selection": "spld", "clusters": "pixels", "k": 3, "start_fraction": 0.5, "beta1": 0.5}
@@ -285,13 +284,13 @@ def test_student_same_updates_and_pace(workdir):
     assert recs["spld"][0]["test_acc"] == recs["random"][0]["test_acc"]  # epoch 0 uses all data, same stream
     assert [h["train_seen"] for h in recs["none"]][1] == 150  # fill: none trains on the selection once
     assert recs["official"][1]["spl_k"] == 4 and recs["official"][1]["train_seen"] == 300
-    sizes = torch.bincount(_build(workdir, {"clusters": "pixels", "k": 3}, {"dataset": "syndigits"}).clusters)
+    sizes = torch.bincount(built_student(micro, {"clusters": "pixels", "k": 3}, {"dataset": "syndigits"}).clusters)
     want = float(sizes.clamp(max=4).sum()) / 300  # the first 4 of each cluster (fewer in small clusters)
     assert recs["official"][1]["spl_selected_fraction"] == pytest.approx(want)
 
 
-def test_epoch_indices_balanced(workdir):
-    student = _build(workdir, {"clusters": "pixels", "k": 2}, {"dataset": "syndigits"})
+def test_epoch_indices_balanced(micro):
+    student = built_student(micro, {"clusters": "pixels", "k": 2}, {"dataset": "syndigits"})
     from curriculab.methods.base import TrainState
 
     state = TrainState(model=torch.nn.Identity(), optimizer=None, data=student.ctx.data)
@@ -340,7 +339,7 @@ def test_too_many_clusters_per_batch(spl_workdir):
     with pytest.raises(ConfigError, match=r"embedding\.m: 20 clusters per minibatch need 19 impostor"):
         pretrain_embedding(stage(dict(TINY, m=20)), "digits", workdir)
     with pytest.raises(ConfigError, match="fewer than the 50 clusters"):
-        _build(workdir, {"clusters": "pixels", "k": 50}, {"dataset": "syndigits"})
+        built_student(Micro(workdir), {"clusters": "pixels", "k": 50}, {"dataset": "syndigits"})
     with pytest.raises(ConfigError, match="not in prepare.datasets"):
         from curriculab.config import Params
 
@@ -349,7 +348,7 @@ def test_too_many_clusters_per_batch(spl_workdir):
 
 
 def test_missing_embedding_stops_the_table_before_any_run_trains(workdir):
-    from curriculab.config import ExecutorCfg, Params
+    from curriculab.config import ExecutorParams, Params
     from curriculab.executor import run_all
     from curriculab.tables.spec import expand_table, get_spec
 
@@ -361,5 +360,5 @@ def test_missing_embedding_stops_the_table_before_any_run_trains(workdir):
     runs = expand_table(get_spec("spl.t1"), params)
     assert [r.row for r in runs] == ["Random", "SPL-ADVisE"]  # the run that could train comes first
     with pytest.raises(ConfigError, match="embedding checkpoint missing"):
-        run_all(runs, workdir, ExecutorCfg())
+        run_all(runs, workdir, ExecutorParams())
     assert not (workdir / "runs").exists()  # nothing trained

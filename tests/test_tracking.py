@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from curriculab.cli import main
-from curriculab.config import ConfigError, TrackingCfg
+from curriculab.config import ConfigError, TrackingParams
 
 TABLE = {"seeds": [0, 1], "run": {"model": {"name": "small_cnn", "width": 0.25}, "data": {"dataset": "digits",
          "subset_per_class": 20}, "train": {"epochs": 2, "batch_size": 32}},
@@ -109,7 +109,7 @@ def test_a_restart_replaces_half_logged_children_and_ends_dead_parents(workdir, 
 def test_store_created_atomically_and_a_half_created_one_rebuilt(tmp_path, monkeypatch, capsys):
     from curriculab import tracking
 
-    cfg = TrackingCfg()
+    cfg = TrackingParams()
     real = tracking.client
 
     def killed(uri):

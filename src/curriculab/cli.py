@@ -8,7 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from curriculab.config import ConfigError, load_params
+from curriculab.config import ConfigError
+from curriculab.project import load_params
 
 
 def _params(args) -> tuple:
@@ -41,13 +42,12 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from curriculab.methods import registry
+    from curriculab.methods import run_pretrain
 
     params, workdir = _params(args)
     if args.method not in params.pretrain:
         raise ConfigError(f"pretrain.{args.method}: no such block in {args.params}")
-    cls = registry()[args.method]
-    cls.pretrain(cls.PretrainParams.model_validate(params.pretrain[args.method]), params, workdir)
+    run_pretrain(args.method, params, workdir)
     return 0
 
 
@@ -103,6 +103,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from curriculab.data.prepared import atomic_write_json
+    from curriculab.engine.records import is_done
     from curriculab.executor import read_record
     from curriculab.tables.spec import expand_table
 
@@ -114,7 +115,7 @@ def cmd_evaluate(args) -> int:
     out = workdir / "runs" / "eval" / spec.key
     for run in expand_table(spec, params):
         rec = read_record(run.dir(workdir))
-        if not rec or rec.get("status") != "done":
+        if not is_done(rec):
             raise ConfigError(f"{spec.id}: run {run.run_id} ({run.row}, {run.column}, seed {run.seed}) has not "
                               f"finished training; run `dvc repro train@{spec.key}` first")
         target = out / f"{run.run_id}.json"
@@ -143,6 +144,7 @@ def cmd_aggregate(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from curriculab.engine.records import is_done
     from curriculab.executor import read_record
     from curriculab.tables.spec import expand_table, get_spec
 
@@ -150,9 +152,11 @@ def cmd_status(args) -> int:
     for key in params.tables:
         runs = expand_table(get_spec(key), params)
         recs = [read_record(r.dir(workdir)) for r in runs]
-        done = sum(1 for r in recs if r and r.get("status") == "done")
+        done = sum(1 for r in recs if is_done(r))
         partial = sum(1 for r in recs if r and r.get("status") == "running")
-        print(f"{key}: {done} finished, {partial} interrupted, {len(runs) - done - partial} not started")
+        diverged = sum(1 for r in recs if r and r.get("status") == "diverged")
+        print(f"{key}: {done} finished, {diverged} diverged, {partial} interrupted, "
+              f"{len(runs) - done - diverged - partial} not started")
     return 0
 
 

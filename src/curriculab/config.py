@@ -1,4 +1,8 @@
-"""params.yaml → typed, validated objects, with one-line errors that name the key path."""
+"""params.yaml → typed, validated objects, with one-line errors that name the key path.
+
+Schema and errors only: this module imports nothing from the package. Checks that need the registries
+(dataset, copy, method and table names) live in `curriculab.project`.
+"""
 
 from __future__ import annotations
 
@@ -240,7 +244,7 @@ def check_name(kind: str, name: str, registry: typing.Iterable[str], path: str) 
 # --------------------------------------------------------------------------- run settings
 
 
-class NoiseCfg(Strict):
+class NoiseParams(Strict):
     """Label corruption applied to the training split (DP §4.2)."""
 
     rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
@@ -248,7 +252,7 @@ class NoiseCfg(Strict):
     oracle: bool = False  # train only on the items not chosen for corruption
 
     @model_validator(mode="after")
-    def _consistent(self) -> NoiseCfg:
+    def _consistent(self) -> NoiseParams:
         if self.kind == "random" and self.rate:
             raise ValueError("rate does not apply to kind 'random' (every label is random); remove it")
         if self.oracle and (self.kind == "random" or self.rate == 0):
@@ -257,7 +261,7 @@ class NoiseCfg(Strict):
         return self
 
 
-class AugmentCfg(Strict):
+class AugmentParams(Strict):
     """Batched on-device augmentation."""
 
     crop_pad: NonNegInt = 0
@@ -265,7 +269,7 @@ class AugmentCfg(Strict):
     normalize: bool = True
 
 
-class DataCfg(Strict):
+class DataParams(Strict):
     """Which prepared dataset a run trains on, and the seeded variant derived from it."""
 
     dataset: str = "digits"
@@ -274,17 +278,17 @@ class DataCfg(Strict):
     val_limit: PosInt | None = None  # the first N validation items
     image_size: PosInt | None = None
     channels: Literal[1, 3] | None = None
-    noise: NoiseCfg = NoiseCfg()
-    augment: AugmentCfg = AugmentCfg()
+    noise: NoiseParams = NoiseParams()
+    augment: AugmentParams = AugmentParams()
 
 
-class ModelCfg(Strict):
+class ModelParams(Strict):
     name: str = "small_cnn"
     width: PosFloat = 1.0
     kwargs: dict[str, Any] = {}
 
 
-class OptimizerCfg(Strict):
+class OptimizerParams(Strict):
     name: Literal["sgd", "adam"] = "sgd"
     lr: PosFloat = 0.05
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
@@ -293,7 +297,7 @@ class OptimizerCfg(Strict):
     betas: Annotated[list[float], Field(min_length=2, max_length=2)] = [0.9, 0.999]
 
 
-class ScheduleCfg(Strict):
+class ScheduleParams(Strict):
     """Learning-rate schedule; epochs may be fractional where stated."""
 
     name: Literal["constant", "multistep", "step", "plateau", "cosine"] = "constant"
@@ -304,12 +308,12 @@ class ScheduleCfg(Strict):
     warmup_epochs: NonNegInt = 0
 
 
-class TrainCfg(Strict):
+class TrainParams(Strict):
     epochs: PosInt = 5
     batch_size: PosInt = 64
     eval_batch_size: PosInt = 1000
-    optimizer: OptimizerCfg = OptimizerCfg()
-    schedule: ScheduleCfg = ScheduleCfg()
+    optimizer: OptimizerParams = OptimizerParams()
+    schedule: ScheduleParams = ScheduleParams()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True  # autocast on CUDA only
     channels_last: bool = True  # CUDA only
@@ -323,42 +327,39 @@ class RunConfig(Strict):
     task: str = "classification"
     task_params: dict[str, Any] = {}
     seed: NonNegInt = 0
-    data: DataCfg = DataCfg()
-    model: ModelCfg = ModelCfg()
-    train: TrainCfg = TrainCfg()
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
     methods: dict[str, dict[str, Any]] = {"baseline": {}}
-
-    def method_params(self, name: str) -> dict[str, Any]:
-        return self.methods.get(name, {})
 
 
 # --------------------------------------------------------------------------- top-level params
 
 
-class FashionCfg(Strict):
+class FashionParams(Strict):
     root: str = "/usr/share/datasets/fashion-mnist"
     val: PosInt = 5000
 
 
-class SynDigitsCfg(Strict):
+class SynDigitsParams(Strict):
     train: PosInt = 6000
     val: PosInt = 1000
     test: PosInt = 2000
     size: PosInt = 28
 
 
-class DigitsCfg(Strict):
+class DigitsParams(Strict):
     val: PosInt = 180
     test: PosInt = 360
 
 
-class ImageFolderCfg(Strict):
+class ImageFolderParams(Strict):
     root: str | None = None
     image_size: PosInt = 64
     limit: PosInt | None = None
 
 
-class PrepareCfg(Strict):
+class PrepareParams(Strict):
     """The `prepare` stage: which datasets to write, where, and their derived copies."""
 
     root: str = "data"
@@ -366,14 +367,14 @@ class PrepareCfg(Strict):
     download: bool = True
     datasets: list[str] = ["digits", "syndigits", "fashion_mnist"]
     seed: NonNegInt = 0
-    digits: DigitsCfg = DigitsCfg()
-    syndigits: SynDigitsCfg = SynDigitsCfg()
-    fashion_mnist: FashionCfg = FashionCfg()
-    imagefolder: ImageFolderCfg = ImageFolderCfg()
+    digits: DigitsParams = DigitsParams()
+    syndigits: SynDigitsParams = SynDigitsParams()
+    fashion_mnist: FashionParams = FashionParams()
+    imagefolder: ImageFolderParams = ImageFolderParams()
     copies: dict[str, dict[str, Any]] = {}  # name → method-specific settings of a derived copy
 
 
-class ExecutorCfg(Strict):
+class ExecutorParams(Strict):
     """How a stage runs its table's runs. Every run uses `threads` CPU threads whatever `workers` is,
     so parallel and sequential execution give bit-identical metrics."""
 
@@ -382,19 +383,19 @@ class ExecutorCfg(Strict):
     backend: Literal["local", "ray"] = "local"
 
 
-class StoreCfg(Strict):
+class StoreParams(Strict):
     """Where finished runs (`runs/`) and the MLflow store live, shared by every checkout of the project
     (DVC's temporary experiment copies included); see curriculab.store."""
 
     root: str | None = None  # null: the project root; the CURRICULAB_STORE environment variable wins
 
 
-class TrackingCfg(Strict):
+class TrackingParams(Strict):
     enabled: bool = True
     uri: str | None = None  # default: sqlite:///<store root>/mlflow.db
 
 
-class TableCfg(Strict):
+class TableParams(Strict):
     """A table: rows × columns × seeds, each a deep-merged override of `run`."""
 
     seeds: Annotated[list[NonNegInt], Field(min_length=1)]
@@ -407,13 +408,13 @@ class TableCfg(Strict):
 class Params(Strict):
     profile: str = "offline"
     description: str = ""
-    prepare: PrepareCfg = PrepareCfg()
-    executor: ExecutorCfg = ExecutorCfg()
-    tracking: TrackingCfg = TrackingCfg()
-    store: StoreCfg = StoreCfg()
+    prepare: PrepareParams = PrepareParams()
+    executor: ExecutorParams = ExecutorParams()
+    tracking: TrackingParams = TrackingParams()
+    store: StoreParams = StoreParams()
     defaults: dict[str, Any] = {}  # named blocks that other blocks `use` (see resolve_uses)
     pretrain: dict[str, dict[str, Any]] = {}  # stage settings of methods that pretrain (validated there)
-    tables: dict[str, TableCfg] = {}
+    tables: dict[str, TableParams] = {}
     evaluate: dict[str, dict[str, Any]] = {}  # evaluate-stage settings per table key (validated by its spec)
 
     @model_validator(mode="before")
@@ -422,7 +423,7 @@ class Params(Strict):
         return resolve_uses(data) if isinstance(data, dict) else data
 
 
-def check_dotless(key: str, table: TableCfg) -> None:
+def check_dotless(key: str, table: TableParams) -> None:
     """Row and column names are segments of `dvc exp run -S tables.<key>.rows.<row>.…`: no dots."""
     for part in ("rows", "columns"):
         for name in getattr(table, part):
@@ -434,29 +435,3 @@ def check_dotless(key: str, table: TableCfg) -> None:
 def table_key(table_id: str) -> str:
     """`cbs.t1` (the id the papers' tables go by) → `cbs_t1` (its key in params.yaml)."""
     return table_id.replace(".", "_")
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Load and fully validate a params file: datasets, copies, pretrain blocks, every table and every run."""
-    from curriculab.data.copies import check_copies
-    from curriculab.data.sources import SOURCES
-    from curriculab.methods import validate_pretrain
-    from curriculab.tables.spec import expand_table, get_spec, table_ids
-
-    params = validate(Params, resolve_uses(load_yaml(path)))
-    for i, name in enumerate(params.prepare.datasets):
-        check_name("dataset", name, SOURCES, f"prepare.datasets.{i}")
-    check_copies(params.prepare.copies)
-    validate_pretrain(params)
-    keys = {table_key(t): t for t in table_ids()}
-    for key, table in params.tables.items():
-        check_dotless(key, table)
-        check_name("table", key, keys, f"tables.{key}")
-        expand_table(get_spec(keys[key]), params)
-    for key, block in params.evaluate.items():
-        check_name("table", key, keys, f"evaluate.{key}")
-        spec = get_spec(keys[key])
-        if spec.evaluate is None:
-            raise ConfigError(f"evaluate.{key}: table {spec.id!r} has no evaluate step")
-        validate(spec.EvalParams, block, prefix=f"evaluate.{key}")
-    return params

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from curriculab.config import ConfigError, ExecutorCfg
+from curriculab.config import ConfigError, ExecutorParams
 from curriculab.data.prepared import atomic_write_bytes, read_meta
+from curriculab.engine.records import is_done
 from curriculab.tables.spec import RunSpec
 
 
@@ -27,7 +28,7 @@ def current_checksum(run: RunSpec, workdir: Path) -> str:
 
 
 def _is_done(rec: dict | None, checksum: str) -> bool:
-    return bool(rec and rec.get("status") == "done" and rec.get("data_checksum") == checksum)
+    return is_done(rec) and rec.get("data_checksum") == checksum
 
 
 def is_finished(run: RunSpec, workdir: Path) -> bool:
@@ -71,7 +72,7 @@ def _sequential(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return [execute(r, workdir) for r in runs]
+        return [execute(r, workdir, position=1) for r in runs]  # below the stage's overall bar
     finally:
         torch.set_num_threads(before)
 
@@ -79,10 +80,10 @@ def _sequential(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
 def _execute_on(run: RunSpec, workdir: str, slot: int, devices: int) -> dict:
     if devices:
         torch.cuda.set_device(slot % devices)
-    return execute(run, Path(workdir), position=slot)
+    return execute(run, Path(workdir), position=slot + 1)  # below the stage's overall bar
 
 
-def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorCfg) -> list[dict]:
+def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dict]:
     """Execute runs in order (workers = 1), over local worker processes, or on a Ray cluster.
 
     Results come back in the order of `runs` whatever the mode. Every unfinished run passes its

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curriculab.engine.records import has_ended, is_done
+
 POLL_S = 0.5
 
 
@@ -101,10 +103,13 @@ class Watcher:
         if rec is None:
             return
         r.mtime, r.record = mtime, rec
-        done = rec.get("status") == "done"
-        if not r.todo and (not done or (self.log is not None and self.log.logged(r.spec.run_id, rec.get(
-                "data_checksum")))):
-            r.finished = True  # finished earlier and already logged (or not finished: not ours)
+        done = has_ended(rec)  # finished, or diverged
+        if done and r.child is None and self.log is not None and self.log.logged(r.spec.run_id,
+                                                                                   rec.get("data_checksum")):
+            r.finished = True  # ended earlier and already logged
+            return
+        if not r.todo and not done:
+            r.finished = True  # not ended and not trained by this stage: not ours
             return
         if self.log is not None and r.child is None:
             start_ms = int(cfg_file.stat().st_mtime * 1000) if cfg_file.is_file() else int(self.t0 * 1000)
@@ -141,7 +146,7 @@ class Watcher:
         cells: dict[tuple[str, str], list[float]] = {}
         for r in self.runs:
             rec = r.record or _read(r.dir / "metrics.json") or {}
-            v = rec.get("final", {}).get(self.metric) if rec.get("status") == "done" else None
+            v = rec.get("final", {}).get(self.metric) if is_done(rec) else None
             if isinstance(v, (int, float)):
                 cells.setdefault((r.spec.row, r.spec.column), []).append(float(v))
         return {cell_key(self.metric, row, col): sum(v) / len(v) for (row, col), v in cells.items()}

@@ -25,10 +25,10 @@ import uuid
 import warnings
 from pathlib import Path
 
-from curriculab.config import ConfigError, TrackingCfg
+from curriculab.config import ConfigError, TrackingParams
 
 
-def tracking_uri(store: Path, cfg: TrackingCfg) -> str:
+def tracking_uri(store: Path, cfg: TrackingParams) -> str:
     return cfg.uri or f"sqlite:///{Path(store).resolve() / 'mlflow.db'}"
 
 
@@ -71,7 +71,7 @@ def _count_runs(db: Path) -> int:
         return 0
 
 
-def init_store(store: Path, cfg: TrackingCfg) -> None:
+def init_store(store: Path, cfg: TrackingParams) -> None:
     """Create the SQLite store atomically (schema built in a temporary file, then renamed into place).
 
     A store left half-created (a kill during the first creation) is rebuilt when it holds no runs;
@@ -153,7 +153,7 @@ def _pid_alive(pid: str, host: str) -> bool:
 class TableLog:
     """The MLflow side of one table execution (used from one thread of the stage process)."""
 
-    def __init__(self, store: Path, cfg: TrackingCfg, table_id: str, profile: str, workdir: Path):
+    def __init__(self, store: Path, cfg: TrackingParams, table_id: str, profile: str, workdir: Path):
         from mlflow.entities import ViewType
 
         self.c = client(tracking_uri(store, cfg))
@@ -176,8 +176,8 @@ class TableLog:
                 self.by_settings.setdefault(r.data.tags.get("settings_hash", ""), []).append(r)
 
     def logged(self, run_id: str, checksum: str | None) -> bool:
-        """A complete child of this run, trained on this data, is already in the store."""
-        return any(r.info.status == "FINISHED" and r.data.tags.get("data_checksum") == checksum
+        """A complete child of this run, trained on this data, is already in the store (FAILED: diverged)."""
+        return any(r.info.status in ("FINISHED", "FAILED") and r.data.tags.get("data_checksum") == checksum
                    for r in self.children.get(run_id, []))
 
     def drop(self, run_id: str, settings_hash: str = "") -> None:
@@ -246,7 +246,8 @@ class TableLog:
         if final:
             self.c.log_batch(child, metrics=final)
         self.c.log_artifact(child, str(run_dir / "metrics.json"))
-        self.c.set_terminated(child, "FINISHED", end_time=end_ms)
+        status = "FINISHED" if record.get("status") == "done" else "FAILED"  # diverged
+        self.c.set_terminated(child, status, end_time=end_ms)
 
     def kill_child(self, child: str) -> None:
         self.c.set_terminated(child, "KILLED")
@@ -270,7 +271,7 @@ def cell_key(metric: str, row: str, column: str) -> str:
     return f"{metric}/{clean(row)}/{clean(column)}"
 
 
-def log_figures(store: Path, cfg: TrackingCfg, table_id: str, figures: list[Path]) -> bool:
+def log_figures(store: Path, cfg: TrackingParams, table_id: str, figures: list[Path]) -> bool:
     """Attach a table's figures to its latest parent run (none exists: nothing is created)."""
     if not cfg.enabled or not figures:
         return False

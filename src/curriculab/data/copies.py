@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel
 
-from curriculab.config import ConfigError, check_name, validate
+from curriculab.config import ConfigError, validate
+from curriculab.registry import Registry
 
 
 @dataclass
@@ -22,14 +23,14 @@ class CopyMaker:
     make: Callable[[np.ndarray, BaseModel], dict[str, np.ndarray]]  # images → {copy name: images}
 
 
-COPY_MAKERS: dict[str, CopyMaker] = {}
+COPY_MAKERS: Registry[CopyMaker] = Registry("copy kind")
 
 
 def register_copy(kind: str, params: type[BaseModel]):
     """Decorator for `fn(x_uint8 (N, C, H, W), params) -> {copy_name: x_uint8 of the same shape}`."""
 
     def deco(fn):
-        COPY_MAKERS[kind] = CopyMaker(kind, params, fn)
+        COPY_MAKERS.register(kind, CopyMaker(kind, params, fn))
         return fn
 
     return deco
@@ -37,16 +38,12 @@ def register_copy(kind: str, params: type[BaseModel]):
 
 def check_copies(copies: dict[str, dict]) -> dict[str, tuple[CopyMaker, BaseModel]]:
     """Validate `prepare.copies`: each entry names a registered `kind` and that maker's settings."""
-    from curriculab.methods import registry
-
-    registry()  # methods register their copy makers on import
     out = {}
     for name, block in copies.items():
         block = dict(block or {})
         kind = block.pop("kind", None)
         if kind is None:
             raise ConfigError(f"prepare.copies.{name}.kind: required key is missing")
-        check_name("copy kind", kind, COPY_MAKERS, f"prepare.copies.{name}.kind")
-        maker = COPY_MAKERS[kind]
+        maker = COPY_MAKERS.get(kind, f"prepare.copies.{name}.kind")
         out[name] = (maker, validate(maker.Params, block, prefix=f"prepare.copies.{name}"))
     return out

@@ -7,16 +7,25 @@ KellerJordan/airbench. Nothing here loops over samples in Python.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from curriculab.config import AugmentCfg, RunConfig
+from curriculab.config import AugmentParams, RunConfig
 from curriculab.data.derive import corrupt_labels, resize, subset_per_class
 from curriculab.data.prepared import load_copy, load_prepared
-from curriculab.methods.base import Batch
+
+
+@dataclass
+class Batch:
+    """One minibatch: inputs, hard labels (n,) or soft targets (n, classes), and dataset positions."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
 
 
 def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -67,7 +76,7 @@ class DeviceData:
         self.mean = xf.mean((0, 2, 3), keepdim=True) if cfg.augment.normalize else torch.zeros(1, device=device)
         self.std = (xf.std((0, 2, 3), keepdim=True).clamp_min(1e-3) if cfg.augment.normalize
                     else torch.ones(1, device=device))
-        self.augment: AugmentCfg = cfg.augment
+        self.augment: AugmentParams = cfg.augment
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(run.seed)
         self._copies: dict[str, torch.Tensor] = {}

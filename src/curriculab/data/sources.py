@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curriculab.config import ConfigError, PrepareCfg
+from curriculab.config import ConfigError, PrepareParams
 
 
 class DatasetMissing(ConfigError):
@@ -25,7 +25,7 @@ class Raw:
     info: dict
 
 
-SOURCES: dict[str, Callable[[PrepareCfg], Raw]] = {}
+SOURCES: dict[str, Callable[[PrepareParams], Raw]] = {}
 
 
 def source(name: str):
@@ -56,7 +56,7 @@ def to_nchw(x: np.ndarray) -> np.ndarray:
 
 
 @source("digits")
-def digits(cfg: PrepareCfg) -> Raw:
+def digits(cfg: PrepareParams) -> Raw:
     """scikit-learn's 1,797 8×8 handwritten digits (values 0-16), bundled with the package."""
     from sklearn.datasets import load_digits
 
@@ -75,7 +75,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 @source("fashion_mnist")
-def fashion_mnist(cfg: PrepareCfg) -> Raw:
+def fashion_mnist(cfg: PrepareParams) -> Raw:
     """Fashion-MNIST from the Debian package's IDX files, else through torchvision."""
     root = Path(cfg.fashion_mnist.root)
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -97,7 +97,7 @@ def fashion_mnist(cfg: PrepareCfg) -> Raw:
 
 
 @source("syndigits")
-def syndigits(cfg: PrepareCfg) -> Raw:
+def syndigits(cfg: PrepareParams) -> Raw:
     """Digits rendered from the fonts that matplotlib ships (seeded; see data/syndigits.py)."""
     from curriculab.data.syndigits import render
 
@@ -128,7 +128,7 @@ _TV_CLASSES = {
 }
 
 
-def _torchvision(name: str, cfg: PrepareCfg, extra: str = "") -> _TV:
+def _torchvision(name: str, cfg: PrepareParams, extra: str = "") -> _TV:
     """Open a torchvision dataset's train and test sets, or fail with one clear sentence."""
     import torchvision.datasets as tvd
 
@@ -151,7 +151,7 @@ def _torchvision(name: str, cfg: PrepareCfg, extra: str = "") -> _TV:
         ) from None
 
 
-def _from_torchvision(name: str, cfg: PrepareCfg, classes: int) -> Raw:
+def _from_torchvision(name: str, cfg: PrepareParams, classes: int) -> Raw:
     tv = _torchvision(name, cfg)
     parts = []
     for ds in (tv.train, tv.test):
@@ -194,7 +194,7 @@ def _load_folder(root: Path, size: int, limit: int | None = None) -> tuple[np.nd
 
 
 @source("imagefolder")
-def imagefolder(cfg: PrepareCfg) -> Raw:
+def imagefolder(cfg: PrepareParams) -> Raw:
     """An ImageNet-style tree: <root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg (val is the test set)."""
     c = cfg.imagefolder
     root = Path(c.root).expanduser() if c.root else None
@@ -211,7 +211,7 @@ def imagefolder(cfg: PrepareCfg) -> Raw:
 
 
 @source("celeba")
-def celeba(cfg: PrepareCfg) -> Raw:
+def celeba(cfg: PrepareParams) -> Raw:
     """CelebA through torchvision, centre-cropped to 140 and resized (for the VAE; labels are unused)."""
     import torchvision.datasets as tvd
     from torchvision import transforms as T

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -14,10 +13,10 @@ from tqdm.auto import tqdm
 
 from curriculab.config import RunConfig
 from curriculab.data.loader import DeviceData
-from curriculab.data.prepared import atomic_write_json
 from curriculab.engine.checkpoint import load_checkpoint, save_checkpoint
-from curriculab.engine.devices import resolve_device, seed_everything
+from curriculab.engine.devices import autocast, resolve_device, seed_everything
 from curriculab.engine.optim import Schedule, build_optimizer
+from curriculab.engine.records import has_ended, is_done, new_record, write_record
 from curriculab.engine.tasks import get_task
 from curriculab.methods import build_methods
 from curriculab.methods.base import Method, MethodContext, TrainState
@@ -61,9 +60,9 @@ class Hooks:
         out = owner.predict(model, x) if owner else None
         return model(x) if out is None else out
 
-    def call(self, hook: str, state) -> None:
+    def call(self, hook: str, state, *args) -> None:
         for m in self.methods:
-            getattr(m, hook)(state)
+            getattr(m, hook)(state, *args)
 
     def metrics(self) -> dict[str, float]:
         return {k: float(v) for m in self.methods for k, v in m.state_metrics().items()}
@@ -72,22 +71,14 @@ class Hooks:
         return {k: v for m in self.methods for k, v in m.epoch_artifacts().items()}
 
 
-def _autocast(device: torch.device, run: RunConfig):
-    if device.type == "cuda" and run.train.bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def build(run: RunConfig, run_dir: Path, workdir: Path,
           device: torch.device) -> tuple[DeviceData, Hooks, torch.nn.Module]:
     """The run's data on the device, its methods, and its model (wrapped by the methods)."""
     data = DeviceData(run, Path(workdir) / "data", device)
     ctx = MethodContext(run=run, data=data, device=device, run_dir=Path(run_dir), workdir=Path(workdir))
     hooks = Hooks(build_methods(run.methods, ctx))
-    kwargs = dict(run.model.kwargs)
-    if run.model.name == "vae":
-        kwargs.setdefault("image_size", data.image_size)
-    model = create_model(run.model.name, data.in_channels, data.classes, run.model.width, **kwargs)
+    model = create_model(run.model.name, data.in_channels, data.classes, run.model.width,
+                         image_size=data.image_size, **run.model.kwargs)
     model = hooks.wrap_model(model).to(device)
     if device.type == "cuda" and run.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -109,9 +100,18 @@ def load_trained(run: RunConfig, run_dir: Path, workdir: Path, device: str = "au
     return model.eval(), data, hooks
 
 
+def _name(meta: dict | None) -> str:
+    """A run as a reader names it: `row | column | seed N` (never its hash)."""
+    lab = (meta or {}).get("labels")
+    return f"{lab['row']} | {lab['column']} | seed {lab['seed']}" if lab else ""
+
+
 def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position: int = 0,
         meta: dict | None = None) -> dict:
-    """Train one run to the end (resuming from its checkpoint) and return its metrics record."""
+    """Train one run to the end (resuming from its checkpoint) and return its metrics record.
+
+    The shape of pycls's train_model: restore, then per epoch train_epoch → test_epoch → save.
+    """
     run_dir, workdir = Path(run_dir), Path(workdir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(run.train.device)
@@ -120,97 +120,139 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
     task = get_task(run.task, run.task_params)
     forward = torch.compile(model) if run.train.compile else model
     opt = build_optimizer(model.parameters(), run.train.optimizer)
-    extra = hooks.optimizers(model)
     schedule = Schedule(opt, run.train.schedule, run.train.epochs)
-    state = TrainState(model=forward, optimizer=opt, data=data, epochs=run.train.epochs, extra_optimizers=extra,
+    state = TrainState(model=forward, optimizer=opt, data=data, epochs=run.train.epochs,
+                       extra_optimizers=hooks.optimizers(model),
                        steps_per_epoch=math.ceil(data.n_train / run.train.batch_size))
-
-    record = {"run_id": run_id, **(meta or {}), "status": "running", "history": [], "artifacts": [], "final": {}}
     ckpt_path = run_dir / "checkpoint.pt"
-    ck = load_checkpoint(ckpt_path, device) if run.train.checkpoint else None
-    if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        for o, s in zip(extra, ck["extra_optimizers"]):
-            o.load_state_dict(s)
-        schedule.load_state_dict(ck["schedule"])
-        for m, s in zip(hooks.methods, ck["methods"]):
-            m.load_state_dict(s)
-        data.gen.set_state(ck["data_rng"].to(data.gen.get_state().device))
-        torch.set_rng_state(ck["torch_rng"])
-        state.step, record = ck["step"], ck["record"]
+    record = restore(ckpt_path, model, state, schedule, hooks) if run.train.checkpoint else None
+    if record is not None:  # the checkpoint's record is the truth: metrics.json may be an epoch behind
+        write_record(run_dir / "metrics.json", record)
+    record = record or new_record(run_id, meta)
+    if has_ended(record):
+        if not is_done(record) or "stopped_epoch" in record["final"] or len(record["history"]) >= run.train.epochs:
+            return record
+        record.update(status="running", final={})  # a longer budget than the checkpoint's run
     start = len(record["history"])
     hooks.call("on_train_start", state)
 
-    def default_batches():
-        return data.batches(run.train.batch_size)
-
     def predict(x):
-        with _autocast(device, run):
+        with autocast(device, run.train.bf16):
             return hooks.predict(forward, x)
 
     show = progress_enabled()
-    epochs = tqdm(range(start, run.train.epochs), initial=start, total=run.train.epochs, desc=run_id or "run",
-                  position=position, leave=False, disable=not show)
+    epochs = tqdm(range(start, run.train.epochs), initial=start, total=run.train.epochs,
+                  desc=_name(meta) or run_id or "run", position=position, leave=False, disable=not show)
     for epoch in epochs:
         t0 = time.perf_counter()
         state.epoch = epoch
-        lr = schedule.set_epoch(epoch)
-        forward.train()
-        hooks.call("on_epoch_start", state)
-        sums = torch.zeros(2, device=device)  # loss·n, correct: summed on the device, read once per epoch
-        seen = 0
-        for batch in tqdm(hooks.train_batches(epoch, state, default_batches), total=state.steps_per_epoch,
-                          leave=False, disable=not show, desc=f"epoch {epoch + 1}"):
-            with _autocast(device, run):
-                outputs = forward(batch.x)
-            per = hooks.loss(outputs, batch, state, task.loss)
-            loss = per.mean() if per.ndim else per
-            opt.zero_grad(set_to_none=True)
-            for o in extra:
-                o.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            for o in extra:
-                o.step()
-            state.step += 1
-            n = len(batch.index)
-            sums += torch.stack([loss.detach().float() * n, task.correct(outputs, batch.y).float()])
-            seen += n
-            hooks.call("on_step_end", state)
-        hooks.call("on_epoch_end", state)
-        tl, tc = sums.tolist()
-        tn = seen
-        forward.eval()
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1),
-               "train_seen": int(tn), "step": state.step}
-        for split in ("val", "test"):
-            row.update({f"{split}_{k}": v for k, v in
-                        task.evaluate(predict, data.eval_batches(split, run.train.eval_batch_size)).items()})
+        row = {"epoch": epoch + 1, "lr": schedule.set_epoch(epoch)}
+        row.update(train_epoch(run, state, hooks, task, show))
+        row["model_l2_norm"] = model_l2_norm(model)
+        row.update(test_epoch(run, state, task, predict))
         row.update(hooks.metrics())
         row["time"] = time.perf_counter() - t0
         schedule.observe(row["val_loss"])
         record["history"].append(row)
         record["artifacts"].append(hooks.artifacts())
-        last = epoch + 1 == run.train.epochs
-        if last:
-            record["final"] = summarize(record["history"], task)
-            record["final"].update(task.final_metrics(model, data, predict, run))
-            record["status"] = "done"
+        hooks.call("on_eval_end", state, row)
+        if not math.isfinite(row["train_loss"]):  # the loss became NaN or infinite: stop, keep the record
+            record.update(status="diverged", final={"diverged_epoch": epoch + 1})
+        elif epoch + 1 == run.train.epochs or state.stop_requested:
+            finish(record, task, model, data, predict, run, stopped=state.stop_requested)
         if run.train.checkpoint:
-            save_checkpoint(ckpt_path, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "extra_optimizers": [o.state_dict() for o in extra], "schedule": schedule.state_dict(),
-                "methods": [m.state_dict() for m in hooks.methods], "data_rng": data.gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "step": state.step, "record": record,
-            })
-        atomic_write_json(run_dir / "metrics.json", record)
+            save(ckpt_path, model, state, schedule, hooks, record)
+        write_record(run_dir / "metrics.json", record)
         epochs.set_postfix(val=f"{row.get('val_' + task.primary, float('nan')):.3f}")
-    if record["status"] != "done":  # resumed after the last epoch was written
-        record["final"] = summarize(record["history"], task)
-        record["status"] = "done"
-        atomic_write_json(run_dir / "metrics.json", record)
+        if has_ended(record):
+            break
+    if not has_ended(record):  # resumed after the last epoch was trained
+        finish(record, task, model, data, predict, run, stopped=False)
+        write_record(run_dir / "metrics.json", record)
     return record
+
+
+def train_epoch(run: RunConfig, state: TrainState, hooks: Hooks, task, show: bool = False) -> dict:
+    """One pass over the epoch's batches: forward, the methods' loss, one step of every optimiser."""
+    data, forward, device = state.data, state.model, state.data.device
+    forward.train()
+    hooks.call("on_epoch_start", state)
+    sums = torch.zeros(2, device=device)  # loss·n, correct: summed on the device, read once per epoch
+    seen = 0
+    batches = hooks.train_batches(state.epoch, state, lambda: data.batches(run.train.batch_size))
+    for batch in tqdm(batches, total=state.steps_per_epoch, leave=False, disable=not show,
+                      desc=f"epoch {state.epoch + 1}"):
+        with autocast(device, run.train.bf16):
+            outputs = forward(batch.x)
+        per = hooks.loss(outputs, batch, state, task.loss)
+        loss = per.mean() if per.ndim else per
+        for o in state.optimizers:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        for o in state.optimizers:
+            o.step()
+        state.step += 1
+        n = len(batch.index)
+        sums += torch.stack([loss.detach().float() * n, task.correct(outputs, batch.y).float()])
+        seen += n
+        hooks.call("on_step_end", state)
+    hooks.call("on_epoch_end", state)
+    tl, tc = sums.tolist()
+    return {"train_loss": tl / max(seen, 1), "train_acc": tc / max(seen, 1), "train_seen": int(seen),
+            "step": state.step}
+
+
+def model_l2_norm(model: torch.nn.Module) -> float:
+    """sqrt(Σ θ²) over every parameter, in float64 (one host sync per epoch)."""
+    with torch.no_grad():
+        return float(torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.parameters())))
+
+
+def test_epoch(run: RunConfig, state: TrainState, task, predict) -> dict:
+    """The task's metrics on the validation and test splits (eval mode)."""
+    state.model.eval()
+    data, out = state.data, {}
+    for split in ("val", "test"):
+        out.update({f"{split}_{k}": v for k, v in
+                    task.evaluate(predict, data.eval_batches(split, run.train.eval_batch_size)).items()})
+    return out
+
+
+test_epoch.__test__ = False  # not a pytest test
+
+
+def finish(record: dict, task, model, data, predict, run: RunConfig, stopped: bool) -> None:
+    """Mark the record done with its final metrics; an early stop records the epoch it stopped after."""
+    record["final"] = summarize(record["history"], task)
+    record["final"].update(task.final_metrics(model, data, predict, run))
+    if stopped:
+        record["final"]["stopped_epoch"] = len(record["history"])
+    record["status"] = "done"
+
+
+def save(path: Path, model, state: TrainState, schedule: Schedule, hooks: Hooks, record: dict) -> None:
+    """The one checkpoint layout: weights, every optimiser, schedule, methods, RNG states, position, record."""
+    save_checkpoint(path, {
+        "model": model.state_dict(), "optimizers": [o.state_dict() for o in state.optimizers],
+        "schedule": schedule.state_dict(), "methods": [m.state_dict() for m in hooks.methods],
+        "rng": state.rng_states(), "step": state.step, "record": record,
+    })
+
+
+def restore(path: Path, model, state: TrainState, schedule: Schedule, hooks: Hooks) -> dict | None:
+    """Load the checkpoint written by `save` into the run's objects; its record, or None without one."""
+    ck = load_checkpoint(path, state.data.device)
+    if ck is None:
+        return None
+    model.load_state_dict(ck["model"])
+    for o, s in zip(state.optimizers, ck["optimizers"], strict=True):
+        o.load_state_dict(s)
+    schedule.load_state_dict(ck["schedule"])
+    for m, s in zip(hooks.methods, ck["methods"], strict=True):
+        m.load_state_dict(s)
+    state.set_rng_states(ck["rng"])
+    state.step = ck["step"]
+    return ck["record"]
 
 
 def summarize(history: list[dict], task) -> dict:

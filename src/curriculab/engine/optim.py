@@ -6,10 +6,10 @@ import math
 
 import torch
 
-from curriculab.config import OptimizerCfg, ScheduleCfg
+from curriculab.config import OptimizerParams, ScheduleParams
 
 
-def build_optimizer(params, cfg: OptimizerCfg) -> torch.optim.Optimizer:
+def build_optimizer(params, cfg: OptimizerParams) -> torch.optim.Optimizer:
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
@@ -19,7 +19,7 @@ def build_optimizer(params, cfg: OptimizerCfg) -> torch.optim.Optimizer:
 class Schedule:
     """lr multiplier as a function of the epoch (and, for `plateau`, of the validation loss)."""
 
-    def __init__(self, opt: torch.optim.Optimizer, cfg: ScheduleCfg, epochs: int):
+    def __init__(self, opt: torch.optim.Optimizer, cfg: ScheduleParams, epochs: int):
         self.opt, self.cfg, self.epochs = opt, cfg, epochs
         self.base = [g["lr"] for g in opt.param_groups]
         self.best, self.bad, self.plateau_scale = math.inf, 0, 1.0

@@ -1,6 +1,6 @@
 """Tasks: what the model's output means, the default loss, and per-epoch evaluation.
 
-Classification is built in; other tasks (the VAE of CBS table 6) register with `@register_task`.
+Classification is built in; other tasks (e.g. in curriculab.evaluate) register with `@register_task`.
 """
 
 from __future__ import annotations
@@ -14,24 +14,21 @@ from torch import nn
 
 from curriculab.config import Strict
 from curriculab.methods.base import Batch, cross_entropy
+from curriculab.registry import Registry
 
-_TASKS: dict[str, type[Task]] = {}
+TASKS: Registry[type[Task]] = Registry("task")
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    _TASKS[cls.name] = cls
-    return cls
+    return TASKS.register(cls.name, cls)
 
 
 def task_names() -> list[str]:
-    import curriculab.evaluate  # noqa: F401  (tasks defined there register on import)
-
-    return sorted(_TASKS)
+    return TASKS.names()
 
 
 def get_task(name: str, params: dict) -> Task:
-    task_names()
-    cls = _TASKS[name]
+    cls = TASKS.get(name)
     return cls(cls.Params.model_validate(params))
 
 

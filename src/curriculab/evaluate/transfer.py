@@ -21,6 +21,7 @@ from torch import nn
 
 from curriculab.config import ConfigError, RunConfig, Strict, stable_hash, table_key
 from curriculab.data.loader import DeviceData
+from curriculab.engine.records import is_done
 
 
 class ProbeParams(Strict):
@@ -182,7 +183,7 @@ def oracle_record(run, target: str, workdir: Path) -> dict:
     key = table_key(run.table)
     for d in (Path(workdir) / "runs" / key / rid, Path(workdir) / "runs" / "eval" / key / "oracle" / rid):
         rec = read_record(d)
-        if rec and rec.get("status") == "done":
+        if is_done(rec):
             return rec
     return fit(cfg, d, workdir, run_id=rid, meta={"labels": {"oracle_of": run.run_id, "target": target}})
 

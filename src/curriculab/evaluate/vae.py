@@ -28,6 +28,7 @@ from torch import nn
 from curriculab.config import Strict
 from curriculab.engine.tasks import Task, register_task
 from curriculab.methods.base import Batch
+from curriculab.models import InputTransform
 
 LOG2PI = math.log(2 * math.pi)
 
@@ -98,12 +99,10 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
 
 
 def _vae(model: nn.Module) -> tuple[Callable, Callable]:
-    """encode/decode of a (possibly CBS-wrapped or compiled) VAE; an input blur (Table 7 ablation) is kept."""
-    from curriculab.methods.cbs import SmoothedInput
-
+    """encode/decode of a (possibly wrapped or compiled) VAE; an input transform (e.g. a blur) is kept."""
     model = getattr(model, "_orig_mod", model)
-    if isinstance(model, SmoothedInput):
-        net, pre = model.net, model.smooth
+    if isinstance(model, InputTransform):
+        net, pre = model.net, model.transform
         return (lambda x: net.encode(pre(x))), net.decode
     return model.encode, model.decode
 

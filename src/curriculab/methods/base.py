@@ -1,7 +1,12 @@
-"""The method hooks: every curriculum is a plug-in on the one training loop (DESIGN.md)."""
+"""The method contract: every curriculum is a plug-in on the one training loop (DESIGN.md).
+
+Every hook a method may define is declared on `Method` with its default; a method overrides only what
+it changes. Subclasses with a `name` register themselves in `METHODS`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -11,20 +16,14 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from torch import nn
 
-from curriculab.config import Strict
+from curriculab.config import ConfigError, Strict
+from curriculab.data.loader import Batch, DeviceData
+from curriculab.registry import Registry
 
 if TYPE_CHECKING:
-    from curriculab.config import RunConfig
-    from curriculab.data.loader import DeviceData
+    from curriculab.config import Params, RunConfig
 
-
-@dataclass
-class Batch:
-    """One minibatch: inputs, hard labels (n,) or soft targets (n, classes), and dataset positions."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    index: torch.Tensor
+__all__ = ["Batch", "METHODS", "Method", "MethodContext", "TrainState", "cross_entropy"]
 
 
 @dataclass
@@ -50,23 +49,126 @@ class TrainState:
     steps_per_epoch: int = 0
     epochs: int = 0
     extra_optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
-    last_loss: float = float("nan")
+    stop_requested: bool = False
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The model's optimiser, then the methods' extra ones: the order they step in."""
+        return [self.optimizer, *self.extra_optimizers]
+
+    def request_stop(self) -> None:
+        """End training after this epoch is saved (status done, `final.stopped_epoch` set)."""
+        self.stop_requested = True
+
+    def restore_weights(self, weights: dict[str, torch.Tensor], reset_optimizer: bool) -> None:
+        """Load kept model weights in place; optionally clear every optimiser's state (momentum, moments)."""
+        self.model.load_state_dict(weights)
+        if reset_optimizer:
+            for o in self.optimizers:
+                o.state.clear()
+
+    def rng_states(self) -> dict[str, Any]:
+        """The torch (CPU and, on CUDA, every GPU's) and data-order generator states, as bytes: a checkpoint
+        loaded with any map_location gives them back unchanged."""
+        out = {"torch": _to_bytes(torch.get_rng_state()), "data": _to_bytes(self.data.gen.get_state())}
+        if self.data.device.type == "cuda":
+            out["cuda"] = [_to_bytes(s) for s in torch.cuda.get_rng_state_all()]
+        return out
+
+    def set_rng_states(self, states: dict[str, Any]) -> None:
+        """Restore what `rng_states` returned."""
+        torch.set_rng_state(_from_bytes(states["torch"]))
+        self.data.gen.set_state(_from_bytes(states["data"]))
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([_from_bytes(s) for s in states["cuda"]])
+
+    @contextlib.contextmanager
+    def preserved(self) -> Iterator[None]:
+        """Run trial steps with the real model and optimisers: on exit, parameters, buffers, every
+        optimiser's state and the RNG states are restored bit-exactly."""
+        weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        opts = [_clone(o.state_dict()) for o in self.optimizers]
+        rng = self.rng_states()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, v in self.model.state_dict().items():
+                    v.copy_(weights[k])
+            for o, s in zip(self.optimizers, opts):
+                o.load_state_dict(s)
+            self.set_rng_states(rng)
+
+
+def _to_bytes(state: torch.Tensor) -> bytes:
+    return state.cpu().numpy().tobytes()
+
+
+def _from_bytes(blob: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+
+
+def _clone(obj: Any) -> Any:
+    """A deep copy of an optimiser state dict whose tensors share nothing with the live ones."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_clone(v) for v in obj)
+    return obj
+
+
+METHODS: Registry[type[Method]] = Registry("method")
 
 
 class Method:
     """Base class: every hook defaults to plain training. Override only what the method changes."""
 
-    name: ClassVar[str] = ""
-    Params: ClassVar[type[BaseModel]] = Strict
+    name: ClassVar[str] = ""  # the key in a run's `methods` block; a subclass with a name registers itself
+    Params: ClassVar[type[BaseModel]] = Strict  # validates `methods.<name>`
+    PretrainParams: ClassVar[type[BaseModel] | None] = None  # validates `pretrain.<name>`; None: no pretrain stage
+    # The params block the contract tests (tests/test_contract.py) train the method with; {} is its defaults.
+    # A method whose defaults need artefacts of another stage names a small self-contained block here,
+    # and the `prepare.copies` it needs in `contract_copies`.
+    contract_params: ClassVar[dict[str, Any]] = {}
+    contract_copies: ClassVar[dict[str, dict[str, Any]]] = {}
     # Hooks where two methods of one run cannot both act; the others compose.
     EXCLUSIVE: ClassVar[tuple[str, ...]] = ("train_batches", "loss", "predict")
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.__dict__.get("name"):
+            METHODS.register(cls.name, cls)
 
     def __init__(self, params: BaseModel, ctx: MethodContext):
         self.params = params
         self.ctx = ctx
 
+    # -- checks before training
+    @classmethod
+    def check_run(cls, params: BaseModel, run: RunConfig, path: str) -> None:
+        """Checks of the params against the whole resolved run (e.g. a schedule against train.epochs)."""
+
+    @classmethod
+    def preflight(cls, params: BaseModel, run: RunConfig, workdir: Any) -> None:
+        """Checks that need files on disk (e.g. a pretrained model), run for every unfinished run of a
+        table before any of them trains, so a user error stops the stage before work is spent."""
+
+    # -- pretrain stage (`curriculab pretrain <name>`)
+    @classmethod
+    def has_pretrain(cls) -> bool:
+        """Whether the method has a pretrain stage (it declares `PretrainParams`)."""
+        return cls.PretrainParams is not None
+
+    @classmethod
+    def pretrain(cls, pretrain_params: BaseModel, params: Params, workdir: Any) -> None:
+        """The pretrain stage: writes the artefacts the method's runs load (under workdir)."""
+        raise ConfigError(f"pretrain.{cls.name}: method {cls.name!r} has no pretrain stage")
+
     # -- model and optimisers
     def wrap_model(self, model: nn.Module) -> nn.Module:
+        """The model the run trains (e.g. with a blur layer after every convolution); default unchanged."""
         return model
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
@@ -92,13 +194,16 @@ class Method:
         """Called once the model and optimisers exist (also after a resume)."""
 
     def on_step_end(self, state: TrainState) -> None:
-        pass
+        """Called after every optimiser step."""
 
     def on_epoch_start(self, state: TrainState) -> None:
-        pass
+        """Called before an epoch's first batch."""
 
     def on_epoch_end(self, state: TrainState) -> None:
-        pass
+        """Called after an epoch's last step, before its evaluation."""
+
+    def on_eval_end(self, state: TrainState, metrics: dict[str, float]) -> None:
+        """Called after the epoch's val/test evaluation with its history row; may `state.request_stop()`."""
 
     def state_metrics(self) -> dict[str, float]:
         """Scalars logged every epoch (σ, selected fraction, ...)."""
@@ -110,18 +215,15 @@ class Method:
 
     # -- resume
     def state_dict(self) -> dict[str, Any]:
+        """Everything the method needs to resume (saved in the run's checkpoint every epoch)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-    @classmethod
-    def preflight(cls, params: BaseModel, run: RunConfig, workdir: Any) -> None:
-        """Checks that need files on disk (e.g. a pretrained model), run for every unfinished run of a
-        table before any of them trains, so a user error stops the stage before work is spent."""
+        """Restore what `state_dict` returned."""
 
     @classmethod
     def overrides(cls, hook: str) -> bool:
+        """Whether the class redefines `hook` (for the exclusive hooks)."""
         return getattr(cls, hook) is not getattr(Method, hook)
 
 

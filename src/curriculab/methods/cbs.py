@@ -27,6 +27,7 @@ from torch import nn
 from curriculab.config import Strict
 from curriculab.kernels import gaussian_kernel
 from curriculab.methods.base import Method, TrainState
+from curriculab.models import InputTransform
 
 __all__ = ["CBS", "GaussianSmoothing", "SmoothedInput", "WeightInit", "conv_sites", "gaussian_kernel",
            "sigma_at"]
@@ -68,15 +69,15 @@ def _is_identity(k: torch.Tensor) -> bool:
     return bool(k[c, c] == 1.0)
 
 
-class SmoothedInput(nn.Module):
+class SmoothedInput(InputTransform):
     """G_σ on the input image in front of a model (the ablation of CBS Table 7)."""
 
     def __init__(self, net: nn.Module, smooth: GaussianSmoothing):
         super().__init__()
         self.smooth, self.net = smooth, net
 
-    def forward(self, x: torch.Tensor, *args, **kwargs):
-        return self.net(self.smooth(x), *args, **kwargs)
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return self.smooth(x)
 
 
 def conv_sites(model: nn.Module, placement: str = "all", transposed: bool = False,

@@ -31,7 +31,7 @@ from curriculab.data.copies import register_copy
 from curriculab.kernels import box_kernel, depthwise, gaussian_kernel
 from curriculab.methods.base import Batch, Method, MethodContext, TrainState
 
-__all__ = ["box_kernel", "gaussian_kernel", "BoxCopies", "GaussianCopies", "ProgressiveSharpening", "blur",
+__all__ = ["BoxCopies", "GaussianCopies", "ProgressiveSharpening", "blur",
            "schedule_boundaries", "stage_at"]
 
 Padding = Literal["replicate", "reflect", "zeros"]
@@ -145,6 +145,9 @@ class ProgressiveSharpening(Method):
     """Train on train_K (most blurred) first, then each sharper copy, then the original (§4)."""
 
     name = "progressive_sharpening"
+    # No default copies: the contract tests prepare one box copy and train on it.
+    contract_copies = {"contract_box": {"kind": "box", "sizes": [2], "padding": "replicate"}}
+    contract_params = {"box": {"sizes": [2], "padding": "replicate"}, "every": 1}
 
     class Params(Strict):
         box: BoxCopies | None = None  # the box copies to use (the same block as prepare.copies.<name>)
@@ -174,8 +177,13 @@ class ProgressiveSharpening(Method):
             return b
 
         @property
+        def kind(self) -> Literal["box", "gaussian"]:
+            """Which copies the run trains on (exactly one is set)."""
+            return "box" if self.box is not None else "gaussian"
+
+        @property
         def copies(self) -> BoxCopies | GaussianCopies:
-            return self.box if self.box is not None else self.gaussian
+            return getattr(self, self.kind)
 
         def bounds(self) -> list[int]:
             return schedule_boundaries(len(self.copies.levels()), self.every, self.boundaries)
@@ -190,9 +198,8 @@ class ProgressiveSharpening(Method):
                 f"{path}.{key}: the switch schedule reaches the original data at epoch {bounds[-1]} "
                 f"(from 0) but train.epochs is {run.train.epochs}; it must end with at least one epoch on "
                 f"the original data: lower `{key}`, use fewer copies, or train longer")
-        kind = "box" if p.box is not None else "gaussian"
         if p.copies.datasets is not None and run.data.dataset not in p.copies.datasets:
-            raise ConfigError(f"{path}.{kind}.datasets: the run trains on {run.data.dataset!r} but these "
+            raise ConfigError(f"{path}.{p.kind}.datasets: the run trains on {run.data.dataset!r} but these "
                               f"copies are made only for {p.copies.datasets}; add it there (and under "
                               "prepare.copies)")
 
@@ -200,7 +207,7 @@ class ProgressiveSharpening(Method):
         super().__init__(params, ctx)
         path = f"methods.{self.name}"
         self.check_run(params, ctx.run, path)
-        self.kind = "box" if params.box is not None else "gaussian"
+        self.kind = params.kind
         self.levels = [(name, value) for name, value, _ in params.copies.levels()]  # sharpest first
         self.bounds = params.bounds()
         self.images: dict[str, torch.Tensor] = {}

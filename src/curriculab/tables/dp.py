@@ -24,7 +24,7 @@ METHOD = DataParameters.name
 # --------------------------------------------------------------------------- dp.f1
 
 
-class T1Options(Strict):
+class T1Params(Strict):
     """dp.f1: the row whose class parameters are drawn, and which classes (default: `f1_count` seeded)."""
 
     f1_row: str = "class"
@@ -85,7 +85,7 @@ def fig_f1(res, out: Path) -> list[Path]:
 # --------------------------------------------------------------------------- dp.f4
 
 
-class T2Options(Strict):
+class T2Params(Strict):
     """dp.f4: the row whose instance parameters are drawn, and the paper's claim (≥ 95% by epoch 20)."""
 
     f4_row: str = "instance"
@@ -233,7 +233,7 @@ register_table(TableSpec(
             Claim("the class curriculum beats the baseline (ImageNet)", "class", "baseline"),
             Claim("the instance curriculum beats the baseline (WebVision)", "instance", "baseline"),
             Claim("joint beats class only (ImageNet: 71.0 vs 70.8)", "joint", "class")],
-    Options=T1Options,
+    OptionsParams=T1Params,
     figures=[fig_f1],
     notes="Logits are divided by σ* only in training; evaluation uses the plain logits (§2.2). Weight decay on "
           "log σ is the paper's ℓ2 on the whole vector (`weight_decay_mode: all`; the official code's "
@@ -265,7 +265,7 @@ register_table(TableSpec(
     claims=[Claim("DCL (instance) beats the baseline under 40% noise", "instance", "baseline"),
             Claim("the oracle trained on the clean 60% stays above DCL (paper gap: 3 points)", "oracle",
                   "instance")],
-    Options=T2Options,
+    OptionsParams=T2Params,
     figures=[fig_f4],
     sections=[f4_section],
     notes="Noise `uniform` (the paper): ⌊N·p⌋ items drawn at random get a uniformly random class, so about "

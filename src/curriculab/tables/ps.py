@@ -17,7 +17,7 @@ from curriculab.tables.figures import curves, save_figure
 from curriculab.tables.spec import Claim, TableSpec, register_table
 
 
-class PsOptions(Strict):
+class PsParams(Strict):
     """`tables.ps_t1.options`: what ps.f1 shows."""
 
     figure_samples: Annotated[int, Field(ge=1, le=10)] = 3  # samples per dataset: one of each class 0..n-1
@@ -106,7 +106,7 @@ register_table(TableSpec(
     source="ps",
     metrics=["test_acc", "test_acc_at_best_val"],
     claims=[Claim("progressive sharpening beats the baseline", "progressive_sharpening", "baseline")],
-    Options=PsOptions,
+    OptionsParams=PsParams,
     figures=[ps_f1, ps_curves],
     notes="The source (Trivedi 2021) publishes no results table and no code: there is no paper number "
           "to compare with, only its claim that training on box-blurred copies (kernel_N = J_N / N², most "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from curriculab.config import Params, table_key
+from curriculab.engine.records import is_done
 from curriculab.executor import read_record
 from curriculab.tables.spec import RunSpec, TableSpec, expand_table, get_spec, options
 from curriculab.tables.stats import check_claim
@@ -42,7 +43,7 @@ class TableResult:
         """One row per finished run: labels + final metrics (+ evaluate-stage metrics)."""
         rows = []
         for run, rec in zip(self.runs, self.records):
-            if not rec or rec.get("status") != "done":
+            if not is_done(rec):
                 continue
             row = {"row": run.row, "column": run.column, "seed": run.seed, "run_id": run.run_id, **rec["final"]}
             ev = self.workdir / "runs" / "eval" / self.spec.key / f"{run.run_id}.json"
@@ -54,12 +55,12 @@ class TableResult:
     def history(self) -> pd.DataFrame:
         """One row per (finished run, epoch): labels + that epoch's metrics."""
         rows = [{"row": r.row, "column": r.column, "seed": r.seed, **h}
-                for r, rec in zip(self.runs, self.records) if rec and rec.get("status") == "done"
+                for r, rec in zip(self.runs, self.records) if is_done(rec)
                 for h in rec["history"]]
         return pd.DataFrame(rows)
 
     def artifacts(self) -> list[tuple[RunSpec, list[dict]]]:
-        return [(r, rec["artifacts"]) for r, rec in zip(self.runs, self.records) if rec and rec.get("status") == "done"]
+        return [(r, rec["artifacts"]) for r, rec in zip(self.runs, self.records) if is_done(rec)]
 
 
 def load_result(table_id: str, params: Params, workdir: Path) -> TableResult:
@@ -84,7 +85,7 @@ def _cell(vals: pd.Series, percent: bool) -> str:
 def _header(res: TableResult) -> list[str]:
     p, t, spec = res.params, res.params.tables[res.spec.key], res.spec
     cfgs = [r.config for r in res.runs]
-    done = sum(1 for rec in res.records if rec and rec.get("status") == "done")
+    done = sum(1 for rec in res.records if is_done(rec))
     ds = sorted({c.data.dataset for c in cfgs})
     arch = sorted({f"{c.model.name} (width {c.model.width:g})" for c in cfgs})
     epochs = sorted({c.train.epochs for c in cfgs})
@@ -178,7 +179,7 @@ def write_table(res: TableResult, reports: Path) -> dict:
         figs += [p for p in fig(res, Path(reports) / "figures") if Path(p).suffix == ".png"]
     verdicts = [c["verdict"] for c in claims]
     return {"id": res.spec.id, "title": res.spec.title,
-            "done": sum(1 for r in res.records if r and r.get("status") == "done"), "runs": len(res.runs),
+            "done": sum(1 for r in res.records if is_done(r)), "runs": len(res.runs),
             "verdicts": verdicts, "figures": [Path(f).name for f in figs], "metrics": _metrics(summary, claims)}
 
 

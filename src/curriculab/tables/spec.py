@@ -7,11 +7,8 @@ run ← column ← row, is validated into a RunConfig, and is hashed into the ru
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from curriculab.config import (
     table_key,
     validate,
 )
+from curriculab.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class TableSpec:
     claims: list[Claim] = field(default_factory=list)
     higher_is_better: bool = True
     percent: bool = True  # show metrics ×100
-    Options: type[BaseModel] = Strict  # validates `tables.<key>.options`
+    OptionsParams: type[BaseModel] = Strict  # validates `tables.<key>.options`
     evaluate: Callable[..., dict] | None = None  # evaluate stage: (RunSpec, run record, EvalParams, workdir) → metrics
     EvalParams: type[BaseModel] = Strict  # validates `evaluate.<key>`
     figures: list[Callable[..., list[Path]]] = field(default_factory=list)  # (TableResult, out_dir) → written files
@@ -79,34 +77,22 @@ class RunSpec:
         return Path(workdir) / "runs" / table_key(self.table) / self.run_id
 
 
-_SPECS: dict[str, TableSpec] = {}
+TABLES: Registry[TableSpec] = Registry("table")
 
 
 def register_table(spec: TableSpec) -> TableSpec:
-    _SPECS[spec.id] = spec
-    return spec
-
-
-@cache
-def _discover() -> None:
-    import curriculab.tables as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name not in ("spec", "report", "stats", "figures"):
-            importlib.import_module(f"curriculab.tables.{mod.name}")
+    return TABLES.register(spec.id, spec)
 
 
 def table_ids() -> list[str]:
-    _discover()
-    return sorted(_SPECS)
+    return TABLES.names()
 
 
 def get_spec(table_id: str) -> TableSpec:
-    _discover()
-    ids = {table_key(t): t for t in _SPECS}
+    ids = {table_key(t): t for t in TABLES.names()}
     key = table_key(table_id)
     check_name("table", key, ids, "table")
-    return _SPECS[ids[key]]
+    return TABLES.get(ids[key])
 
 
 def _source_path(key: str, fragments: list[tuple[str, dict]], loc: str) -> str:
@@ -132,7 +118,7 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
 
     from curriculab.config import format_error
     from curriculab.data.sources import SOURCES
-    from curriculab.engine.tasks import task_names
+    from curriculab.engine.tasks import TASKS
     from curriculab.methods import check_methods, resolve_methods
     from curriculab.models import check_model
 
@@ -149,7 +135,7 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
     if cfg.data.dataset not in params.prepare.datasets:
         raise ConfigError(f"{_source_path(spec.key, frags, 'data.dataset')}: dataset {cfg.data.dataset!r} is not "
                           f"in prepare.datasets, so prepare does not write it; add it there")
-    check_name("task", cfg.task, task_names(), _source_path(spec.key, frags, "task"))
+    TASKS.check(cfg.task, _source_path(spec.key, frags, "task"))
     check_model(cfg.model.name, cfg.model.kwargs, _source_path(spec.key, frags, "model"))
     check_methods(cfg.methods, _source_path(spec.key, frags, "methods"), run=cfg)
     cfg.methods = resolve_methods(cfg.methods)
@@ -166,9 +152,9 @@ def run_id(cfg: RunConfig) -> str:
 def expand_table(spec: TableSpec, params: Params) -> list[RunSpec]:
     """Every run of a table, rows × columns × seeds, in that order."""
     t = params.tables[spec.key]
-    validate(spec.Options, t.options, prefix=f"tables.{spec.key}.options")
+    validate(spec.OptionsParams, t.options, prefix=f"tables.{spec.key}.options")
     return [resolve_run(spec, params, r, c, s) for r in t.rows for c in t.columns for s in t.seeds]
 
 
 def options(spec: TableSpec, params: Params) -> BaseModel:
-    return spec.Options.model_validate(params.tables[spec.key].options)
+    return spec.OptionsParams.model_validate(params.tables[spec.key].options)

@@ -16,7 +16,7 @@ STAGES = ("start", "middle", "end")
 
 
 def _embedding_runs(result) -> dict[str, object]:
-    """dataset → the EmbeddingCfg that the table's SPL-ADVisE runs expect (first such run per dataset)."""
+    """dataset → the EmbeddingParams that the table's SPL-ADVisE runs expect (first such run per dataset)."""
     from curriculab.methods.spl_advise import SPLAdviseParams
 
     out: dict[str, object] = {}
@@ -37,7 +37,7 @@ def tsne_figure(result, out: Path) -> list[Path]:
     whose hash differs from the settings the table's runs expect is titled "stale".
     """
     from curriculab.data.prepared import read_meta
-    from curriculab.methods.spl_advise import pretrain_dir
+    from curriculab.methods.spl_embedding import pretrain_dir
 
     panels = []
     for ds, emb in _embedding_runs(result).items():
