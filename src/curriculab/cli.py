@@ -62,7 +62,7 @@ def _table(params, key: str):
 
 def cmd_train(args) -> int:
     from curriculab import store as st
-    from curriculab.executor import current_checksum, is_finished, run_all, run_finished
+    from curriculab.executor import current_checksum, ended, run_all, run_finished
     from curriculab.live import Watcher
     from curriculab.tables.spec import expand_table
     from curriculab.tracking import TableLog, init_store
@@ -78,7 +78,7 @@ def cmd_train(args) -> int:
     pairs = [(r.dir(store), r.dir(workdir), finished[r.run_id]) for r in runs]
     linked = st.pull(pairs)
     cfg = params.executor.model_copy(update={"workers": args.workers} if args.workers else {})
-    todo = {r.run_id for r in runs if not is_finished(r, workdir)}
+    todo = {r.run_id for r in runs if not ended(r, workdir)}  # a diverged run is not trained again
     print(f"{spec.id}: {len(runs)} runs, {len(runs) - len(todo)} already finished"
           + (f" ({linked} from the store at {store})" if linked else "")
           + f", {len(todo)} to train (executor: {cfg.backend}, {cfg.workers} worker(s))", flush=True)

@@ -14,7 +14,7 @@ import yaml
 
 from curriculab.config import ConfigError, ExecutorParams
 from curriculab.data.prepared import atomic_write_bytes, read_meta
-from curriculab.engine.records import is_done
+from curriculab.engine.records import has_ended, is_done
 from curriculab.tables.spec import RunSpec
 
 
@@ -34,6 +34,12 @@ def _is_done(rec: dict | None, checksum: str) -> bool:
 def is_finished(run: RunSpec, workdir: Path) -> bool:
     """Done, and trained on the data that is prepared now (same checksum)."""
     return _is_done(read_record(run.dir(workdir)), current_checksum(run, workdir))
+
+
+def ended(run: RunSpec, workdir: Path) -> bool:
+    """Nothing more to train on the data prepared now: finished, or diverged (engine.records.has_ended)."""
+    rec = read_record(run.dir(workdir))
+    return has_ended(rec) and rec.get("data_checksum") == current_checksum(run, workdir)
 
 
 def run_finished(run: RunSpec, workdir: Path):

@@ -25,7 +25,7 @@ POLL_S = 0.5
 class _Run:
     spec: object
     dir: Path
-    todo: bool  # to be trained by this stage (else: finished before it started)
+    todo: bool  # to be trained by this stage (else: ended before it started: finished or diverged)
     child: str | None = None
     rows: int = 0  # epoch rows logged
     mtime: int = 0
@@ -83,7 +83,7 @@ class Watcher:
         while not self._stop.wait(POLL_S):
             try:
                 self.poll()
-            except Exception as e:  # surfaced by __exit__; training goes on
+            except BaseException as e:  # surfaced by __exit__; training goes on
                 self.error = e
                 return
 
@@ -104,12 +104,9 @@ class Watcher:
             return
         r.mtime, r.record = mtime, rec
         done = has_ended(rec)  # finished, or diverged
-        if done and r.child is None and self.log is not None and self.log.logged(r.spec.run_id,
-                                                                                   rec.get("data_checksum")):
-            r.finished = True  # ended earlier and already logged
-            return
-        if not r.todo and not done:
-            r.finished = True  # not ended and not trained by this stage: not ours
+        if not r.todo and (not done or (self.log is not None and self.log.logged(r.spec.run_id, rec.get(
+                "data_checksum")))):
+            r.finished = True  # ended earlier and already logged (or not ended: not ours)
             return
         if self.log is not None and r.child is None:
             start_ms = int(cfg_file.stat().st_mtime * 1000) if cfg_file.is_file() else int(self.t0 * 1000)
