@@ -104,20 +104,30 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from curriculab.data.prepared import atomic_write_json
     from curriculab.engine.records import is_done
+    from curriculab.evaluate.adversarial import evaluate_table, split_evaluate
     from curriculab.executor import read_record
     from curriculab.tables.spec import expand_table
 
     params, workdir = _params(args)
     spec = _table(params, args.table)
-    if spec.evaluate is None:
+    block, adversarial = split_evaluate(params.evaluate.get(spec.key, {}))
+    if spec.evaluate is None and adversarial is None:
         raise ConfigError(f"table {spec.id!r} has no evaluate step")
-    opts = spec.EvalParams.model_validate(params.evaluate.get(spec.key, {}))
-    out = workdir / "runs" / "eval" / spec.key
-    for run in expand_table(spec, params):
+    runs = expand_table(spec, params)
+    for run in runs:
         rec = read_record(run.dir(workdir))
         if not is_done(rec):
             raise ConfigError(f"{spec.id}: run {run.run_id} ({run.row}, {run.column}, seed {run.seed}) has not "
                               f"finished training; run `dvc repro train@{spec.key}` first")
+    if adversarial is not None:
+        n = evaluate_table(spec, params, runs, adversarial, workdir)
+        print(f"{spec.id}: adversarial evaluation of {n} run(s)")
+    if spec.evaluate is None:
+        return 0
+    opts = spec.EvalParams.model_validate(block)
+    out = workdir / "runs" / "eval" / spec.key
+    for run in runs:
+        rec = read_record(run.dir(workdir))
         target = out / f"{run.run_id}.json"
         key = {"options": opts.model_dump(mode="json"), "checksum": rec.get("data_checksum")}
         if target.is_file() and json.loads(target.read_text()).get("_key") == key:

@@ -14,7 +14,7 @@ import yaml
 
 from curriculab.config import ConfigError, ExecutorParams
 from curriculab.data.prepared import atomic_write_bytes, read_meta
-from curriculab.engine.records import has_ended, is_done
+from curriculab.engine.records import has_ended, is_done, write_record
 from curriculab.tables.spec import RunSpec
 
 
@@ -60,6 +60,8 @@ def execute(run: RunSpec, workdir: Path, position: int = 0) -> dict:
         return rec
     if rec and rec.get("data_checksum") != checksum:  # trained on other data: start again
         shutil.rmtree(d)
+    if reuse_identical(run, workdir, checksum):
+        return read_record(d)
     d.mkdir(parents=True, exist_ok=True)
     labels = {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed, "run_id": run.run_id}
     atomic_write_bytes(d / "config.yaml", yaml.safe_dump(
@@ -68,6 +70,31 @@ def execute(run: RunSpec, workdir: Path, position: int = 0) -> dict:
     record = fit(run.config, d, workdir, run_id=run.run_id, position=position, meta={"labels": labels,
                  "data_checksum": checksum})
     return record
+
+
+def reuse_identical(run: RunSpec, workdir: Path, checksum: str) -> bool:
+    """A run with the same id (the same resolved settings) finished in another table: copy it, labels
+    rewritten, instead of training it again (e.g. thesis.t33 attacks the runs of thesis.t31)."""
+    d = run.dir(workdir)
+    if (d / "metrics.json").exists():
+        return False
+    for other in sorted(Path(workdir, "runs").glob(f"*/{run.run_id}")):
+        rec = read_record(other)
+        if other == d or not _is_done(rec, checksum) or not (other / "checkpoint.pt").is_file():
+            continue
+        labels = {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed,
+                  "run_id": run.run_id}
+        tmp = d.with_name(d.name + ".copy")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(other, tmp)
+        conf = yaml.safe_load((tmp / "config.yaml").read_text())
+        atomic_write_bytes(tmp / "config.yaml", yaml.safe_dump({**conf, "labels": labels}, sort_keys=False).encode())
+        write_record(tmp / "metrics.json", {**rec, "labels": labels, "reused_from": other.parent.name})
+        shutil.rmtree(d, ignore_errors=True)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(d)
+        return True
+    return False
 
 
 def _worker_init(threads: int) -> None:

@@ -16,6 +16,7 @@ from curriculab.config import (
 )
 from curriculab.data.copies import check_copies
 from curriculab.data.sources import SOURCES
+from curriculab.evaluate.adversarial import check_adversarial, split_evaluate
 from curriculab.methods import validate_pretrain
 from curriculab.tables.spec import TABLES, expand_table
 
@@ -35,7 +36,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     for key, block in params.evaluate.items():
         check_name("table", key, keys, f"evaluate.{key}")
         spec = TABLES.get(keys[key])
-        if spec.evaluate is None:
-            raise ConfigError(f"evaluate.{key}: table {spec.id!r} has no evaluate step")
-        validate(spec.EvalParams, block, prefix=f"evaluate.{key}")
+        block, adversarial = split_evaluate(block)  # an adversarial block attaches to any table
+        if adversarial is not None:
+            check_adversarial(adversarial, params, key)
+        if spec.evaluate is None and (block or adversarial is None):
+            raise ConfigError(f"evaluate.{key}: table {spec.id!r} has no evaluate step of its own; only an "
+                              "`adversarial` block can be attached to it")
+        if spec.evaluate is not None:
+            validate(spec.EvalParams, block, prefix=f"evaluate.{key}")
     return params

@@ -289,3 +289,26 @@ def log_figures(store: Path, cfg: TrackingParams, table_id: str, figures: list[P
     for fig in figures:
         c.log_artifact(parents[0].info.run_id, str(fig), "figures")
     return True
+
+
+def log_evaluation(store: Path, cfg: TrackingParams, table_id: str, run_id: str, metrics: dict[str, float]) -> bool:
+    """Add evaluate-stage metrics to a run's MLflow record (its active child, tagged with its run id).
+
+    False when tracking is off or the run has not been logged yet (the train stage logs it first)."""
+    if not cfg.enabled or not metrics:
+        return False
+    uri = tracking_uri(store, cfg)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return False
+    from mlflow.entities import Metric
+
+    c = client(uri)
+    exp = c.get_experiment_by_name(table_id)
+    if exp is None:
+        return False
+    found = c.search_runs([exp.experiment_id], filter_string=f"tags.run_id = '{run_id}'", max_results=1,
+                          order_by=["attributes.start_time DESC"])
+    if not found:
+        return False
+    c.log_batch(found[0].info.run_id, metrics=[Metric(f"evaluate.{k}", float(v), 0, 0) for k, v in metrics.items()])
+    return True

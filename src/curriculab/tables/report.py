@@ -46,9 +46,10 @@ class TableResult:
             if not is_done(rec):
                 continue
             row = {"row": run.row, "column": run.column, "seed": run.seed, "run_id": run.run_id, **rec["final"]}
-            ev = self.workdir / "runs" / "eval" / self.spec.key / f"{run.run_id}.json"
-            if ev.is_file():
-                row.update({k: v for k, v in json.loads(ev.read_text()).items() if not k.startswith("_")})
+            ev = self.workdir / "runs" / "eval" / self.spec.key
+            for path in (ev / f"{run.run_id}.json", ev / "adversarial" / f"{run.run_id}.json"):
+                if path.is_file():
+                    row.update({k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")})
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -104,9 +105,13 @@ def _header(res: TableResult) -> list[str]:
 
 def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
     """Markdown, the CSV summary (row, column, metric, mean, std, n, paper) and the claim results."""
+    from curriculab.tables.robust import adversarial_section
+
     spec, t = res.spec, res.params.tables[res.spec.key]
     df = res.finals()
     lines = _header(res)
+    adversarial = adversarial_section(res, lambda v: _cell(v, True))  # (markdown, reliable) if attacked
+    reliable = adversarial is None or adversarial[1]
     summary, claims = [], []
     for metric in spec.metrics:
         lines += [f"## {metric}" + (" (%)" if spec.percent else "") + " — measured here, mean ± std (n)", ""]
@@ -144,10 +149,11 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
                     return list(sel[sel["row"] == row][metric].dropna()) if len(sel) and metric in sel else []
 
                 r = check_claim(vals(claim.better), vals(claim.worse), spec.higher_is_better)
+                verdict = r.verdict if reliable else f"unreliable ({r.verdict})"
                 claims.append({"claim": claim.text, "column": col, "metric": metric, "diff": r.diff, "p": r.p,
-                               "verdict": r.verdict})
+                               "verdict": verdict})
                 p = "–" if r.p is None else f"{r.p:.3g}"
-                lines.append(f"| {claim.text} | {col} | {metric} | {_fmt(r.diff, spec.percent)} | {p} | {r.verdict} |")
+                lines.append(f"| {claim.text} | {col} | {metric} | {_fmt(r.diff, spec.percent)} | {p} | {verdict} |")
         lines.append("")
     if spec.paper:
         pcols = list(dict.fromkeys(c for v in spec.paper.values() for c in v))
@@ -158,6 +164,8 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
         lines.append("")
         if spec.paper_note:
             lines += [spec.paper_note, ""]
+    if adversarial is not None:
+        lines += [adversarial[0].rstrip(), ""]
     for section in spec.sections:
         text = section(res)
         if text:
