@@ -24,6 +24,7 @@ fashion-mnist:
 
 # Prepare the offline data and rebuild every table of the embedded default profile.
 repro: $(VENV_STAMP) fashion-mnist
+	.venv/bin/curriculab validate  # our one-line message even where DVC could not read params.yaml
 	.venv/bin/dvc repro
 
 test: $(VENV_STAMP)

@@ -142,7 +142,7 @@ def bench_pretrain(workdir: Path, dataset: str, block: dict) -> None:
             emb = validate(EmbeddingParams, {**cfg.model_dump(mode="json"), **over})
             pretrain_embedding(PretrainParams(datasets=[dataset], embedding=emb, device="cpu"), dataset, wd)
             meta = json.loads((pretrain_dir(wd, dataset) / "meta.json").read_text())
-            sec = meta["cpu_seconds"]
+            sec = json.loads((pretrain_dir(wd, dataset) / "timing.json").read_text())["cpu_seconds"]
             rows.append((label, emb, meta, sec))
         print(f"(b) embedding pretraining on {dataset}, index {meta['index_size']} items, "
               f"final assignment of {meta['train_size']} items (CPU seconds):")

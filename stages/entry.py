@@ -1,4 +1,4 @@
-"""Shared by the stage scripts: run a curriculab command with the project's interpreter.
+"""Shared by the stage scripts: run a curriculab command as a stage, with the project's interpreter.
 
 dvc.yaml calls `python3`. When that interpreter cannot import curriculab (`.venv/bin/dvc repro` from
 a shell whose PATH has no .venv/bin), the stage re-executes itself with the `.venv/bin/python` of the
@@ -29,4 +29,4 @@ def run(argv: list[str]) -> None:
             sys.exit(f"error: {sys.executable} cannot import curriculab; run `make venv`, then `.venv/bin/dvc repro`")
         os.environ["CURRICULAB_REEXEC"] = "1"
         os.execv(py, [str(py), sys.argv[0], *sys.argv[1:]])
-    sys.exit(main(argv))
+    sys.exit(main(argv, stage=True))  # a stage process dies with the process that started it

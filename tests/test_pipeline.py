@@ -81,3 +81,43 @@ def test_repro_builds_reports_then_is_a_no_op_then_reruns_only_what_changed(proj
     assert "Running stage 'train@dp_t2b'" not in third
     assert "3 already finished, 1 to train" in third
     assert "Runs finished: 4 of 4" in (project / "reports" / "tables" / "baseline.md").read_text()
+
+
+def _tree(root: Path) -> dict:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_repro_rebuilds_corrupt_or_missing_prepared_files(project):
+    _dvc(project, "repro")
+    f = project / "data" / "prepared" / "digits" / "arrays.npz"
+    good = f.read_bytes()
+    raw = bytearray(good)
+    raw[len(raw) // 2] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    out = _dvc(project, "repro")
+    assert "Running stage 'prepare'" in out and "Running stage 'train@" not in out  # same bytes again
+    assert f.read_bytes() == good
+    f.unlink()
+    out = _dvc(project, "repro")
+    assert f.read_bytes() == good and "Running stage 'train@" not in out
+
+
+def test_a_failed_repro_never_removes_reports(project):
+    _dvc(project, "repro")
+    reports = project / "reports"
+    before = _tree(reports)
+    text = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(text + "executer: {workers: 1}\n")  # a misspelt block no stage reads
+    bin_ = Path(sys.executable).parent
+    env = {**os.environ, "PATH": str(bin_) + os.pathsep + os.environ["PATH"], "CI": "1"}
+    r = subprocess.run([str(bin_ / "dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "executer: unknown key; did you mean 'executor'" in r.stdout + r.stderr
+    (project / "params.yaml").write_text(text)
+    csv = reports / "tables" / "dp.t2b.csv"  # aggregate itself fails: a report it cannot replace
+    csv.unlink()
+    (csv / "x").mkdir(parents=True)
+    r = subprocess.run([str(bin_ / "dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "Running stage 'aggregate'" in r.stdout
+    shutil.rmtree(csv)
+    after = _tree(reports)
+    assert {k: v for k, v in before.items() if k.name != "dp.t2b.csv"}.items() <= after.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shutil
 import sys
@@ -25,6 +26,10 @@ def cmd_validate(args) -> int:
     for key in params.tables:
         n += len(expand_table(get_spec(key), params))
     print(f"{args.file}: valid (profile {params.profile!r}, {len(params.tables)} tables, {n} runs)")
+    if args.stamp:  # the DVC stage's output: constant bytes, so a valid edit re-runs nothing downstream
+        from curriculab.data.prepared import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.stamp), b"valid\n")
     return 0
 
 
@@ -62,8 +67,9 @@ def _table(params, key: str):
 
 def cmd_train(args) -> int:
     from curriculab import store as st
-    from curriculab.executor import current_checksum, ended, run_all, run_finished
+    from curriculab.executor import BUSY, current_checksum, ended, run_all, run_finished
     from curriculab.live import Watcher
+    from curriculab.runlock import RunLock
     from curriculab.tables.spec import expand_table
     from curriculab.tracking import TableLog, init_store
 
@@ -82,21 +88,40 @@ def cmd_train(args) -> int:
     print(f"{spec.id}: {len(runs)} runs, {len(runs) - len(todo)} already finished"
           + (f" ({linked} from the store at {store})" if linked else "")
           + f", {len(todo)} to train (executor: {cfg.backend}, {cfg.workers} worker(s))", flush=True)
-    log = None
-    if params.tracking.enabled:
+    lock = RunLock(store / "runs" / spec.key / ".mlflow.lock")  # one MLflow logger per table at a time
+    live = params.tracking.enabled and lock.acquire() is None
+
+    def tracker():
         init_store(store, params.tracking)
-        log = TableLog(store, params.tracking, spec.id, params.profile, workdir)
-    killed = True
-    watch = Watcher(spec.id, runs, workdir, todo, log=log, metric=spec.metrics[0],
-                    checksum=lambda r: current_checksum(r, workdir))
+        return TableLog(store, params.tracking, spec.id, params.profile, workdir)
+
+    def watcher(log, todo):
+        return Watcher(spec.id, runs, workdir, todo, log=log, metric=spec.metrics[0],
+                       checksum=lambda r: current_checksum(r, workdir))
+
+    log, killed, records = tracker() if live else None, True, []
+    watch = watcher(log, todo)
     try:
         with watch:
-            run_all(runs, workdir, cfg)
+            records = run_all(runs, workdir, cfg)
         killed = False
     finally:
         st.publish(pairs)
         if log is not None:
             log.end(watch.cell_means(), len(runs), killed)
+        lock.release()
+    if params.tracking.enabled and not live:  # another process was logging this table: log after it
+        with RunLock(lock.path, wait=True):
+            log = tracker()
+            with (late := watcher(log, set())):
+                pass
+            log.end(late.cell_means(), len(runs), False)
+    busy = sorted({r["holder"] for r in records if r.get("status") == BUSY})
+    if busy:
+        n = sum(r.get("status") == BUSY for r in records)
+        print(f"{spec.id}: {n} run(s) skipped: another process (pid {', '.join(map(str, busy))}) is training "
+              f"them; run this command again when it has finished", file=sys.stderr)
+        return 3
     print(f"{spec.id}: done; {len(todo)} run(s) trained" + (f", logged live to MLflow at {store}" if log else ""))
     return 0
 
@@ -190,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate", help="check a params file; exit non-zero with a one-line message if invalid")
     v.add_argument("file", nargs="?", default="params.yaml")
+    v.add_argument("--stamp", help="write this file when the params are valid (the `validate` DVC stage)")
     sub.add_parser("prepare", help="write the prepared datasets and their copies; create the MLflow store")
     pt = sub.add_parser("pretrain", help="a method's pretraining stage (e.g. spl_advise)")
     pt.add_argument("method")
@@ -212,13 +238,37 @@ COMMANDS = {"validate": cmd_validate, "prepare": cmd_prepare, "pretrain": cmd_pr
             "use-profile": cmd_use_profile}
 
 
-def main(argv: list[str] | None = None) -> int:
+def os_error_message(e: OSError) -> str | None:
+    """One line naming the file and the fix for a disk that is full or not writable; None for other errors."""
+    where = e.filename or "a file"
+    again = "run the command again (finished runs are kept; an interrupted run resumes from its last checkpoint)"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: no space left on the device; free some space, then {again}"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        folder = Path(e.filename).parent if e.filename else "the project folder"
+        return (f"{where}: cannot write ({e.strerror}); make {folder} writable (e.g. `chmod -R u+w {folder}`) "
+                f"or pass --workdir a writable copy of the project, then {again}")
+    return None
+
+
+def main(argv: list[str] | None = None, stage: bool = False) -> int:
+    """The CLI; `stage=True` for DVC stage processes, which die with the process that started them."""
+    if stage:
+        from curriculab.runlock import die_with_parent
+
+        die_with_parent()
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.cmd](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        msg = os_error_message(e)
+        if msg is None:
+            raise
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; the interrupted one resumes from its last checkpoint",
               file=sys.stderr)

@@ -10,6 +10,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -56,9 +57,21 @@ def load_yaml(path: str | Path) -> dict:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ConfigError(f"{path}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; restore the embedded default (`git checkout {path.name}`) "
+                          "or copy a profile over it (`curriculab use-profile paper`)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     return data
+
+
+def check_finite(data: Any, path: str = "") -> None:
+    """No setting may be NaN or infinite (`.inf`, `.nan` in YAML): the first one found is a ConfigError."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{path or '(top level)'}: expected a finite number, got {data!r}")
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        check_finite(v, f"{path}.{k}" if path else str(k))
 
 
 def deep_merge(base: dict, *overrides: dict) -> dict:
@@ -130,7 +143,7 @@ def stable_hash(obj: Any, n: int = 12) -> str:
 class Strict(BaseModel):
     """Every settings block: unknown keys are errors, no silent type coercion."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=False, allow_inf_nan=False)
 
 
 PosInt = Annotated[int, Field(ge=1)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -13,14 +12,15 @@ import torch
 import yaml
 
 from curriculab.config import ConfigError, ExecutorParams
-from curriculab.data.prepared import atomic_write_bytes, read_meta
+from curriculab.data.prepared import atomic_write_bytes, read_json, read_meta
 from curriculab.engine.records import has_ended, is_done, write_record
+from curriculab.runlock import RunLock, die_with_parent
 from curriculab.tables.spec import RunSpec
 
 
 def read_record(run_dir: Path) -> dict | None:
     p = Path(run_dir) / "metrics.json"
-    return json.loads(p.read_text()) if p.is_file() else None
+    return read_json(p, "delete it: the run then resumes from its checkpoint") if p.is_file() else None
 
 
 def current_checksum(run: RunSpec, workdir: Path) -> str:
@@ -48,11 +48,22 @@ def run_finished(run: RunSpec, workdir: Path):
     return lambda run_dir: _is_done(read_record(run_dir), checksum)
 
 
+BUSY = "busy"  # status of a run that another live process is training (its record is not returned)
+
+
 def execute(run: RunSpec, workdir: Path, position: int = 0) -> dict:
-    """Train one run unless it is already finished; return its metrics record."""
+    """Train one run unless it is finished or another process is training it; return its metrics record
+    (`{"status": "busy", "holder": pid}` for a run held by another live process)."""
+    d = run.dir(Path(workdir))
+    with RunLock(d.parent / f"{d.name}.lock") as holder:
+        if holder is not None:
+            return {"run_id": run.run_id, "status": BUSY, "holder": holder}
+        return _execute(run, Path(workdir), position)
+
+
+def _execute(run: RunSpec, workdir: Path, position: int) -> dict:
     from curriculab.engine.loop import fit
 
-    workdir = Path(workdir)
     d = run.dir(workdir)
     checksum = current_checksum(run, workdir)
     rec = read_record(d)
@@ -98,6 +109,7 @@ def reuse_identical(run: RunSpec, workdir: Path, checksum: str) -> bool:
 
 
 def _worker_init(threads: int) -> None:
+    die_with_parent()  # a killed stage takes its workers with it
     torch.set_num_threads(threads)
 
 

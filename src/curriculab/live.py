@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curriculab.engine.records import has_ended, is_done
+from curriculab.engine.records import has_ended, is_done, read_timing
 
 POLL_S = 0.5
 
@@ -113,7 +113,8 @@ class Watcher:
             r.child = self.log.start_child(r.spec, self.checksum(r.spec), start_ms, r.dir)
         hist = rec.get("history", [])
         if self.log is not None and len(hist) > r.rows:
-            self.log.log_rows(r.child, hist[r.rows:], mtime // 1_000_000)
+            seconds = read_timing(r.dir, len(hist))[r.rows:]
+            self.log.log_rows(r.child, hist[r.rows:], mtime // 1_000_000, seconds)
         r.rows = len(hist)
         if done:
             if self.log is not None:
@@ -121,15 +122,15 @@ class Watcher:
             r.finished = True
             if r.todo:
                 self.done += 1
-                self._report(r.spec, rec)
+                self._report(r.spec, rec, sum(s or 0 for s in read_timing(r.dir, len(hist))))
 
-    def _report(self, run, rec: dict) -> None:
+    def _report(self, run, rec: dict, seconds: float) -> None:
         final = rec.get("final", {})
         metric = self.metric if self.metric in final else next((k for k in final if k.startswith("test_")), "")
         value = final.get(metric)
         shown = f"{metric} {value:.3f}" if isinstance(value, (int, float)) else rec.get("status", "")
         line = (f"{self.table_id} [{self.done}/{self.total}] {run.row} | {run.column} | seed {run.seed}: "
-                f"{shown} ({final.get('seconds', 0):.0f} s)")
+                f"{shown} ({seconds:.0f} s)")
         if self.bar is not None:
             self.bar.write(line)
             self.bar.update(1)

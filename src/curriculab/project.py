@@ -8,6 +8,7 @@ from curriculab.config import (
     ConfigError,
     Params,
     check_dotless,
+    check_finite,
     check_name,
     load_yaml,
     resolve_uses,
@@ -23,7 +24,9 @@ from curriculab.tables.spec import TABLES, expand_table
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Load and fully validate a params file: datasets, copies, pretrain blocks, every table and every run."""
-    params = validate(Params, resolve_uses(load_yaml(path)))
+    raw = resolve_uses(load_yaml(path))
+    check_finite(raw)
+    params = validate(Params, raw)
     for i, name in enumerate(params.prepare.datasets):
         check_name("dataset", name, SOURCES, f"prepare.datasets.{i}")
     check_copies(params.prepare.copies)

@@ -226,15 +226,16 @@ class TableLog:
             self.c.log_artifact(child, str(run_dir / "config.yaml"))
         return child
 
-    def log_rows(self, child: str, rows: list[dict], end_ms: int) -> None:
-        """Epoch rows as metrics at step = epoch; each stamped back from `end_ms` by its epochs' durations."""
+    def log_rows(self, child: str, rows: list[dict], end_ms: int, seconds: list) -> None:
+        """Epoch rows as metrics at step = epoch; each stamped back from `end_ms` by the durations of the
+        epochs after it (`seconds`, from timing.json, one per row; None where unknown)."""
         from mlflow.entities import Metric
 
         metrics, t = [], end_ms
-        for row in reversed(rows):
+        for row, sec in zip(reversed(rows), reversed(seconds), strict=True):
             metrics += [Metric(k, float(v), t, int(row["epoch"])) for k, v in row.items()
                         if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"]
-            t -= int(1000 * float(row.get("time", 0)))
+            t -= int(1000 * (sec or 0))
         for i in range(0, len(metrics), 1000):
             self.c.log_batch(child, metrics=metrics[i:i + 1000])
 

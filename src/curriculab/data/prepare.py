@@ -9,7 +9,15 @@ from tqdm.auto import tqdm
 
 from curriculab.config import Params, stable_hash
 from curriculab.data.copies import check_copies
-from curriculab.data.prepared import dataset_dir, load_prepared, read_meta, write_copy, write_prepared
+from curriculab.data.prepared import (
+    atomic_write_json,
+    dataset_dir,
+    intact,
+    load_prepared,
+    read_meta,
+    write_copy,
+    write_prepared,
+)
 from curriculab.data.sources import SOURCES
 
 
@@ -20,18 +28,32 @@ def _source_settings(params: Params, name: str) -> dict:
     return {"name": name, "seed": p.seed, "own": own.model_dump() if own is not None else None, "version": 1}
 
 
+def _meta_or_none(path: Path) -> dict | None:
+    """A dataset's meta.json, or None when it is missing or unreadable (then the dataset is rebuilt)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and "checksum" in meta and "info" in meta else None
+
+
 def prepare_all(params: Params, workdir: Path, progress: bool = False) -> list[str]:
-    """Write what is missing or stale; return the names written."""
+    """Write what is missing, stale or corrupt (every file's checksum is verified); return the names written."""
     root = Path(workdir) / params.prepare.root
     copies = check_copies(params.prepare.copies)
     written = []
     for name in tqdm(params.prepare.datasets, desc="prepare", disable=not progress):
         settings = stable_hash(_source_settings(params, name))
-        meta_path = dataset_dir(root, name) / "meta.json"
-        current = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-        if current is None or current["info"].get("settings") != settings:
+        d = dataset_dir(root, name)
+        current = _meta_or_none(d / "meta.json")
+        if (current is None or current["info"].get("settings") != settings
+                or not intact(d / "arrays.npz", current["checksum"])):
             raw = SOURCES[name](params.prepare)
-            write_prepared(root, name, raw.x, raw.y, raw.splits, raw.classes, {**raw.info, "settings": settings})
+            digest = write_prepared(root, name, raw.x, raw.y, raw.splits, raw.classes,
+                                    {**raw.info, "settings": settings})
+            if current is not None and current.get("checksum") == digest and current.get("copies"):
+                meta = read_meta(root, name)  # the same bytes again (a healed file): its copies still apply
+                atomic_write_json(d / "meta.json", {**meta, "copies": current["copies"]})
             written.append(name)
         prep = None  # loaded (and checksum-verified) once, only if a copy has to be made
         for cname, (maker, cparams) in copies.items():
@@ -40,8 +62,9 @@ def prepare_all(params: Params, workdir: Path, progress: bool = False) -> list[s
                 continue
             meta = read_meta(root, name)
             tag = stable_hash({"kind": maker.kind, "params": cparams.model_dump(), "of": meta["checksum"]})
-            if any(c["info"].get("group") == cname and c["info"].get("settings") == tag
-                   for c in meta["copies"].values()):
+            group = {c: m for c, m in meta["copies"].items() if m["info"].get("group") == cname}
+            if any(m["info"].get("settings") == tag for m in group.values()) and all(
+                    intact(dataset_dir(root, name) / "copies" / f"{c}.npz", m["checksum"]) for c, m in group.items()):
                 continue
             prep = prep or load_prepared(root, name)
             for copy_name, x in maker.make(prep.x, cparams).items():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -33,21 +35,65 @@ class Prepared:
         return self.x[idx], self.y[idx]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def named(e: OSError, path: Path) -> OSError:
+    """The same error naming the file meant (a failed write() or a temporary file names another)."""
+    return OSError(e.errno, e.strerror, str(path)) if e.errno else e
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _replacing(path: Path):
+    """A binary file object on a temporary file beside `path`, renamed over `path` when the block ends.
+
+    Readers never see half a file; a failed write leaves the old file as it was and no temporary file
+    behind. The file gets the permissions a plain `open` gives (0666 less the umask), not mkstemp's 0600.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as e:
+        raise named(e, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
+            f.flush()
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise named(e, path) from None
         raise
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `_replacing`)."""
+    with _replacing(path) as f:
+        f.write(data)
+
+
+def finite_json(obj):
+    """`obj` with every non-finite float (NaN, ±inf) as None: JSON has no such numbers."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(Path(path), json.dumps(obj, indent=1, sort_keys=True, default=float).encode())
+    """Always valid JSON (non-finite numbers are written as null), keys sorted, written atomically."""
+    text = json.dumps(finite_json(obj), indent=1, sort_keys=True, allow_nan=False,
+                      default=lambda o: finite_json(float(o)))
+    atomic_write_bytes(Path(path), text.encode())
 
 
 def _sha256(path: Path) -> str:
@@ -63,21 +109,14 @@ def dataset_dir(root: Path, name: str) -> Path:
 
 
 def _save_npz(path: Path, **arrays) -> str:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        digest = _sha256(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return digest
+    with _replacing(path) as f:
+        np.savez(f, **arrays)  # the same bytes for the same arrays (numpy stamps members with a fixed date)
+    return _sha256(path)
 
 
 def write_prepared(root: Path, name: str, x: np.ndarray, y: np.ndarray, splits: dict[str, np.ndarray],
                    classes: int, info: dict | None = None) -> str:
-    """Write arrays.npz and meta.json (checksum last, so a half-written dataset never validates)."""
+    """Write arrays.npz and meta.json (meta.json last, so a half-written dataset never validates)."""
     assert x.dtype == np.uint8 and x.ndim == 4, "prepared images are uint8 (N, C, H, W)"
     assert set(splits) == set(SPLITS)
     d = dataset_dir(root, name)
@@ -90,6 +129,14 @@ def write_prepared(root: Path, name: str, x: np.ndarray, y: np.ndarray, splits: 
     return digest
 
 
+def read_json(path: Path, fix: str):
+    """A JSON file written by curriculab; a truncated or hand-broken one is a one-line ConfigError."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: truncated or corrupt ({getattr(e, 'msg', type(e).__name__)}); {fix}") from None
+
+
 def read_meta(root: Path, name: str) -> dict:
     path = dataset_dir(root, name) / "meta.json"
     if not path.is_file():
@@ -97,17 +144,23 @@ def read_meta(root: Path, name: str) -> dict:
             f"dataset {name!r} is not prepared: {path} is missing; run `dvc repro prepare` "
             f"(or `curriculab prepare`) with {name!r} in prepare.datasets"
         )
-    return json.loads(path.read_text())
+    return read_json(path, "run `dvc repro prepare` (or `curriculab prepare`) to rebuild the dataset")
+
+
+def intact(path: Path, expected: str) -> bool:
+    """The file is there and its bytes are those the checksum was taken from."""
+    return Path(path).is_file() and _sha256(Path(path)) == expected
 
 
 def _verify(path: Path, expected: str, what: str) -> None:
     if not path.is_file():
-        raise ConfigError(f"{what}: {path} is missing; run `curriculab prepare` again")
+        raise ConfigError(f"{what}: {path} is missing; run `dvc repro prepare` (or `curriculab prepare`): "
+                          "it rebuilds missing and corrupt files")
     got = _sha256(path)
     if got != expected:
         raise ConfigError(
-            f"{what}: checksum mismatch in {path} (expected {expected[:12]}, found {got[:12]}); "
-            "the file is corrupt or was changed by hand: delete it and run `curriculab prepare` again"
+            f"{what}: checksum mismatch in {path} (expected {expected[:12]}, found {got[:12]}); the file is "
+            "corrupt or was changed by hand: run `dvc repro prepare` (or `curriculab prepare`), which rebuilds it"
         )
 
 

@@ -16,7 +16,7 @@ from curriculab.data.loader import DeviceData
 from curriculab.engine.checkpoint import load_checkpoint, save_checkpoint
 from curriculab.engine.devices import autocast, resolve_device, seed_everything
 from curriculab.engine.optim import Schedule, build_optimizer
-from curriculab.engine.records import has_ended, is_done, new_record, write_record
+from curriculab.engine.records import has_ended, is_done, new_record, read_timing, write_record, write_timing
 from curriculab.engine.tasks import get_task
 from curriculab.methods import build_methods
 from curriculab.methods.base import Method, MethodContext, TrainState
@@ -134,6 +134,7 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
             return record
         record.update(status="running", final={})  # a longer budget than the checkpoint's run
     start = len(record["history"])
+    seconds = read_timing(run_dir, start)
     hooks.call("on_train_start", state)
 
     def predict(x):
@@ -151,7 +152,7 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
         row["model_l2_norm"] = model_l2_norm(model)
         row.update(test_epoch(run, state, task, predict))
         row.update(hooks.metrics())
-        row["time"] = time.perf_counter() - t0
+        seconds.append(time.perf_counter() - t0)
         schedule.observe(row["val_loss"])
         record["history"].append(row)
         record["artifacts"].append(hooks.artifacts())
@@ -163,6 +164,7 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
         if run.train.checkpoint:
             save(ckpt_path, model, state, schedule, hooks, record)
         write_record(run_dir / "metrics.json", record)
+        write_timing(run_dir, seconds)
         epochs.set_postfix(val=f"{row.get('val_' + task.primary, float('nan')):.3f}")
         if has_ended(record):
             break
@@ -269,7 +271,7 @@ def summarize(history: list[dict], task) -> dict:
     out = {f"test_{p}": last[f"test_{p}"], f"val_{p}": last[key], "best_val_epoch": history[best]["epoch"],
            f"test_{p}_at_best_val": history[best][f"test_{p}"], "train_acc": last["train_acc"],
            f"test_{p}_best_epoch_oracle": (max if task.higher_is_better else min)(h[f"test_{p}"] for h in history),
-           "epochs": len(history), "seconds": sum(h["time"] for h in history)}
+           "epochs": len(history)}
     if "test_top5" in last:
         out["test_top5"] = last["test_top5"]
         out["test_top5_at_best_val"] = history[best]["test_top5"]

@@ -1,8 +1,12 @@
-"""A run's metrics record (metrics.json): its layout and the one definition of a finished run."""
+"""A run's metrics record (metrics.json): its layout and the one definition of a finished run.
+
+Wall-clock times live apart, in timing.json, so that two runs of the same settings write metrics.json
+files that are equal byte for byte.
+"""
 
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 
 from curriculab.data.prepared import atomic_write_json
@@ -23,17 +27,21 @@ def has_ended(record: dict | None) -> bool:
     return bool(record) and record.get("status") in ("done", "diverged")
 
 
-def _finite(obj):
-    """The record with every non-finite float as None (JSON has no NaN or infinity)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def write_record(path: Path, record: dict) -> None:
     """metrics.json, atomically, as strict JSON (non-finite floats written as null)."""
-    atomic_write_json(path, _finite(record))
+    atomic_write_json(path, record)
+
+
+def read_timing(run_dir: Path, epochs: int) -> list[float | None]:
+    """Seconds of each of the first `epochs` epochs from timing.json (None where it was not written)."""
+    try:
+        got = json.loads((Path(run_dir) / "timing.json").read_text())["epoch_seconds"][:epochs]
+    except (OSError, ValueError, KeyError, TypeError):
+        got = []
+    return got + [None] * (epochs - len(got))
+
+
+def write_timing(run_dir: Path, seconds: list[float | None]) -> None:
+    """timing.json: wall-clock seconds per epoch and in all."""
+    atomic_write_json(Path(run_dir) / "timing.json",
+                      {"epoch_seconds": seconds, "seconds": sum(s for s in seconds if s is not None)})

@@ -69,4 +69,11 @@ def run_pretrain(name: str, params, workdir) -> None:
     cls = METHODS.get(name, f"pretrain.{name}")
     if not cls.has_pretrain():
         raise ConfigError(f"pretrain.{name}: method {name!r} has no pretrain stage")
-    cls.pretrain(cls.PretrainParams.model_validate(params.pretrain[name]), params, workdir)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(params.executor.threads)  # as training runs: the same bytes whatever the machine's cores
+    try:
+        cls.pretrain(cls.PretrainParams.model_validate(params.pretrain[name]), params, workdir)
+    finally:
+        torch.set_num_threads(before)

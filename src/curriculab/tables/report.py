@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +63,10 @@ class TableResult:
                 for h in rec["history"]]
         return pd.DataFrame(rows)
 
+    def diverged(self) -> list[tuple[RunSpec, dict]]:
+        """Runs stopped because their loss became non-finite: shown as such, never in a mean."""
+        return [(r, rec) for r, rec in zip(self.runs, self.records) if rec and rec.get("status") == "diverged"]
+
     def artifacts(self) -> list[tuple[RunSpec, list[dict]]]:
         return [(r, rec["artifacts"]) for r, rec in zip(self.runs, self.records) if is_done(rec)]
 
@@ -87,6 +94,7 @@ def _header(res: TableResult) -> list[str]:
     p, t, spec = res.params, res.params.tables[res.spec.key], res.spec
     cfgs = [r.config for r in res.runs]
     done = sum(1 for rec in res.records if is_done(rec))
+    n = len(res.diverged())
     ds = sorted({c.data.dataset for c in cfgs})
     arch = sorted({f"{c.model.name} (width {c.model.width:g})" for c in cfgs})
     epochs = sorted({c.train.epochs for c in cfgs})
@@ -98,7 +106,7 @@ def _header(res: TableResult) -> list[str]:
         f"- Profile: **{p.profile}**" + (f" ({p.description})" if p.description else ""),
         f"- What these runs used: datasets {', '.join(ds)}; architectures {', '.join(arch)}; "
         f"epochs {', '.join(map(str, epochs))}; seeds {t.seeds}; methods {', '.join(methods)}",
-        f"- Runs finished: {done} of {len(res.runs)}",
+        f"- Runs finished: {done} of {len(res.runs)}" + (f"; {n} diverged (see the notes)" if n else ""),
         "",
     ]
 
@@ -109,6 +117,7 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
 
     spec, t = res.spec, res.params.tables[res.spec.key]
     df = res.finals()
+    diverged = res.diverged()
     lines = _header(res)
     adversarial = adversarial_section(res, lambda v: _cell(v, True))  # (markdown, reliable) if attacked
     reliable = adversarial is None or adversarial[1]
@@ -123,6 +132,9 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
                 vals = df[(df["row"] == row) & (df["column"] == col)][metric].dropna() if metric in df else pd.Series()
                 paper = spec.paper.get(row, {}).get(col)
                 cell = _cell(vals, spec.percent)
+                gone = sum(1 for r, _ in diverged if r.row == row and r.column == col)
+                if gone:
+                    cell = f"{gone} diverged" if vals.empty else f"{cell} · {gone} diverged"
                 if paper is not None and metric == spec.metrics[0]:
                     cell += f" · paper {paper:g}"
                 cells.append(cell)
@@ -170,9 +182,18 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
         text = section(res)
         if text:
             lines += [text.rstrip(), ""]
-    if spec.notes:
-        lines += ["## Notes", "", spec.notes, ""]
+    if spec.notes or diverged:
+        lines += ["## Notes", ""] + ([spec.notes, ""] if spec.notes else []) + _diverged_note(diverged)
     return "\n".join(lines), pd.DataFrame(summary), claims
+
+
+def _diverged_note(diverged: list[tuple[RunSpec, dict]]) -> list[str]:
+    if not diverged:
+        return []
+    runs = "; ".join(f"{r.row} / {r.column} / seed {r.seed} (run {r.run_id}, epoch {len(rec.get('history', []))})"
+                     for r, rec in diverged)
+    return [f"Diverged (the training loss became NaN or infinite; these runs are in no mean, std or claim): "
+            f"{runs}.", ""]
 
 
 def write_table(res: TableResult, reports: Path) -> dict:
@@ -228,12 +249,37 @@ def write_index(entries: list[dict], params: Params, reports: Path) -> None:
 
 
 def aggregate(params: Params, workdir: Path, reports: Path) -> list[dict]:
-    """Every table in params → its report files; then the index."""
+    """Every table in params → its report files; then the index.
+
+    Everything is written to a temporary folder first; only when all of it is there are the files moved
+    into `reports` one by one (each move atomic) and files of tables no longer listed removed. A failure
+    leaves `reports` exactly as it was.
+    """
     from curriculab.tables.spec import table_ids
 
     keys = {table_key(t): t for t in table_ids()}
-    entries = [write_table(load_result(keys[k], params, workdir), reports) for k in params.tables]
-    write_index(entries, params, reports)
-    metrics = {table_key(e["id"]): e["metrics"] for e in entries}
-    (Path(reports) / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False) + "\n")
+    reports = Path(reports)
+    reports.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=reports.parent, prefix=f".{reports.name}."))
+    try:
+        entries = [write_table(load_result(keys[k], params, workdir), staging) for k in params.tables]
+        write_index(entries, params, staging)
+        metrics = {table_key(e["id"]): e["metrics"] for e in entries}
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False) + "\n")
+        _publish(staging, reports)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return entries
+
+
+def _publish(staging: Path, reports: Path) -> None:
+    """Move every file of `staging` over its counterpart in `reports`, then drop files that are not new."""
+    new = {p.relative_to(staging) for p in staging.rglob("*") if p.is_file()}
+    for rel in sorted(new):
+        (reports / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, reports / rel)
+    for p in sorted(reports.rglob("*"), reverse=True):
+        if p.is_file() and p.relative_to(reports) not in new:
+            p.unlink()
+        elif p.is_dir() and not any(p.iterdir()):
+            p.rmdir()

@@ -22,6 +22,7 @@ from curriculab.config import (
     check_name,
     deep_merge,
     stable_hash,
+    suggest,
     table_key,
     validate,
 )
@@ -91,7 +92,8 @@ def table_ids() -> list[str]:
 def get_spec(table_id: str) -> TableSpec:
     ids = {table_key(t): t for t in TABLES.names()}
     key = table_key(table_id)
-    check_name("table", key, ids, "table")
+    if key not in ids:  # name what the user typed, not its params key
+        raise ConfigError(f"table: unknown table {table_id!r}{suggest(table_id, TABLES.names())}")
     return TABLES.get(ids[key])
 
 
