@@ -146,7 +146,7 @@ def test_diverged_runs_are_named_and_never_in_a_mean(tmp_path):
     bad = res.runs[2]
     notes = md.split("## Notes")[1]
     assert "A note." in notes and f"plain / digits / seed 2 (run {bad.run_id}, epoch 1)" in notes
-    assert summary.iloc[0]["n"] == 2 and summary.iloc[0]["mean"] == pytest.approx(0.91)
+    assert summary.iloc[0]["n"] == 2 and summary.iloc[0]["mean"] == pytest.approx(91.0)  # in %, as the markdown
 
 
 @pytest.mark.parametrize("where,text", [
@@ -186,7 +186,8 @@ def test_a_failing_aggregate_leaves_every_report_in_place(tmp_path):
     (reports / "tables" / "gone.md").write_text("a table no longer in params")
     aggregate(params, tmp_path, reports)
     files = {p.relative_to(reports): p.read_bytes() for p in reports.rglob("*") if p.is_file()}
-    assert set(map(str, files)) == {"README.md", "tables/test.agg.md", "tables/test.agg.csv", "figures/test.agg.png"}
+    assert set(map(str, files)) == {"README.md", "metrics.json", "tables/test.agg.md", "tables/test.agg.csv",
+                                    "figures/test.agg.png"}
     FAIL.append(1)
     with pytest.raises(RuntimeError, match="figure failed"):
         aggregate(params, tmp_path, reports)
