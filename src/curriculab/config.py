@@ -344,6 +344,7 @@ class RunConfig(Strict):
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     methods: dict[str, dict[str, Any]] = {"baseline": {}}
+    runner: dict[str, Any] = {}  # settings of a table's own runner (validated by its spec), e.g. Perfect Ordering
 
 
 # --------------------------------------------------------------------------- top-level params

@@ -78,7 +78,10 @@ def _execute(run: RunSpec, workdir: Path, position: int) -> dict:
     atomic_write_bytes(d / "config.yaml", yaml.safe_dump(
         {"labels": labels, "data_checksum": checksum, "config": run.config.model_dump(mode="json")},
         sort_keys=False).encode())
-    record = fit(run.config, d, workdir, run_id=run.run_id, position=position, meta={"labels": labels,
+    from curriculab.tables.spec import get_spec
+
+    train = get_spec(run.table).runner or fit
+    record = train(run.config, d, workdir, run_id=run.run_id, position=position, meta={"labels": labels,
                  "data_checksum": checksum})
     return record
 

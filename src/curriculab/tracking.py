@@ -247,6 +247,8 @@ class TableLog:
         if final:
             self.c.log_batch(child, metrics=final)
         self.c.log_artifact(child, str(run_dir / "metrics.json"))
+        for name in record.get("files", []):  # a runner's own outputs (e.g. the per-network table)
+            self.c.log_artifact(child, str(run_dir / name))
         status = "FINISHED" if record.get("status") == "done" else "FAILED"  # diverged
         self.c.set_terminated(child, status, end_time=end_ms)
 

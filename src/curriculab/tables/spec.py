@@ -57,6 +57,8 @@ class TableSpec:
     sections: list[Callable[..., str]] = field(default_factory=list)  # (TableResult) → extra markdown (e.g. a
     # claim measured on per-epoch curves rather than on the table's metric)
     notes: str = ""  # shown under the table: deviations from the paper, options used
+    runner: Callable[..., dict] | None = None  # trains a run instead of `fit` (same signature and record)
+    RunnerParams: type[BaseModel] | None = None  # validates `run.runner`; an optional `check_run(run, path)`
 
     @property
     def key(self) -> str:
@@ -140,6 +142,7 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
     TASKS.check(cfg.task, _source_path(spec.key, frags, "task"))
     check_model(cfg.model.name, cfg.model.kwargs, _source_path(spec.key, frags, "model"))
     check_methods(cfg.methods, _source_path(spec.key, frags, "methods"), run=cfg)
+    _check_runner(spec, cfg, _source_path(spec.key, frags, "runner"))
     cfg.methods = resolve_methods(cfg.methods)
     return RunSpec(spec.id, row, column, seed, cfg, run_id(cfg))
 
@@ -149,6 +152,18 @@ def run_id(cfg: RunConfig) -> str:
     from curriculab.fingerprint import code_fingerprint
 
     return stable_hash({"config": cfg.model_dump(mode="json"), "code": code_fingerprint(cfg.methods)})
+
+
+def _check_runner(spec: TableSpec, cfg: RunConfig, path: str) -> None:
+    """A table's own runner validates `run.runner` (defaults filled in, so the run id hashes them)."""
+    if spec.RunnerParams is None:
+        if cfg.runner:
+            raise ConfigError(f"{path}: table {spec.id!r} trains with fit and reads no runner settings; remove it")
+        return
+    p = validate(spec.RunnerParams, cfg.runner, prefix=path)
+    if hasattr(p, "check_run"):
+        p.check_run(cfg, path.rpartition(".runner")[0])
+    cfg.runner = p.model_dump(mode="json")
 
 
 def expand_table(spec: TableSpec, params: Params) -> list[RunSpec]:

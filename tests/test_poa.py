@@ -1,0 +1,164 @@
+"""POA: batched scores = looped scores, scoring leaves model/optimiser/BN bit-identical, the data loader, bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from curriculab.config import ConfigError, RunConfig, load_yaml
+from curriculab.engine.loop import fit
+from curriculab.methods.poa import candidate_losses, loss_deltas
+from curriculab.models import create_model
+from curriculab.project import load_params
+from tests.conftest import ROOT
+
+
+def _trained(nesterov=True, wd=5e-4):
+    """A small CNN with BatchNorm after two real SGD steps (so momentum and BN buffers are not trivial)."""
+    torch.manual_seed(0)
+    model = create_model("small_cnn", 1, 10, 0.25)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=nesterov, weight_decay=wd)
+    for _ in range(2):
+        x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model, opt
+
+
+def _looped(model, opt, x, y, external, relative, train_mode):
+    """The naive reference: deepcopy, one real step, score, throw the copy away."""
+    out = []
+    for k in range(len(x)):
+        m = copy.deepcopy(model)
+        o = torch.optim.SGD(m.parameters(), **{k_: v for k_, v in opt.defaults.items() if k_ in
+                                                ("lr", "momentum", "nesterov", "weight_decay")})
+        o.load_state_dict(copy.deepcopy(opt.state_dict()))  # load_state_dict may alias the buffers
+        m.train(train_mode)
+        xs, ys = (x[k], y[k]) if external is None else external
+        with torch.no_grad():
+            prev = F.cross_entropy(m(xs), ys)
+        o.zero_grad()
+        F.cross_entropy(m(x[k]), y[k]).backward()
+        o.step()
+        with torch.no_grad():
+            new = F.cross_entropy(m(xs), ys)
+        out.append((prev - new) / prev if relative else prev - new)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("external,relative,train_mode,nesterov",
+                         [(False, False, True, True), (True, True, False, False)])
+def test_batched_trial_steps_equal_looped_steps(external, relative, train_mode, nesterov):
+    model, opt = _trained(nesterov)
+    x, y = torch.randn(5, 8, 1, 8, 8), torch.randint(0, 10, (5, 8))
+    ext = (torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))) if external else None
+    batched = loss_deltas(model, opt, x, y, ext, relative, train_mode)
+    torch.testing.assert_close(batched, _looped(model, opt, x, y, ext, relative, train_mode), atol=1e-5, rtol=1e-5)
+    assert batched.std() > 0  # the candidates really differ
+
+
+def test_batched_losses_equal_looped_losses():
+    model, _ = _trained()
+    x, y = torch.randn(6, 8, 1, 8, 8), torch.randint(0, 10, (6,  8))
+    for train_mode in (True, False):
+        ref = copy.deepcopy(model).train(train_mode)
+        with torch.no_grad():
+            want = torch.stack([F.cross_entropy(ref(x[k]), y[k]) for k in range(6)])
+        torch.testing.assert_close(candidate_losses(model, x, y, train_mode), want, atol=1e-5, rtol=1e-5)
+
+
+def test_scoring_leaves_weights_momentum_and_bn_buffers_bit_identical():
+    model, opt = _trained()
+    before = ({k: v.clone() for k, v in model.state_dict().items()},
+              {k: v["momentum_buffer"].clone() for k, v in opt.state_dict()["state"].items()})
+    x, y = torch.randn(4, 8, 1, 8, 8), torch.randint(0, 10, (4, 8))
+    ext = (torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)))
+    for e in (None, ext):
+        loss_deltas(model, opt, x, y, e, False, True)
+    candidate_losses(model, x, y, True)
+    candidate_losses(model, x[:, :1], y[:, :1], True)
+    after = model.state_dict()
+    assert after.keys() == before[0].keys()
+    for k, v in before[0].items():
+        assert torch.equal(after[k], v), k  # includes running_mean / running_var / num_batches_tracked
+    for k, v in before[1].items():
+        assert torch.equal(opt.state_dict()["state"][k]["momentum_buffer"], v)
+    assert model.training
+
+
+RUN = {"data": {"dataset": "digits", "subset_per_class": 20}, "model": {"name": "small_cnn", "width": 0.25},
+       "train": {"epochs": 1, "batch_size": 16, "device": "cpu",
+                 "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}}}
+
+
+@pytest.mark.parametrize("poa,steps,scored", [
+    # 200 images, batch 16: 12 full batches + one of 8 (trained unscored); K = 4 while ≥ 4 full batches remain
+    ({"scoring": "loss_delta", "order": "descending", "k": 4}, 13, 4 * 9 + 3 + 2),
+    pytest.param({"scoring": "loss", "k": "all"}, 13, sum(range(2, 13)), marks=pytest.mark.slow),
+    ({"scoring": "loss", "strategy": "sampling", "k": 5}, 12, 12 * 5),
+    pytest.param({"item": "sample", "scoring": "loss", "k": 32}, 13, None, marks=pytest.mark.slow),
+])
+def test_data_loader_steps_and_scoring_per_step(workdir, poa, steps, scored):
+    run = RunConfig.model_validate({**RUN, "methods": {"poa": poa}})
+    rec = fit(run, workdir / "r", workdir)
+    h = rec["history"][0]
+    assert h["step"] == steps
+    if poa.get("strategy") != "sampling":
+        assert h["train_seen"] == 200  # an ordering consumes every item once
+    if scored is not None:
+        assert h["poa_scored"] == scored
+
+
+def test_ordering_takes_the_lowest_or_highest_score(workdir, monkeypatch):
+    from curriculab.methods import poa as mod
+
+    log = []
+    orig_choose = mod.Poa._choose
+
+    def fake_score(self, state, x, y):
+        s = torch.rand(len(x))
+        log.append([s])
+        return s
+
+    def choose(self, state, cand, take):
+        out = orig_choose(self, state, cand, take)
+        if len(cand) > 1:
+            log[-1].append((out, self.p.order))
+        return out
+
+    monkeypatch.setattr(mod.Poa, "score", fake_score)
+    monkeypatch.setattr(mod.Poa, "_choose", choose)
+    for order in ("ascending", "descending"):
+        fit(RunConfig.model_validate({**RUN, "methods": {"poa": {"k": 6, "order": order}}}), workdir / order, workdir)
+    assert len(log) > 10
+    for s, (out, order) in log:
+        assert out.tolist() == [int(s.argmin() if order == "ascending" else s.argmax())]
+
+
+def _bad(tmp_path, poa: dict, table="thesis_t23") -> str:
+    p = load_yaml(ROOT / "params.yaml")
+    p["tables"][table]["rows"]["mld_k8"]["methods"]["poa"].update(poa)
+    p["tables"][table]["run"]["data"] = {"dataset": "digits"}  # prepared by the test fixture: its size is known
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(p))
+    with pytest.raises(ConfigError) as e:
+        load_params(f)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_bad_poa_settings(tmp_path, workdir, monkeypatch):
+    monkeypatch.chdir(workdir)  # K is checked against the prepared training set under ./data
+    path = "tables.thesis_t23.rows.mld_k8.methods.poa"
+    assert _bad(tmp_path, {"k": 0}).startswith(f"{path}.k:")
+    assert "more than the" in _bad(tmp_path, {"k": 5000})
+    assert _bad(tmp_path, {"scoring": "loss_detla"}).startswith(f"{path}.scoring:")
+    assert _bad(tmp_path, {"strategy": "sorting"}).startswith(f"{path}.strategy:")
+    assert _bad(tmp_path, {"item": "minibatch"}).startswith(f"{path}.item:")
+    msg = _bad(tmp_path, {"target": "external", "external": "test"})
+    assert msg.startswith(path) and "allow_test_leak" in msg
