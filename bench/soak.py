@@ -13,8 +13,11 @@ exits 1 if anything differs.
 
     .venv/bin/python bench/soak.py --kills 10 --seed 0
 
-Result (N = 10, seed 0, shared 2-core machine, OMP_NUM_THREADS=1): see RESULT below; `--kills` and
-`--seed` reproduce it.
+Result, N = 10, seed 0 (2026-11-26, a 2-core machine shared with other jobs, OMP_NUM_THREADS=1): the
+uninterrupted `dvc repro` took 210 s; 10 SIGKILLs landed in 10 attempts, at 20-60 s into each
+(resumed) repro, none finishing first; the final `dvc repro` took 53 s; all 23 files (reports/,
+every run's config.yaml and metrics.json, data/prepared) were identical byte for byte and every
+checkpoint's tensors equal.
 """
 
 from __future__ import annotations
@@ -35,8 +38,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": str(BIN) + os.pathsep + os.environ["PATH"], "CI": "1", "OMP_NUM_THREADS": "1"}
-
-RESULT = "not yet recorded"
 
 MICRO = {
     "profile": "soak",

@@ -55,6 +55,11 @@ class Hooks:
         out = owner.loss(outputs, batch, state) if owner else None
         return default(outputs, batch) if out is None else out
 
+    def correct(self, outputs, batch, state, default):
+        owner = self._owner("train_correct")
+        out = owner.train_correct(outputs, batch, state) if owner else None
+        return default(outputs, batch.y) if out is None else out
+
     def predict(self, model, x):
         owner = self._owner("predict")
         out = owner.predict(model, x) if owner else None
@@ -195,7 +200,8 @@ def train_epoch(run: RunConfig, state: TrainState, hooks: Hooks, task, show: boo
             o.step()
         state.step += 1
         n = len(batch.index)
-        sums += torch.stack([loss.detach().float() * n, task.correct(outputs, batch.y).float()])
+        correct = hooks.correct(outputs, batch, state, task.correct)  # SA: top-K against the K labels
+        sums += torch.stack([loss.detach().float() * n, correct.float()])
         seen += n
         hooks.call("on_step_end", state)
     hooks.call("on_epoch_end", state)

@@ -134,7 +134,7 @@ class Method:
     contract_params: ClassVar[dict[str, Any]] = {}
     contract_copies: ClassVar[dict[str, dict[str, Any]]] = {}
     # Hooks where two methods of one run cannot both act; the others compose.
-    EXCLUSIVE: ClassVar[tuple[str, ...]] = ("train_batches", "loss", "predict")
+    EXCLUSIVE: ClassVar[tuple[str, ...]] = ("train_batches", "loss", "predict", "train_correct")
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -187,6 +187,10 @@ class Method:
 
     def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
         """Evaluation logits; None means model(x)."""
+        return None
+
+    def train_correct(self, outputs: torch.Tensor, batch: Batch, state: TrainState) -> torch.Tensor | None:
+        """Correct training predictions of a batch, out of len(batch.index); None means the task's top-1."""
         return None
 
     # -- schedule
