@@ -3,7 +3,8 @@ PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 VENV_STAMP := .venv/.installed
 
-.PHONY: repro test venv bench clean-runs
+.PHONY: repro test venv bench clean-runs fashion-mnist
+FASHION := /usr/share/datasets/fashion-mnist
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -13,8 +14,16 @@ $(VENV_STAMP): pyproject.toml
 
 venv: $(VENV_STAMP)
 
+# Fashion-MNIST for the offline profile: Debian's package when apt can install it (as root); otherwise
+# `prepare` downloads it with torchvision; otherwise it stops saying what is missing and how to get it.
+fashion-mnist:
+	@test -d $(FASHION) || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q dataset-fashion-mnist || \
+	    { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; } >/dev/null 2>&1 && \
+	  echo "installed Debian's dataset-fashion-mnist"; } || true
+
 # Prepare the offline data and rebuild every table of the embedded default profile.
-repro: $(VENV_STAMP)
+repro: $(VENV_STAMP) fashion-mnist
 	.venv/bin/curriculab validate  # our one-line message even where DVC could not read params.yaml
 	.venv/bin/dvc repro
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from curriculab.cli import main
+from entry import run
 
 if __name__ == "__main__":  # worker processes re-import this module
-    sys.exit(main(["aggregate", *sys.argv[1:]], stage=True))
+    run(["aggregate", *sys.argv[1:]])

@@ -2,7 +2,7 @@
 
 import sys
 
-from curriculab.cli import main
+from entry import run
 
 if __name__ == "__main__":
-    sys.exit(main(["validate", "params.yaml", "--stamp", "data/.valid", *sys.argv[1:]], stage=True))
+    run(["validate", "params.yaml", "--stamp", "data/.valid", *sys.argv[1:]])

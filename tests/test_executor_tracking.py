@@ -1,10 +1,10 @@
-"""Executor modes give identical metrics; runs are skipped when finished; MLflow holds params and metrics."""
+"""Executor modes give identical metrics; runs are skipped when finished (MLflow: tests/test_tracking.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from curriculab.config import ExecutorParams, Params, TrackingParams
+from curriculab.config import ExecutorParams, Params
 from curriculab.executor import is_finished, run_all
 from curriculab.tables.spec import expand_table, get_spec
 
@@ -46,29 +46,6 @@ def test_changed_settings_change_the_run_id(params):
     params.tables["baseline"].rows["baseline"]["train"] = {"optimizer": {"lr": 0.01}}
     b = expand_table(get_spec("baseline"), params)
     assert not {r.run_id for r in a} & {r.run_id for r in b}
-
-
-def test_mlflow_runs_are_searchable(params, workdir):
-    import mlflow
-
-    from curriculab.tracking import init_store, log_table, tracking_uri
-
-    cfg = TrackingParams()
-    runs = expand_table(get_spec("baseline"), params)[:2]
-    records = run_all(runs, workdir, ExecutorParams())
-    init_store(workdir, cfg)
-    assert log_table(workdir, cfg, "baseline", "test", runs, records) == 2
-    assert log_table(workdir, cfg, "baseline", "test", runs, records) == 0  # not logged twice
-    mlflow.set_tracking_uri(tracking_uri(workdir, cfg))
-    df = mlflow.search_runs(experiment_names=["baseline"])
-    df = df[df["tags.run_id"].notna()]
-    assert sorted(df["tags.run_id"]) == sorted(r.run_id for r in runs)
-    row = df[df["tags.run_id"] == runs[0].run_id].iloc[0]
-    assert row["params.model.name"] == "small_cnn" and row["params.data.dataset"] == "digits"
-    assert row["tags.seed"] == str(runs[0].seed) and row["tags.mlflow.parentRunId"]
-    assert row["metrics.final.test_acc"] == pytest.approx(records[0]["final"]["test_acc"])
-    hist = mlflow.MlflowClient().get_metric_history(row["run_id"], "val_acc")
-    assert [m.step for m in hist] == [1]
 
 
 def test_run_id_hashes_method_defaults(params):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ MICRO = {
     "description": "test profile: digits only, one epoch",
     "prepare": {"datasets": ["digits"]},
     "executor": {"workers": 2, "threads": 1},  # the default path: spawned workers import the stage module
+    "defaults": {},  # tracked by the stages (a block they `use`)
     "pretrain": {},
     "evaluate": {},
     "tables": {"baseline": {
@@ -64,6 +66,9 @@ def test_repro_builds_reports_then_is_a_no_op_then_reruns_only_what_changed(proj
     assert " (3) |" in md  # mean ± std over 3 seeds
     assert (project / "reports" / "README.md").is_file()
     assert (project / "mlflow.db").is_file()
+    shown = _dvc(project, "metrics", "show")  # reports/metrics.json, declared as a DVC metric
+    mean = json.loads((project / "reports" / "metrics.json").read_text())["baseline"]["cells"]["baseline"]["digits"]
+    assert "baseline.cells.baseline.digits.test_acc" in shown and f"{mean['test_acc']:.5f}".rstrip("0") in shown
 
     again = _dvc(project, "repro")
     assert "Running stage" not in again

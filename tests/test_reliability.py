@@ -146,7 +146,7 @@ def test_diverged_runs_are_named_and_never_in_a_mean(tmp_path):
     bad = res.runs[2]
     notes = md.split("## Notes")[1]
     assert "A note." in notes and f"plain / digits / seed 2 (run {bad.run_id}, epoch 1)" in notes
-    assert summary.iloc[0]["n"] == 2 and summary.iloc[0]["mean"] == pytest.approx(0.91)
+    assert summary.iloc[0]["n"] == 2 and summary.iloc[0]["mean"] == pytest.approx(91.0)  # in %, as the markdown
 
 
 @pytest.mark.parametrize("where,text", [
@@ -186,7 +186,8 @@ def test_a_failing_aggregate_leaves_every_report_in_place(tmp_path):
     (reports / "tables" / "gone.md").write_text("a table no longer in params")
     aggregate(params, tmp_path, reports)
     files = {p.relative_to(reports): p.read_bytes() for p in reports.rglob("*") if p.is_file()}
-    assert set(map(str, files)) == {"README.md", "tables/test.agg.md", "tables/test.agg.csv", "figures/test.agg.png"}
+    assert set(map(str, files)) == {"README.md", "metrics.json", "tables/test.agg.md", "tables/test.agg.csv",
+                                    "figures/test.agg.png"}
     FAIL.append(1)
     with pytest.raises(RuntimeError, match="figure failed"):
         aggregate(params, tmp_path, reports)
@@ -284,27 +285,22 @@ def test_an_unknown_table_is_named_as_typed(tmp_path, capsys):
     assert err.startswith("error: table: unknown table '../../x'") and "__" not in err
 
 
-def test_mlflow_steps_are_the_epochs(workdir):
+def test_mlflow_steps_are_the_epochs(workdir, tmp_path):
     import mlflow
 
-    from curriculab.config import ExecutorParams, Params, TrackingParams
-    from curriculab.executor import run_all
-    from curriculab.tables.spec import expand_table, get_spec
-    from curriculab.tracking import init_store, log_table, tracking_uri
+    from curriculab.config import TrackingParams
+    from curriculab.tracking import tracking_uri
 
     table = {"seeds": [0], "run": {**RUN, "train": {"epochs": 3, "batch_size": 64}}, "rows": {"baseline": {}}}
-    params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"baseline": table}})
-    runs = expand_table(get_spec("baseline"), params)
-    records = run_all(runs, workdir, ExecutorParams())
-    cfg = TrackingParams()
-    init_store(workdir, cfg)
-    log_table(workdir, cfg, "baseline", "test", runs, records)
-    mlflow.set_tracking_uri(tracking_uri(workdir, cfg))
+    params = _params_file(tmp_path, table, tracking={"enabled": True})
+    assert main(["--params", params, "--workdir", str(workdir), "train", "baseline"]) == 0
+    record = json.loads(next((workdir / "runs" / "baseline").glob("*/metrics.json")).read_text())
+    mlflow.set_tracking_uri(tracking_uri(workdir, TrackingParams()))
     df = mlflow.search_runs(experiment_names=["baseline"])
-    child = df[df["tags.run_id"] == runs[0].run_id].iloc[0]["run_id"]
+    child = df[df["tags.run_id"] == record["run_id"]].iloc[0]["run_id"]
     hist = mlflow.MlflowClient().get_metric_history(child, "val_acc")
     assert sorted(m.step for m in hist) == [1, 2, 3]
-    assert [m.value for m in sorted(hist, key=lambda m: m.step)] == [h["val_acc"] for h in records[0]["history"]]
+    assert [m.value for m in sorted(hist, key=lambda m: m.step)] == [h["val_acc"] for h in record["history"]]
 
 
 @pytest.mark.slow  # two processes importing MLflow

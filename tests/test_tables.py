@@ -53,4 +53,4 @@ def test_render_with_paper_numbers_claims_and_missing_runs(tmp_path):
     assert by_col["digits"]["verdict"] == "reproduced" and by_col["digits"]["diff"] == pytest.approx(0.1)
     assert by_col["syndigits"]["verdict"] == "not run"
     row = summary[(summary.row == "good") & (summary.column == "digits")].iloc[0]
-    assert row["mean"] == pytest.approx(0.92) and row["n"] == 3 and row["paper"] == 95.0
+    assert row["mean"] == pytest.approx(92.0) and row["unit"] == "%" and row["n"] == 3 and row["paper"] == 95.0

@@ -36,10 +36,11 @@ def cmd_validate(args) -> int:
 def cmd_prepare(args) -> int:
     from curriculab.data.prepare import prepare_all
     from curriculab.engine.loop import progress_enabled
+    from curriculab.store import store_root
     from curriculab.tracking import init_store
 
     params, workdir = _params(args)
-    init_store(workdir, params.tracking)  # once, before any stage fans out
+    init_store(store_root(workdir, params.store.root), params.tracking)  # once, before any stage fans out
     written = prepare_all(params, workdir, progress=progress_enabled())
     print("prepared: " + (", ".join(written) if written else "nothing to do (all up to date)"))
     return 0
@@ -65,30 +66,63 @@ def _table(params, key: str):
 
 
 def cmd_train(args) -> int:
-    from curriculab.executor import BUSY, is_finished, run_all
+    from curriculab import store as st
+    from curriculab.executor import BUSY, current_checksum, ended, run_all, run_finished
+    from curriculab.live import Watcher
     from curriculab.runlock import RunLock
     from curriculab.tables.spec import expand_table
-    from curriculab.tracking import log_table
+    from curriculab.tracking import TableLog, init_store
 
     params, workdir = _params(args)
     spec = _table(params, args.table)
     runs = expand_table(spec, params)
+    store = st.store_root(workdir, params.store.root)
     if args.rerun:
-        shutil.rmtree(workdir / "runs" / spec.key, ignore_errors=True)
+        for root in {workdir, store}:
+            shutil.rmtree(root / "runs" / spec.key, ignore_errors=True)
+    finished = {r.run_id: run_finished(r, workdir) for r in runs}  # done, on the data prepared now
+    pairs = [(r.dir(store), r.dir(workdir), finished[r.run_id]) for r in runs]
+    linked = st.pull(pairs)
     cfg = params.executor.model_copy(update={"workers": args.workers} if args.workers else {})
-    todo = sum(not is_finished(r, workdir) for r in runs)
-    print(f"{spec.id}: {len(runs)} runs, {len(runs) - todo} already finished, {todo} to train "
-          f"(executor: {cfg.backend}, {cfg.workers} worker(s))", flush=True)
-    records = run_all(runs, workdir, cfg)
-    with RunLock(workdir / "runs" / spec.key / ".mlflow.lock", wait=True):  # one logger per table at a time
-        logged = log_table(workdir, params.tracking, spec.id, params.profile, runs, records)
+    todo = {r.run_id for r in runs if not ended(r, workdir)}  # a diverged run is not trained again
+    print(f"{spec.id}: {len(runs)} runs, {len(runs) - len(todo)} already finished"
+          + (f" ({linked} from the store at {store})" if linked else "")
+          + f", {len(todo)} to train (executor: {cfg.backend}, {cfg.workers} worker(s))", flush=True)
+    lock = RunLock(store / "runs" / spec.key / ".mlflow.lock")  # one MLflow logger per table at a time
+    live = params.tracking.enabled and lock.acquire() is None
+
+    def tracker():
+        init_store(store, params.tracking)
+        return TableLog(store, params.tracking, spec.id, params.profile, workdir)
+
+    def watcher(log, todo):
+        return Watcher(spec.id, runs, workdir, todo, log=log, metric=spec.metrics[0],
+                       checksum=lambda r: current_checksum(r, workdir))
+
+    log, killed, records = tracker() if live else None, True, []
+    watch = watcher(log, todo)
+    try:
+        with watch:
+            records = run_all(runs, workdir, cfg)
+        killed = False
+    finally:
+        st.publish(pairs)
+        if log is not None:
+            log.end(watch.cell_means(), len(runs), killed)
+        lock.release()
+    if params.tracking.enabled and not live:  # another process was logging this table: log after it
+        with RunLock(lock.path, wait=True):
+            log = tracker()
+            with (late := watcher(log, set())):
+                pass
+            log.end(late.cell_means(), len(runs), False)
     busy = sorted({r["holder"] for r in records if r.get("status") == BUSY})
     if busy:
         n = sum(r.get("status") == BUSY for r in records)
         print(f"{spec.id}: {n} run(s) skipped: another process (pid {', '.join(map(str, busy))}) is training "
               f"them; run this command again when it has finished", file=sys.stderr)
         return 3
-    print(f"{spec.id}: done; {logged} run(s) newly logged to MLflow")
+    print(f"{spec.id}: done; {len(todo)} run(s) trained" + (f", logged live to MLflow at {store}" if log else ""))
     return 0
 
 
@@ -130,12 +164,17 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_aggregate(args) -> int:
+    from curriculab.store import store_root
     from curriculab.tables.report import aggregate
+    from curriculab.tracking import log_figures
 
     params, workdir = _params(args)
-    entries = aggregate(params, workdir, workdir / args.reports)
+    reports = workdir / args.reports
+    entries = aggregate(params, workdir, reports)
     for e in entries:
         print(f"{e['id']}: {e['done']}/{e['runs']} runs → {args.reports}/tables/{e['id']}.md")
+        log_figures(store_root(workdir, params.store.root), params.tracking, e["id"],
+                    [reports / "figures" / f for f in e["figures"]])
     return 0
 
 
@@ -158,6 +197,11 @@ def cmd_status(args) -> int:
 
 def cmd_use_profile(args) -> int:
     src = Path("profiles") / f"{args.name}.yaml"
+    if not src.is_file():
+        from curriculab.config import suggest
+
+        names = sorted(p.stem for p in Path("profiles").glob("*.yaml"))
+        raise ConfigError(f"{src}: no such profile{suggest(args.name, names) or '; profiles/ holds none'}")
     load_params(src)
     shutil.copyfile(src, args.params)
     print(f"{args.params} now holds {src}; `git checkout {args.params}` restores the embedded default")
@@ -173,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file", nargs="?", default="params.yaml")
     v.add_argument("--stamp", help="write this file when the params are valid (the `validate` DVC stage)")
     sub.add_parser("prepare", help="write the prepared datasets and their copies; create the MLflow store")
-    pt = sub.add_parser("pretrain", help="a method's pretraining stage (e.g. spl)")
+    pt = sub.add_parser("pretrain", help="a method's pretraining stage (e.g. spl_advise)")
     pt.add_argument("method")
     t = sub.add_parser("train", help="train every unfinished run of a table")
     t.add_argument("table")

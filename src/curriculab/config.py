@@ -86,6 +86,51 @@ def deep_merge(base: dict, *overrides: dict) -> dict:
     return out
 
 
+USE = "use"
+
+
+def resolve_uses(data: dict) -> dict:
+    """Expand every `use: <name>` (or a list of names) outside `defaults:` into that named block of
+    `defaults:`, deep-merged under the mapping's own keys (its keys win). Blocks may `use` others.
+
+    This replaces YAML anchors: every key stays addressable by `dvc exp run -S`, and DVC tracks
+    `defaults` as a param of the stages that read it.
+    """
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError("defaults: expected a mapping of named blocks")
+    done: dict[str, dict] = {}
+
+    def block(name: Any, path: str, stack: tuple[str, ...]) -> dict:
+        if not isinstance(name, str):
+            raise ConfigError(f"{path}: expected the name of a block under defaults, got {name!r}")
+        if name not in defaults:
+            raise ConfigError(f"{path}: no block {name!r} under defaults{suggest(name, defaults)}")
+        if name in stack:
+            raise ConfigError(f"defaults.{name}: `use` cycle " + " → ".join((*stack, name)))
+        if not isinstance(defaults[name], dict):
+            raise ConfigError(f"defaults.{name}: a block that tables `use` must be a mapping")
+        if name not in done:
+            done[name] = walk(defaults[name], f"defaults.{name}", (*stack, name))
+        return done[name]
+
+    def walk(node: Any, path: str, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [walk(v, f"{path}.{i}", stack) for i, v in enumerate(node)]
+        if not isinstance(node, dict):
+            return node
+        own = {k: walk(v, f"{path}.{k}", stack) for k, v in node.items() if k != USE}
+        if USE not in node:
+            return own
+        names = node[USE] if isinstance(node[USE], list) else [node[USE]]
+        base: dict = {}
+        for name in names:
+            base = deep_merge(base, block(name, f"{path}.{USE}", stack))
+        return deep_merge(base, own)
+
+    return {k: v if k == "defaults" else walk(v, str(k), ()) for k, v in data.items()}
+
+
 def stable_hash(obj: Any, n: int = 12) -> str:
     """Hash of a JSON-able object, independent of key order."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
@@ -352,9 +397,16 @@ class ExecutorParams(Strict):
     backend: Literal["local", "ray"] = "local"
 
 
+class StoreParams(Strict):
+    """Where finished runs (`runs/`) and the MLflow store live, shared by every checkout of the project
+    (DVC's temporary experiment copies included); see curriculab.store."""
+
+    root: str | None = None  # null: the project root; the CURRICULAB_STORE environment variable wins
+
+
 class TrackingParams(Strict):
     enabled: bool = True
-    uri: str | None = None  # default: sqlite:///<repo>/mlflow.db
+    uri: str | None = None  # default: sqlite:///<store root>/mlflow.db
 
 
 class TableParams(Strict):
@@ -373,10 +425,25 @@ class Params(Strict):
     prepare: PrepareParams = PrepareParams()
     executor: ExecutorParams = ExecutorParams()
     tracking: TrackingParams = TrackingParams()
-    defaults: dict[str, Any] = {}  # YAML anchors shared by tables; read only through them
+    store: StoreParams = StoreParams()
+    defaults: dict[str, Any] = {}  # named blocks that other blocks `use` (see resolve_uses)
     pretrain: dict[str, dict[str, Any]] = {}  # stage settings of methods that pretrain (validated there)
     tables: dict[str, TableParams] = {}
     evaluate: dict[str, dict[str, Any]] = {}  # evaluate-stage settings per table key (validated by its spec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _uses(cls, data: Any) -> Any:
+        return resolve_uses(data) if isinstance(data, dict) else data
+
+
+def check_dotless(key: str, table: TableParams) -> None:
+    """Row and column names are segments of `dvc exp run -S tables.<key>.rows.<row>.…`: no dots."""
+    for part in ("rows", "columns"):
+        for name in getattr(table, part):
+            if "." in name:
+                raise ConfigError(f"tables.{key}.{part}.{name}: a name with a dot cannot be addressed by "
+                                  f"`dvc exp run -S`; rename it without dots (e.g. {name.replace('.', 'p')!r})")
 
 
 def table_key(table_id: str) -> str:

@@ -13,7 +13,7 @@ import yaml
 
 from curriculab.config import ConfigError, ExecutorParams
 from curriculab.data.prepared import atomic_write_bytes, read_json, read_meta
-from curriculab.engine.records import is_done, write_record
+from curriculab.engine.records import has_ended, is_done, write_record
 from curriculab.runlock import RunLock, die_with_parent
 from curriculab.tables.spec import RunSpec
 
@@ -23,7 +23,7 @@ def read_record(run_dir: Path) -> dict | None:
     return read_json(p, "delete it: the run then resumes from its checkpoint") if p.is_file() else None
 
 
-def _current_checksum(run: RunSpec, workdir: Path) -> str:
+def current_checksum(run: RunSpec, workdir: Path) -> str:
     return read_meta(Path(workdir) / "data", run.config.data.dataset)["checksum"]
 
 
@@ -33,7 +33,19 @@ def _is_done(rec: dict | None, checksum: str) -> bool:
 
 def is_finished(run: RunSpec, workdir: Path) -> bool:
     """Done, and trained on the data that is prepared now (same checksum)."""
-    return _is_done(read_record(run.dir(workdir)), _current_checksum(run, workdir))
+    return _is_done(read_record(run.dir(workdir)), current_checksum(run, workdir))
+
+
+def ended(run: RunSpec, workdir: Path) -> bool:
+    """Nothing more to train on the data prepared now: finished, or diverged (engine.records.has_ended)."""
+    rec = read_record(run.dir(workdir))
+    return has_ended(rec) and rec.get("data_checksum") == current_checksum(run, workdir)
+
+
+def run_finished(run: RunSpec, workdir: Path):
+    """A test `finished(run_dir)`: done, on the data prepared now in `workdir` (for other folders of the run)."""
+    checksum = current_checksum(run, workdir)
+    return lambda run_dir: _is_done(read_record(run_dir), checksum)
 
 
 BUSY = "busy"  # status of a run that another live process is training (its record is not returned)
@@ -53,7 +65,7 @@ def _execute(run: RunSpec, workdir: Path, position: int) -> dict:
     from curriculab.engine.loop import fit
 
     d = run.dir(workdir)
-    checksum = _current_checksum(run, workdir)
+    checksum = current_checksum(run, workdir)
     rec = read_record(d)
     if _is_done(rec, checksum):
         return rec
@@ -108,7 +120,7 @@ def _sequential(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return [execute(r, workdir) for r in runs]
+        return [execute(r, workdir, position=1) for r in runs]  # below the stage's overall bar
     finally:
         torch.set_num_threads(before)
 
@@ -116,7 +128,7 @@ def _sequential(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
 def _execute_on(run: RunSpec, workdir: str, slot: int, devices: int) -> dict:
     if devices:
         torch.cuda.set_device(slot % devices)
-    return execute(run, Path(workdir), position=slot)
+    return execute(run, Path(workdir), position=slot + 1)  # below the stage's overall bar
 
 
 def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dict]:

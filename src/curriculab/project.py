@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curriculab.config import ConfigError, Params, check_finite, check_name, load_yaml, table_key, validate
+from curriculab.config import (
+    ConfigError,
+    Params,
+    check_dotless,
+    check_finite,
+    check_name,
+    load_yaml,
+    resolve_uses,
+    table_key,
+    validate,
+)
 from curriculab.data.copies import check_copies
 from curriculab.data.sources import SOURCES
 from curriculab.evaluate.adversarial import check_adversarial, split_evaluate
@@ -14,7 +24,7 @@ from curriculab.tables.spec import TABLES, expand_table
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Load and fully validate a params file: datasets, copies, pretrain blocks, every table and every run."""
-    raw = load_yaml(path)
+    raw = resolve_uses(load_yaml(path))
     check_finite(raw)
     params = validate(Params, raw)
     for i, name in enumerate(params.prepare.datasets):
@@ -22,7 +32,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     check_copies(params.prepare.copies)
     validate_pretrain(params)
     keys = {table_key(t): t for t in TABLES.names()}
-    for key in params.tables:
+    for key, table in params.tables.items():
+        check_dotless(key, table)
         check_name("table", key, keys, f"tables.{key}")
         expand_table(TABLES.get(keys[key]), params)
     for key, block in params.evaluate.items():

@@ -1,8 +1,15 @@
-"""MLflow: one experiment per table, a parent run per table execution, a child run per training run.
+"""MLflow: one experiment per table, a parent run per table execution that trains or logs something,
+a child run per training run, logged live.
 
-The store is SQLite (`mlflow.db` at the project root, absolute URI). `init_store` creates it once,
-in the prepare stage, before anything fans out: concurrent first creation corrupts it. Runs are
-logged by the stage process after training, so parallel workers never write to the database.
+Only the stage process writes to the store (never several processes on one SQLite file): a watcher
+thread (`curriculab.live`) reads each run's `config.yaml` and `metrics.json`, which the workers
+write atomically every epoch, and logs what is new. A child is keyed by its run id: logging is
+idempotent, a half-logged child (killed mid-logging) or a superseded one (the run was trained
+again, e.g. `--rerun` or new data) is deleted (MLflow's soft delete: hidden from the default view,
+restorable) before the new one is logged, and parents left RUNNING by a dead process are ended.
+
+The store is SQLite (`mlflow.db` in the store root, see `curriculab.store`); `init_store` creates
+it atomically and rebuilds a half-created one that holds no runs.
 """
 
 from __future__ import annotations
@@ -10,39 +17,114 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import sqlite3
 import subprocess
+import sys
+import uuid
+import warnings
 from pathlib import Path
 
-from curriculab.config import TrackingParams
-from curriculab.engine.records import is_done
+from curriculab.config import ConfigError, TrackingParams
 
 
-def tracking_uri(workdir: Path, cfg: TrackingParams) -> str:
-    return cfg.uri or f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+def tracking_uri(store: Path, cfg: TrackingParams) -> str:
+    return cfg.uri or f"sqlite:///{Path(store).resolve() / 'mlflow.db'}"
 
 
-def _mlflow(workdir: Path, cfg: TrackingParams):
+def client(uri: str):
+    """An MlflowClient for `uri`, with MLflow's and alembic's INFO lines silenced."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    import mlflow
+    from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri(workdir, cfg))
-    return mlflow
-
-
-def init_store(workdir: Path, cfg: TrackingParams) -> None:
-    """Create the database and its tables (idempotent). Call once before parallel work."""
-    if cfg.enabled:
-        _mlflow(workdir, cfg).search_experiments(max_results=1)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return MlflowClient(uri)
 
 
-def git_commit(workdir: Path) -> str:
+def _forget(*uris: str) -> None:
+    """Drop MLflow's in-process caches of a store (engines and stores are cached by URI) after its
+    file was replaced, so the next client opens the new file."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    for uri in uris:
+        engine = SqlAlchemyStore._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()
+    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+
+
+def _problem(uri: str) -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=workdir, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        client(uri).search_experiments(max_results=1)
+    except Exception as e:  # a half-migrated schema raises from SQLAlchemy or alembic
+        return str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    return None
+
+
+def _count_runs(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            return con.execute("select count(*) from runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def init_store(store: Path, cfg: TrackingParams) -> None:
+    """Create the SQLite store atomically (schema built in a temporary file, then renamed into place).
+
+    A store left half-created (a kill during the first creation) is rebuilt when it holds no runs;
+    one that holds runs stops with a one-line error that says what to do.
+    """
+    if not cfg.enabled:
+        return
+    uri = tracking_uri(store, cfg)
+    if not uri.startswith("sqlite:///"):
+        client(uri).search_experiments(max_results=1)
+        return
+    db = Path(uri[len("sqlite:///"):])
+    if db.is_file():
+        _forget(uri)  # check the file as it is now
+        problem = _problem(uri)
+        if problem is None:
+            return
+        n = _count_runs(db)
+        if n:
+            raise ConfigError(f"{db}: the MLflow store cannot be opened ({problem}) and holds {n} runs; back it "
+                              f"up, then run `mlflow db upgrade {uri}`, or move it aside to start a new one")
+        print(f"{db}: half-created MLflow store without runs ({problem}); rebuilding it", file=sys.stderr)
+        db.unlink()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db.with_name(f".{db.name}.{uuid.uuid4().hex[:12]}.tmp")  # a new name: MLflow caches stores by URI
+    try:
+        client(f"sqlite:///{tmp}").search_experiments(max_results=1)
+        _forget(f"sqlite:///{tmp}")
+        os.replace(tmp, db)
+    finally:
+        tmp.unlink(missing_ok=True)
+        _forget(uri)
+
+
+def git_info(workdir: Path) -> dict[str, str]:
+    """The commit of the checkout and whether its tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=workdir, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"git_commit": git("rev-parse", "HEAD"),
+                "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()}
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+
+
+def context_tags(workdir: Path) -> dict[str, str]:
+    """Tags every run carries: git state, and the DVC experiment when run by `dvc exp run`."""
+    tags = git_info(workdir)
+    for env, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline_rev")):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    return tags
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -56,61 +138,180 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_table(workdir: Path, cfg: TrackingParams, table_id: str, profile: str, runs, records: list[dict],
-              figures: list[Path] = ()) -> int:
-    """Log a table execution; runs already in the experiment (same run id) are not logged twice."""
-    if not cfg.enabled:
-        return 0
-    mlflow = _mlflow(workdir, cfg)
-    from mlflow.entities import Metric, Param, RunTag
-
-    exp = mlflow.set_experiment(table_id)
-    client = mlflow.MlflowClient()
-    logged = {r.data.tags.get("run_id") for r in client.search_runs([exp.experiment_id], max_results=50000)}
-    todo = [(r, rec) for r, rec in zip(runs, records) if r.run_id not in logged and is_done(rec)]
-    commit = git_commit(workdir)
-    with mlflow.start_run(run_name=f"{table_id} ({profile})", tags={"table": table_id, "profile": profile,
-                                                                     "git_commit": commit, "kind": "table"}):
-        mlflow.log_param("runs", len(runs))
-        for fig in figures:
-            mlflow.log_artifact(str(fig), "figures")
-        for run, rec in todo:
-            cfg_ = run.config
-            tags = {"table": table_id, "row": run.row, "column": run.column, "seed": str(run.seed),
-                    "methods": ",".join(cfg_.methods), "dataset": cfg_.data.dataset, "arch": cfg_.model.name,
-                    "run_id": run.run_id, "git_commit": commit, "profile": profile}
-            with mlflow.start_run(run_name=f"{run.row} | {run.column} | seed {run.seed}", nested=True) as child:
-                params = flatten(cfg_.model_dump(mode="json"))
-                metrics = [Metric(k, float(v), 0, h["epoch"]) for h in rec["history"] for k, v in h.items()
-                           if isinstance(v, (int, float)) and k != "epoch"]
-                metrics += [Metric(f"final.{k}", float(v), 0, 0) for k, v in rec["final"].items()
-                            if isinstance(v, (int, float))]
-                for i in range(0, len(metrics), 1000):
-                    client.log_batch(child.info.run_id, metrics=metrics[i:i + 1000],
-                                     params=[Param(k, v[:6000]) for k, v in params.items()] if i == 0 else [],
-                                     tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [])
-                mlflow.log_artifact(str(run.dir(workdir) / "metrics.json"))
-                for name in rec.get("files", []):  # a runner's own outputs (e.g. the per-network table)
-                    mlflow.log_artifact(str(run.dir(workdir) / name))
-    return len(todo)
+def _pid_alive(pid: str, host: str) -> bool:
+    if host != socket.gethostname():
+        return True  # cannot tell: leave it
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def log_evaluation(workdir: Path, cfg: TrackingParams, table_id: str, run_id: str, metrics: dict[str, float]) -> bool:
-    """Add evaluate-stage metrics to a run's MLflow record (the child run tagged with its run id).
+class TableLog:
+    """The MLflow side of one table execution (used from one thread of the stage process)."""
+
+    def __init__(self, store: Path, cfg: TrackingParams, table_id: str, profile: str, workdir: Path):
+        from mlflow.entities import ViewType
+
+        self.c = client(tracking_uri(store, cfg))
+        self.table_id, self.profile, self.workdir = table_id, profile, Path(workdir)
+        exp = self.c.get_experiment_by_name(table_id)
+        self.exp_id = exp.experiment_id if exp else self.c.create_experiment(
+            table_id, artifact_location=(Path(store).resolve() / "mlruns" / table_id).as_uri())
+        self.tags = {"table": table_id, "profile": profile, **context_tags(self.workdir)}
+        self.parent: str | None = None
+        runs = self.c.search_runs([self.exp_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
+        self.children: dict[str, list] = {}  # run id → its active children
+        self.by_settings: dict[str, list] = {}  # settings hash → active children (any code version)
+        for r in runs:
+            if r.data.tags.get("kind") == "table":
+                if r.info.status == "RUNNING" and not _pid_alive(r.data.tags.get("pid", ""),
+                                                                  r.data.tags.get("host", "")):
+                    self.c.set_terminated(r.info.run_id, "KILLED")  # left by a killed stage
+            elif r.data.tags.get("run_id"):
+                self.children.setdefault(r.data.tags["run_id"], []).append(r)
+                self.by_settings.setdefault(r.data.tags.get("settings_hash", ""), []).append(r)
+
+    def logged(self, run_id: str, checksum: str | None) -> bool:
+        """A complete child of this run, trained on this data, is already in the store (FAILED: diverged)."""
+        return any(r.info.status in ("FINISHED", "FAILED") and r.data.tags.get("data_checksum") == checksum
+                   for r in self.children.get(run_id, []))
+
+    def drop(self, run_id: str, settings_hash: str = "") -> None:
+        """Delete the run's existing children: half-logged ones, ones it supersedes (trained again:
+        `--rerun`, new data), and those of the same settings under older code (a new code fingerprint)."""
+        old = self.children.pop(run_id, []) + (self.by_settings.pop(settings_hash, []) if settings_hash else [])
+        for r in {r.info.run_id: r for r in old}.values():
+            if r.info.lifecycle_stage == "active":
+                self.c.delete_run(r.info.run_id)
+
+    def _parent(self) -> str:
+        if self.parent is None:  # created on the first child: a stage that logs nothing leaves no parent
+            tags = {**self.tags, "kind": "table", "pid": str(os.getpid()), "host": socket.gethostname()}
+            self.parent = self.c.create_run(self.exp_id, run_name=f"{self.table_id} ({self.profile})",
+                                            tags=tags).info.run_id
+        return self.parent
+
+    def start_child(self, run, checksum: str | None, start_ms: int, run_dir: Path) -> str:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag, Param
+
+        from curriculab.config import stable_hash
+        from curriculab.fingerprint import code_fingerprint
+
+        cfg = run.config
+        settings = stable_hash(cfg.model_dump(mode="json"))
+        self.drop(run.run_id, settings)
+        tags = {**self.tags, "mlflow.parentRunId": self._parent(), "kind": "run", "row": run.row,
+                "column": run.column, "seed": str(run.seed), "methods": ",".join(cfg.methods),
+                "dataset": cfg.data.dataset, "arch": cfg.model.name, "run_id": run.run_id,
+                "data_checksum": str(checksum), "settings_hash": settings,
+                "code_fingerprint": code_fingerprint(cfg.methods)}
+        child = self.c.create_run(self.exp_id, start_time=start_ms, tags=tags,
+                                  run_name=f"{run.row} | {run.column} | seed {run.seed}").info.run_id
+        params = [Param(k, v[:6000]) for k, v in flatten(cfg.model_dump(mode="json")).items()]
+        for i in range(0, len(params), 100):
+            self.c.log_batch(child, params=params[i:i + 100])
+        prepared = self.workdir / "data" / "prepared" / cfg.data.dataset
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local folder either way
+            warnings.simplefilter("ignore")
+            source = resolve_dataset_source(str(prepared.resolve()))
+        ds = MetaDataset(source, name=cfg.data.dataset, digest=str(checksum)[:36])  # MLflow keeps 36 chars
+        self.c.log_inputs(child, [DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", "train")])])
+        if (run_dir / "config.yaml").is_file():
+            self.c.log_artifact(child, str(run_dir / "config.yaml"))
+        return child
+
+    def log_rows(self, child: str, rows: list[dict], end_ms: int, seconds: list) -> None:
+        """Epoch rows as metrics at step = epoch; each stamped back from `end_ms` by the durations of the
+        epochs after it (`seconds`, from timing.json, one per row; None where unknown)."""
+        from mlflow.entities import Metric
+
+        metrics, t = [], end_ms
+        for row, sec in zip(reversed(rows), reversed(seconds), strict=True):
+            metrics += [Metric(k, float(v), t, int(row["epoch"])) for k, v in row.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"]
+            t -= int(1000 * (sec or 0))
+        for i in range(0, len(metrics), 1000):
+            self.c.log_batch(child, metrics=metrics[i:i + 1000])
+
+    def end_child(self, child: str, record: dict, run_dir: Path, end_ms: int) -> None:
+        from mlflow.entities import Metric
+
+        final = [Metric(f"final.{k}", float(v), end_ms, 0) for k, v in record.get("final", {}).items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if final:
+            self.c.log_batch(child, metrics=final)
+        self.c.log_artifact(child, str(run_dir / "metrics.json"))
+        for name in record.get("files", []):  # a runner's own outputs (e.g. the per-network table)
+            self.c.log_artifact(child, str(run_dir / name))
+        status = "FINISHED" if record.get("status") == "done" else "FAILED"  # diverged
+        self.c.set_terminated(child, status, end_time=end_ms)
+
+    def kill_child(self, child: str) -> None:
+        self.c.set_terminated(child, "KILLED")
+
+    def end(self, cell_means: dict[str, float], n_runs: int, killed: bool) -> None:
+        """End the parent (if one was created) with the table's headline cell means."""
+        from mlflow.entities import Metric, Param
+
+        if self.parent is None:
+            return
+        metrics = [Metric(k, float(v), 0, 0) for k, v in cell_means.items()]
+        self.c.log_batch(self.parent, metrics=metrics, params=[Param("runs", str(n_runs))])
+        self.c.set_terminated(self.parent, "KILLED" if killed else "FINISHED")
+
+
+def cell_key(metric: str, row: str, column: str) -> str:
+    """Parent metric name of a cell mean (MLflow names allow / but not every character)."""
+    def clean(name: str) -> str:
+        return "".join(ch if ch.isalnum() or ch in "_-. " else "_" for ch in name)
+
+    return f"{metric}/{clean(row)}/{clean(column)}"
+
+
+def log_figures(store: Path, cfg: TrackingParams, table_id: str, figures: list[Path]) -> bool:
+    """Attach a table's figures to its latest parent run (none exists: nothing is created)."""
+    if not cfg.enabled or not figures:
+        return False
+    uri = tracking_uri(store, cfg)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return False
+    c = client(uri)
+    exp = c.get_experiment_by_name(table_id)
+    if exp is None:
+        return False
+    parents = c.search_runs([exp.experiment_id], filter_string="tags.kind = 'table'",
+                            order_by=["attributes.start_time DESC"], max_results=1)
+    if not parents:
+        return False
+    for fig in figures:
+        c.log_artifact(parents[0].info.run_id, str(fig), "figures")
+    return True
+
+
+def log_evaluation(store: Path, cfg: TrackingParams, table_id: str, run_id: str, metrics: dict[str, float]) -> bool:
+    """Add evaluate-stage metrics to a run's MLflow record (its active child, tagged with its run id).
 
     False when tracking is off or the run has not been logged yet (the train stage logs it first)."""
     if not cfg.enabled or not metrics:
         return False
-    mlflow = _mlflow(workdir, cfg)
+    uri = tracking_uri(store, cfg)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return False
     from mlflow.entities import Metric
 
-    exp = mlflow.get_experiment_by_name(table_id)
+    c = client(uri)
+    exp = c.get_experiment_by_name(table_id)
     if exp is None:
         return False
-    client = mlflow.MlflowClient()
-    found = client.search_runs([exp.experiment_id], filter_string=f"tags.run_id = '{run_id}'", max_results=1)
+    found = c.search_runs([exp.experiment_id], filter_string=f"tags.run_id = '{run_id}'", max_results=1,
+                          order_by=["attributes.start_time DESC"])
     if not found:
         return False
-    client.log_batch(found[0].info.run_id, metrics=[Metric(f"evaluate.{k}", float(v), 0, 0)
-                                                    for k, v in metrics.items()])
+    c.log_batch(found[0].info.run_id, metrics=[Metric(f"evaluate.{k}", float(v), 0, 0) for k, v in metrics.items()])
     return True

@@ -105,6 +105,12 @@ def load_trained(run: RunConfig, run_dir: Path, workdir: Path, device: str = "au
     return model.eval(), data, hooks
 
 
+def _name(meta: dict | None) -> str:
+    """A run as a reader names it: `row | column | seed N` (never its hash)."""
+    lab = (meta or {}).get("labels")
+    return f"{lab['row']} | {lab['column']} | seed {lab['seed']}" if lab else ""
+
+
 def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position: int = 0,
         meta: dict | None = None) -> dict:
     """Train one run to the end (resuming from its checkpoint) and return its metrics record.
@@ -141,8 +147,8 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
             return hooks.predict(forward, x)
 
     show = progress_enabled()
-    epochs = tqdm(range(start, run.train.epochs), initial=start, total=run.train.epochs, desc=run_id or "run",
-                  position=position, leave=False, disable=not show)
+    epochs = tqdm(range(start, run.train.epochs), initial=start, total=run.train.epochs,
+                  desc=_name(meta) or run_id or "run", position=position, leave=False, disable=not show)
     for epoch in epochs:
         t0 = time.perf_counter()
         state.epoch = epoch

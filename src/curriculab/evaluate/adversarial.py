@@ -327,6 +327,7 @@ def evaluate_table(spec, params, runs: list, block: dict, workdir: Path) -> int:
     MLflow record. Returns the number of runs attacked now."""
     from curriculab.data.prepared import atomic_write_json
     from curriculab.executor import read_record
+    from curriculab.store import store_root
     from curriculab.tracking import log_evaluation
 
     p = check_block(block, params.tables[spec.key], f"evaluate.{spec.key}.adversarial")
@@ -344,7 +345,8 @@ def evaluate_table(spec, params, runs: list, block: dict, workdir: Path) -> int:
         print(f"{spec.id} [{i + 1}/{len(todo)}] {run.row} | {run.column} | seed {run.seed}: "
               + ", ".join(f"{a} {metrics[f'adv_{a}_acc']:.3f}" for a in p.attacks)
               + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
-        log_evaluation(workdir, params.tracking, spec.id, run.run_id, accuracy_keys(metrics))
+        log_evaluation(store_root(workdir, params.store.root), params.tracking, spec.id, run.run_id,
+                       accuracy_keys(metrics))
         done += 1
     return done
 

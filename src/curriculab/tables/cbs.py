@@ -56,7 +56,7 @@ def sigma_curve(table_id: str):
         for row, d in data.groupby("row", sort=False):
             ax.step(d["t"], d["sigma"], where="post", label=str(row))
         ax.set_xlabel("training time (epochs)")
-        ax.set_ylabel("σ")
+        ax.set_ylabel(r"$\sigma$")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title(f"{table_id}: the σ schedule of each CBS row")
@@ -260,17 +260,26 @@ def app_grid(res, out: Path) -> list[Path]:
         im = ax.imshow(g.values, cmap="RdBu", vmin=-lim, vmax=lim, origin="lower")
         ax.set_xticks(range(len(g.columns)), [f"{v:g}" for v in g.columns])
         ax.set_yticks(range(len(g.index)), [f"{v:g}" for v in g.index])
-        for (i, j), v in pd.DataFrame(g.values).stack().items():
-            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=8)
+        for (i, j), v in pd.DataFrame(g.values).stack().items():  # white on the dark ends of the scale
+            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(v) > 0.6 * lim else "black")
         ax.set_xlabel("decay factor")
-        ax.set_ylabel("σ0")
+        ax.set_ylabel(r"$\sigma_0$")
         ax.set_title(str(col))
-        fig.colorbar(im, ax=ax, label="test acc − baseline (points)")
-    fig.suptitle("cbs.app: CBS gain over the baseline by σ0 and decay")
+        fig.colorbar(im, ax=ax, label="test accuracy − baseline (% points)")
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.suptitle(r"cbs.app: CBS gain over the baseline by $\sigma_0$ and decay", y=0.98)
     return save_figure(fig, grid, out / "cbs.app.grid")
 
 
 _GRID = [(s, d) for s in (0.25, 0.5, 1, 2) for d in (0.5, 0.7, 0.9)]  # claims for the rows present
+
+
+def sweep_row(sigma0: float, decay: float) -> str:
+    """Row name of a (σ0, decay) cell, dot-free so that `dvc exp run -S` can address it: sigma0p5_decay0p9."""
+    return f"sigma{sigma0:g}_decay{decay:g}".replace(".", "p")
+
+
 register_table(TableSpec(
     id="cbs.app",
     title="Appendix ablations: σ0 × decay sweep, single-layer CBS, initialisation schemes (paper appendix "
@@ -278,14 +287,15 @@ register_table(TableSpec(
     source="cbs",
     metrics=["test_acc", "test_acc_at_best_val"],
     paper_note="The appendix gives no numbers in the text; the rows are sweeps compared with the baseline.",
-    claims=[Claim(f"CBS (σ0 {s:g}, decay {d:g}) beats the baseline", f"sigma{s:g}_decay{d:g}", "baseline")
+    claims=[Claim(f"CBS (σ0 {s:g}, decay {d:g}) beats the baseline", sweep_row(s, d), "baseline")
             for s, d in _GRID]
            + [Claim(f"CBS on layer {n} only beats the baseline", f"single_{n}", "baseline")
               for n in ("first", "middle", "last")]
            + [Claim(f"CBS beats the baseline with {i} init", f"cbs_{i}", f"baseline_{i}")
               for i in ("kaiming", "xavier")],
     figures=[app_grid, sigma_curve("cbs.app")],
-    notes="Row names: `sigma<σ0>_decay<γ>` (every conv but 1×1 shortcuts, the table's period), "
+    notes="Row names: `sigma<σ0>_decay<γ>` with `p` for the decimal point (every conv but 1×1 shortcuts, "
+          "the table's period), "
           "`single_<first|middle|last>` (CBS on one conv, `placement: single`), `baseline_<init>` / "
           "`cbs_<init>` (the `weight_init` method: kaiming_normal as the official code, xavier_normal). The "
           "figure shows each (σ0, γ) cell's mean gain over the baseline. "

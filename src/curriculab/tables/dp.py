@@ -73,7 +73,7 @@ def fig_f1(res, out: Path) -> list[Path]:
             ax.fill_between(d["epoch"], d["mean"] - sd, d["mean"] + sd, alpha=0.2)
         ax.set_title(str(col))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("class parameter σ")
+        ax.set_ylabel(r"class parameter $\sigma^{\mathrm{class}}$")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     n = int(g["count"].max())
@@ -173,7 +173,7 @@ def fig_f4(res, out: Path) -> list[Path]:
         ax1.set_yscale("log")
         ax1.set_title(f"{col}: instance parameters")
         ax1.set_xlabel("epoch")
-        ax1.set_ylabel("σ^inst")
+        ax1.set_ylabel(r"$\sigma^{\mathrm{inst}}$")
         ax1.legend(fontsize=7)
         ax1.grid(alpha=0.3)
         for name, label in (("dp_top_corrupt_share", f"corrupt share of the top {top:.0%} by σ"),

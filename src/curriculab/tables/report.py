@@ -138,9 +138,11 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
                 if paper is not None and metric == spec.metrics[0]:
                     cell += f" · paper {paper:g}"
                 cells.append(cell)
+                scale = 100 if spec.percent else 1  # the markdown's unit, in the CSV and metrics.json too
                 summary.append({"row": row, "column": col, "metric": metric,
-                                "mean": vals.mean() if len(vals) else None,
-                                "std": vals.std(ddof=1) if len(vals) > 1 else None, "n": len(vals),
+                                "mean": vals.mean() * scale if len(vals) else None,
+                                "std": vals.std(ddof=1) * scale if len(vals) > 1 else None, "n": len(vals),
+                                "unit": "%" if spec.percent else "",
                                 "paper": paper if metric == spec.metrics[0] else None})
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -207,7 +209,26 @@ def write_table(res: TableResult, reports: Path) -> dict:
     verdicts = [c["verdict"] for c in claims]
     return {"id": res.spec.id, "title": res.spec.title,
             "done": sum(1 for r in res.records if is_done(r)), "runs": len(res.runs),
-            "verdicts": verdicts, "figures": [Path(f).name for f in figs]}
+            "verdicts": verdicts, "figures": [Path(f).name for f in figs], "metrics": _metrics(summary, claims)}
+
+
+def _finite(v) -> float | None:
+    return float(v) if v is not None and math.isfinite(float(v)) else None
+
+
+def _metrics(summary: pd.DataFrame, claims: list[dict]) -> dict:
+    """The table's entry of reports/metrics.json: row → column → metric → mean (the markdown's cells,
+    in its units: percent where the table shows percent), and each claim's verdict per column, from
+    the same results the markdown shows."""
+    cells: dict = {}
+    for c in summary.to_dict("records"):
+        cells.setdefault(c["row"], {}).setdefault(c["column"], {})[c["metric"]] = _finite(c["mean"])
+    order = list(dict.fromkeys(c["claim"] for c in claims))
+    verdicts: dict = {}
+    for c in claims:
+        entry = verdicts.setdefault(f"claim{order.index(c['claim']) + 1}", {"text": c["claim"], "verdicts": {}})
+        entry["verdicts"][c["column"]] = c["verdict"]
+    return {"cells": cells, "claims": verdicts}
 
 
 def write_index(entries: list[dict], params: Params, reports: Path) -> None:
@@ -243,6 +264,8 @@ def aggregate(params: Params, workdir: Path, reports: Path) -> list[dict]:
     try:
         entries = [write_table(load_result(keys[k], params, workdir), staging) for k in params.tables]
         write_index(entries, params, staging)
+        metrics = {table_key(e["id"]): e["metrics"] for e in entries}
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False) + "\n")
         _publish(staging, reports)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -67,7 +67,7 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a table: labels plus the fully resolved settings, and its id (hash of the settings)."""
+    """One run of a table: labels, the fully resolved settings, and its id (hash of settings and code)."""
 
     table: str
     row: str
@@ -144,7 +144,14 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
     check_methods(cfg.methods, _source_path(spec.key, frags, "methods"), run=cfg)
     _check_runner(spec, cfg, _source_path(spec.key, frags, "runner"))
     cfg.methods = resolve_methods(cfg.methods)
-    return RunSpec(spec.id, row, column, seed, cfg, stable_hash(cfg.model_dump(mode="json")))
+    return RunSpec(spec.id, row, column, seed, cfg, run_id(cfg))
+
+
+def run_id(cfg: RunConfig) -> str:
+    """Hash of the resolved settings and of the code the run executes (curriculab.fingerprint)."""
+    from curriculab.fingerprint import code_fingerprint
+
+    return stable_hash({"config": cfg.model_dump(mode="json"), "code": code_fingerprint(cfg.methods)})
 
 
 def _check_runner(spec: TableSpec, cfg: RunConfig, path: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curriculab.tables.figures import plt, save_figure
+from curriculab.tables.figures import panel_grid, plt, save_figure, shared_legend
 from curriculab.tables.spec import Claim, TableSpec, register_table
 
 STAGES = ("start", "middle", "end")
@@ -60,11 +60,14 @@ def tsne_figure(result, out: Path) -> list[Path]:
         for s in range(coords.shape[0]):
             ax = axes[r][s]
             cmap = "tab10" if labels.max() < 10 else "tab20"
-            ax.scatter(coords[s, :, 0], coords[s, :, 1], c=labels, cmap=cmap, s=5, alpha=0.8, linewidths=0)
+            sc = ax.scatter(coords[s, :, 0], coords[s, :, 1], c=labels, cmap=cmap, s=5, alpha=0.8, linewidths=0)
             ax.set_title(f"{ds}: {STAGES[s] if s < 3 else s} (iteration {int(its[s])})"
                          + ("" if current else " — stale"), fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
+            if s == coords.shape[0] - 1:  # the class legend, right of each dataset's last panel
+                ax.legend(*sc.legend_elements(num=sorted(set(labels.tolist()))), title="class", fontsize=7,
+                          title_fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
             rows.append(pd.DataFrame({"dataset": ds, "stage": STAGES[s] if s < 3 else str(s),
                                       "iteration": int(its[s]), "x": coords[s, :, 0], "y": coords[s, :, 1],
                                       "label": labels, "current": current}))
@@ -79,19 +82,19 @@ def accuracy_vs_updates(result, out: Path) -> list[Path]:
     if hist.empty or "test_acc" not in hist:
         return []
     g = hist.groupby(["column", "row", "step"])["test_acc"].agg(["mean", "std", "count"]).reset_index()
+    g[["mean", "std"]] *= 100  # percent, as in the table
     names = list(dict.fromkeys(hist["column"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    fig, axes = panel_grid(len(names), 4.4, 3.4)
+    for ax, name in zip(axes, names, strict=True):
         for row, d in g[g["column"] == name].groupby("row", sort=False):
             sd = d["std"].fillna(0)
             ax.plot(d["step"], d["mean"], marker="o", ms=3, label=str(row))
             ax.fill_between(d["step"], d["mean"] - sd, d["mean"] + sd, alpha=0.2)
         ax.set_title(str(name), fontsize=10)
         ax.set_xlabel("minibatch updates")
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8)
-    fig.suptitle("spl.f3: test accuracy vs minibatch updates (mean ± std over seeds)", y=1.02)
+    shared_legend(fig, axes[0], "spl.f3: test accuracy vs minibatch updates (mean ± std over seeds)")
     return save_figure(fig, g, out / "spl.f3")
 
 

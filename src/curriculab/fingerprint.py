@@ -1,0 +1,109 @@
+"""Code fingerprints: a digest of the source a run executes, hashed into its run id.
+
+A run executes the engine, data and model packages, and its methods' modules (plus whatever
+`curriculab` modules those import, transitively). Each file is parsed and dumped without comments
+and docstrings, so editing those retrains nothing, while any change to code a run executes gives it
+a new run id. Settings parsing (config, project, the registries) is excluded: what it produces is
+hashed as the resolved settings.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import sys
+from functools import cache
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent  # src/curriculab, where the modules are imported from
+PACKAGE = HERE  # where the fingerprinted source is read (a copy, in tests)
+SHARED = ("engine", "data", "models")  # packages every run executes
+EXCLUDED = {"config", "project", "registry", "methods/__init__", "__init__", "__main__"}
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@cache
+def _parsed(path: Path) -> tuple[str, frozenset[str]]:
+    """(digest of the comment- and docstring-free AST, curriculab modules it imports)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    imports = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imports |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imports.add(node.module)
+            imports |= {f"{node.module}.{a.name}" for a in node.names}
+    dump = ast.dump(_strip_docstrings(tree), annotate_fields=False, include_attributes=False)
+    return hashlib.sha256(dump.encode()).hexdigest(), frozenset(i for i in imports if i.startswith("curriculab."))
+
+
+def _file(module: str, root: Path) -> Path | None:
+    """curriculab.a.b → root/a/b.py (or its package's __init__.py); None for names that are not modules."""
+    rel = module.split(".")[1:]
+    for cand in (root.joinpath(*rel).with_suffix(".py"), root.joinpath(*rel, "__init__.py")):
+        if rel and cand.is_file():
+            return cand
+    return None
+
+
+def _rel(path: Path, root: Path) -> str:
+    """The file's name in the fingerprint: relative to the package, absolute for a method defined elsewhere."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _closure(seeds: list[Path], root: Path) -> list[Path]:
+    seen: set[Path] = set()
+    todo = list(seeds)
+    while todo:
+        path = todo.pop()
+        if path in seen or _rel(path, root).removesuffix(".py") in EXCLUDED:
+            continue
+        seen.add(path)
+        todo += [f for m in _parsed(path)[1] if (f := _file(m, root)) is not None]
+    return sorted(seen)
+
+
+def method_modules(method_names, root: Path) -> list[Path]:
+    """The source files of the methods' classes (their modules in `root`)."""
+    from curriculab.methods import registry
+
+    reg = registry()
+    out = []
+    for name in method_names:
+        mod = sys.modules[reg[name].__module__]
+        path = Path(mod.__file__).resolve()
+        out.append(root / path.relative_to(HERE) if path.is_relative_to(HERE) else path)
+    return out
+
+
+@cache
+def _fingerprint(methods: tuple[str, ...], root: Path) -> str:
+    seeds = [f for pkg in SHARED for f in sorted((root / pkg).glob("*.py"))] + method_modules(methods, root)
+    digest = hashlib.sha256()
+    for path in _closure(seeds, root):
+        digest.update(f"{_rel(path, root)}:{_parsed(path)[0]}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def code_fingerprint(methods, root: Path | None = None) -> str:
+    """Digest of the code a run with these methods executes (order of methods does not matter)."""
+    return _fingerprint(tuple(sorted(methods)), Path(root or PACKAGE).resolve())
+
+
+def code_files(methods=None, root: Path | None = None) -> list[str]:
+    """The files behind a fingerprint, relative to the package (all methods when None)."""
+    from curriculab.methods import registry
+
+    root = Path(root or PACKAGE).resolve()
+    names = sorted(registry()) if methods is None else sorted(methods)
+    seeds = [f for pkg in SHARED for f in sorted((root / pkg).glob("*.py"))] + method_modules(names, root)
+    return [_rel(p, root) for p in _closure(seeds, root) if p.is_relative_to(root)]

@@ -1,0 +1,49 @@
+"""The run id includes a fingerprint of the code each run executes: a change to one method's module
+retrains exactly that method's runs; comments and docstrings change nothing; DVC sees the same files."""
+
+from __future__ import annotations
+
+import shutil
+
+import yaml
+
+from curriculab import fingerprint
+from curriculab.config import Params
+from curriculab.tables.spec import expand_table, get_spec
+from tests.conftest import ROOT
+
+TABLE = {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25}, "data": {"dataset": "digits"}},
+         "columns": {"digits": {}},
+         "rows": {"plain": {"methods": {"baseline": {}}}, "cbs": {"methods": {"cbs": {}}},
+                  "dp": {"methods": {"data_parameters": {"curriculum": "class"}}}}}
+
+
+def _ids(monkeypatch, root) -> dict[str, str]:
+    monkeypatch.setattr(fingerprint, "PACKAGE", root)
+    params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"cbs_t7": TABLE}})
+    return {r.row: r.run_id for r in expand_table(get_spec("cbs_t7"), params)}
+
+
+def _copy(tmp_path, name, edit) -> object:
+    root = tmp_path / name / "curriculab"
+    shutil.copytree(fingerprint.HERE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    path = root / "methods" / "cbs.py"
+    path.write_text(edit(path.read_text()))
+    return root
+
+
+def test_a_change_to_cbs_retrains_cbs_runs_only_and_comments_retrain_nothing(tmp_path, monkeypatch):
+    before = _ids(monkeypatch, fingerprint.HERE)
+    cosmetic = _copy(tmp_path, "cosmetic", lambda s: s.replace('"""', '"""Edited. ', 1) + "\n# a comment\n")
+    assert _ids(monkeypatch, cosmetic) == before
+    changed = _copy(tmp_path, "changed", lambda s: s + "\nCHANGED = 1\n")
+    after = _ids(monkeypatch, changed)
+    assert after["cbs"] != before["cbs"]
+    assert after["plain"] == before["plain"] and after["dp"] == before["dp"]
+
+
+def test_train_stages_depend_on_every_fingerprinted_file():
+    deps = [d for d in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["do"]["deps"]
+            if d.startswith("src/")]
+    for f in fingerprint.code_files():
+        assert any(f"src/curriculab/{f}" == d or f"src/curriculab/{f}".startswith(d + "/") for d in deps), f
