@@ -166,3 +166,21 @@ def test_metrics_are_live_while_two_workers_train(workdir):
     lines = [ln for ln in out.splitlines() if ln.startswith("baseline [")]
     assert len(lines) == 2 and "baseline | digits | seed" in lines[0] and "test_acc" in lines[0]
     assert "INFO" not in out
+
+
+def test_a_moved_project_logs_artifacts_where_it_now_is(workdir, tmp_path_factory):
+    import shutil
+
+    _project(workdir)
+    assert _train(workdir) == 0
+    moved = tmp_path_factory.mktemp("elsewhere") / "project"
+    shutil.move(str(workdir), moved)  # the whole project, its store included
+    assert _train(moved, "--rerun") == 0
+    c = _client(moved)
+    exp = c.get_experiment_by_name("baseline")
+    assert exp.artifact_location == (moved / "mlruns" / "baseline").as_uri()
+    every = _runs(c, "run", deleted=True) + _runs(c, "table")
+    assert every and all(r.info.artifact_uri.startswith(exp.artifact_location) for r in every)
+    assert not workdir.exists()
+    child = _runs(c, "run")[0]
+    assert {a.path for a in c.list_artifacts(child.info.run_id)} >= {"config.yaml", "metrics.json"}

@@ -14,6 +14,7 @@ it atomically and rebuilds a half-created one that holds no runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -150,6 +151,21 @@ def _pid_alive(pid: str, host: str) -> bool:
     return True
 
 
+def _relocate(uri: str, exp, location: str) -> None:
+    """Point a moved or copied project's experiment, and its runs' artifact URIs, at the store's new
+    place. MLflow keeps the absolute artifact path from creation and has no API to change it, so this
+    edits our own SQLite store; a store elsewhere (a server) manages its artifacts itself."""
+    old = exp.artifact_location
+    if not uri.startswith("sqlite:///") or not old.startswith("file://") or not old.endswith("/mlruns/" + exp.name):
+        return
+    with contextlib.closing(sqlite3.connect(uri.removeprefix("sqlite:///"))) as db, db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                   (location, exp.experiment_id))
+        db.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                   "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+                   (location, len(old) + 1, exp.experiment_id, len(old), old))
+
+
 class TableLog:
     """The MLflow side of one table execution (used from one thread of the stage process)."""
 
@@ -159,8 +175,10 @@ class TableLog:
         self.c = client(tracking_uri(store, cfg))
         self.table_id, self.profile, self.workdir = table_id, profile, Path(workdir)
         exp = self.c.get_experiment_by_name(table_id)
-        self.exp_id = exp.experiment_id if exp else self.c.create_experiment(
-            table_id, artifact_location=(Path(store).resolve() / "mlruns" / table_id).as_uri())
+        location = (Path(store).resolve() / "mlruns" / table_id).as_uri()
+        self.exp_id = exp.experiment_id if exp else self.c.create_experiment(table_id, artifact_location=location)
+        if exp and exp.artifact_location != location:
+            _relocate(tracking_uri(store, cfg), exp, location)
         self.tags = {"table": table_id, "profile": profile, **context_tags(self.workdir)}
         self.parent: str | None = None
         runs = self.c.search_runs([self.exp_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)
