@@ -113,3 +113,8 @@ def test_saved_run_config_loads_back():
     cfg = RunConfig.model_validate({"train": {"optimizer": {"name": "adam", "betas": [0.5, 0.9]}}})
     again = RunConfig.model_validate(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"))))
     assert again == cfg
+
+
+def test_prepare_root_other_than_data_is_refused_with_the_reason(tmp_path):
+    msg = _check(tmp_path, lambda p: p["prepare"].__setitem__("root", "elsewhere"))
+    assert msg.startswith("prepare.root: must be 'data'") and "symlink" in msg and "'elsewhere'" in msg

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -386,6 +386,14 @@ class PrepareParams(Strict):
     fashion_mnist: FashionParams = FashionParams()
     imagefolder: ImageFolderParams = ImageFolderParams()
     copies: dict[str, dict[str, Any]] = {}  # name → method-specific settings of a derived copy
+
+    @field_validator("root")
+    @classmethod
+    def _root_is_data(cls, v: str) -> str:
+        if v != "data":  # every stage depends on data/ and every run reads it
+            raise ValueError("must be 'data': the DVC stages track data/ and training reads it; to keep the "
+                             "prepared data elsewhere, make data a symlink (ln -s /big/disk/data data)")
+        return v
 
 
 class ExecutorParams(Strict):
