@@ -327,6 +327,19 @@ def test_feature_probe_and_zero_shot_oracle_reuse(workdir):
     assert probe["probe_digits_acc"] > 0.3  # features of a digits-trained net separate digits (chance 0.1)
 
 
+def test_an_oracle_no_run_of_the_table_provides_is_trained_and_named(workdir, capsys):
+    from curriculab.config import stable_hash
+    from curriculab.evaluate.transfer import oracle_record
+    from curriculab.tables.spec import RunSpec
+
+    data = {"dataset": "digits", "image_size": 16, "channels": 1, "subset_per_class": 20}
+    cfg = micro_run(CBS_RUN, data=data, train={"epochs": 1})
+    run = RunSpec("cbs.t5", "cbs", "d2s", 0, cfg, stable_hash(cfg.model_dump(mode="json")))
+    rec = oracle_record(run, "syndigits", workdir)  # nothing to reuse: trained under runs/eval
+    assert rec["status"] == "done" and rec["labels"]["oracle_of"] == run.run_id
+    assert (workdir / "runs" / "eval" / "cbs_t5" / "oracle" / rec["run_id"] / "metrics.json").is_file()
+
+
 def test_train_probe_learns_separable_features():
     from curriculab.evaluate.transfer import ProbeParams, train_probe
 

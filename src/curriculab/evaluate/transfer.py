@@ -185,7 +185,9 @@ def oracle_record(run, target: str, workdir: Path) -> dict:
         rec = read_record(d)
         if is_done(rec):
             return rec
-    return fit(cfg, d, workdir, run_id=rid, meta={"labels": {"oracle_of": run.run_id, "target": target}})
+    labels = {"table": run.table, "row": run.row, "column": f"{run.column}: oracle on {target}", "seed": run.seed,
+              "oracle_of": run.run_id, "target": target}
+    return fit(cfg, d, workdir, run_id=rid, meta={"labels": labels})
 
 
 def zero_shot(run, record: dict, p: ZeroShotParams, workdir: Path) -> dict[str, float]:
