@@ -47,3 +47,8 @@ def test_train_stages_depend_on_every_fingerprinted_file():
             if d.startswith("src/")]
     for f in fingerprint.code_files():
         assert any(f"src/curriculab/{f}" == d or f"src/curriculab/{f}".startswith(d + "/") for d in deps), f
+
+
+def test_aggregate_depends_on_the_code_that_renders_reports_and_verdicts():
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["aggregate"]["deps"]
+    assert "src/curriculab/tables" in deps  # a change to how a claim is judged re-renders every report
