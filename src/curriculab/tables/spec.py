@@ -31,12 +31,15 @@ from curriculab.registry import Registry
 
 @dataclass(frozen=True)
 class Claim:
-    """The paper's claim that row `better` beats row `worse` on the table's metric, in every column."""
+    """The paper's claim that row `better` beats row `worse` on the table's metric, in every column where
+    the paper made it."""
 
     text: str
     better: str
     worse: str
     metric: str | None = None  # default: the table's first metric
+    columns: tuple[str, ...] = ()  # the paper's columns where it was made (none: all); a table's column
+    # counts as its `options.analogues` entry (the paper column it stands in for) where it has one
 
 
 @dataclass

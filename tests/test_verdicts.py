@@ -1,0 +1,90 @@
+"""Trustworthy verdicts (issue 13): no-variance claims, both epoch choices, under-training, Holm, the index."""
+
+from __future__ import annotations
+
+import pytest
+
+from curriculab.config import Params
+from curriculab.data.prepared import atomic_write_json
+from curriculab.tables.report import load_result, render_table, write_index
+from curriculab.tables.spec import Claim, TableSpec, register_table
+from curriculab.tables.stats import check_claim, holm, kind, still_improving
+
+SPEC = register_table(TableSpec(
+    id="test.verdicts", title="verdicts test", source="harness", metrics=["test_acc", "test_acc_at_best_val"],
+    claims=[Claim("good beats bad", "good", "bad"), Claim("bad beats good", "bad", "good")]))
+
+
+def test_no_variance_with_different_means_is_not_testable():
+    r = check_claim([0.9, 0.9, 0.9], [0.8, 0.8, 0.8])
+    assert r.verdict == "not testable (no variance)" and r.p is None and kind(r.verdict) == "not testable"
+    assert check_claim([0.9] * 3, [0.9] * 3).verdict == "not reproduced (no gain)"
+
+
+def test_still_improving_is_the_last_quarter_against_the_best_before_it():
+    assert still_improving([0.14, 0.42, 0.77, 0.91])  # issue 13's plain syndigits ResNet
+    assert not still_improving([0.5, 0.9, 0.905, 0.903, 0.908])
+    assert still_improving([2.0, 1.5, 1.0, 0.5], higher_is_better=False)
+    assert still_improving([0.5]) is None
+
+
+def test_holm():
+    assert holm([0.01, None, 0.04, 0.03]) == pytest.approx([0.03, None, 0.06, 0.06])
+
+
+def _table(tmp_path, runs):
+    """runs: (row, column) → per seed (final test_acc, test_acc at best val, val curve)."""
+    rows = {"good": {"methods": {"baseline": {}}}, "bad": {"methods": {"baseline": {}}, "train": {"epochs": 2}}}
+    table = {"seeds": [0, 1, 2], "rows": rows,
+             "columns": {c: {"data": {"dataset": c}} for c in ("digits", "syndigits")}}
+    params = Params.model_validate({"prepare": {"datasets": ["digits", "syndigits"]},
+                                    "tables": {"test_verdicts": table}})
+    res = load_result("test.verdicts", params, tmp_path)
+    for run in res.runs:
+        final, selected, curve = runs[(run.row, run.column)][run.seed]
+        best = max(range(len(curve)), key=lambda i: curve[i]) + 1
+        hist = [{"epoch": e, "val_acc": v, "test_acc": selected if e == best else final}
+                for e, v in enumerate(curve, 1)]
+        atomic_write_json(run.dir(tmp_path) / "metrics.json", {"status": "done", "history": hist, "artifacts": [],
+                          "final": {"test_acc": final, "test_acc_at_best_val": selected, "best_val_epoch": best}})
+    return load_result("test.verdicts", params, tmp_path)
+
+
+FLAT = [0.5, 0.9, 0.91, 0.91]  # converged
+RISING = [0.1, 0.4, 0.7, 0.9]  # still improving at the end
+
+
+def test_verdict_needs_both_epoch_choices_and_flags_under_training(tmp_path):
+    seeds = [0.0, 0.01, 0.02]
+    runs = {
+        # digits: good beats bad at the final epoch only (selected epochs tie) → depends on epoch selection
+        ("good", "digits"): [(0.9 + s, 0.8 + s, FLAT) for s in seeds],
+        ("bad", "digits"): [(0.7 + s, 0.8 + s, FLAT[:3] + [0.9]) for s in seeds],
+        # syndigits: good loses at both, but bad is still improving → under-trained
+        ("good", "syndigits"): [(0.5 + s, 0.5 + s, FLAT) for s in seeds],
+        ("bad", "syndigits"): [(0.9 + s, 0.9 + s, RISING) for s in seeds],
+    }
+    md, _, claims = render_table(_table(tmp_path, runs))
+    c = {(x["claim"], x["column"]): x for x in claims}
+    d = c[("good beats bad", "digits")]
+    assert d["verdict"] == "depends on epoch selection"
+    assert d["diff"] == pytest.approx(0.2) and d["diff_selected"] == pytest.approx(0.0)
+    assert c[("bad beats good", "digits")]["verdict"].startswith("not reproduced")
+    s = c[("good beats bad", "syndigits")]
+    assert s["verdict"].startswith("inconclusive: under-trained") and s["still_improving"] == ["bad"]
+    assert c[("bad beats good", "syndigits")]["verdict"] == "reproduced"  # a reproduced claim stays so
+    ps = [x["p"] for x in claims]
+    assert [x["p_holm"] for x in claims] == pytest.approx(holm(ps))
+    assert "| Holm p |" in md and "depends on epoch selection" in md and "20.00 | " in md
+
+
+def test_index_counts_each_kind_of_verdict(tmp_path):
+    entries = [{"id": "x", "title": "t", "done": 3, "runs": 3, "figures": [], "verdicts": [
+        "reproduced", "not reproduced (no gain)", "depends on epoch selection",
+        "inconclusive: under-trained (was: not reproduced (significantly worse))", "not testable (no variance)",
+        "not run", "untested (n < 3)", "unreliable (reproduced)"]}]
+    params = Params.model_validate({})
+    write_index(entries, params, tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "| reproduced | not reproduced | inconclusive | not testable |" in text
+    assert "| [x](tables/x.md) | t | 3 / 3 | 1 | 1 | 3 | 3 | – |" in text
