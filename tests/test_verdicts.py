@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from curriculab.config import Params
@@ -88,3 +89,20 @@ def test_index_counts_each_kind_of_verdict(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "| reproduced | not reproduced | inconclusive | not testable |" in text
     assert "| [x](tables/x.md) | t | 3 / 3 | 1 | 1 | 3 | 3 | – |" in text
+
+
+def test_dp_f4_claim_tests_the_plotted_top_share_against_its_highest_possible_value():
+    from curriculab.tables.dp import f4_claim
+
+    # 36% corrupt: the top 40% can hold at most 90% corrupt; 86% is 95.6% of that. The share above every
+    # clean item is 0 (a clean item tied at the clamp): no bearing on the verdict.
+    stats = {"dp_top_corrupt_share": [0.5, 0.86], "dp_corrupt_fraction": [0.36, 0.36],
+             "dp_corrupt_above_all_clean": [0.0, 0.0], "dp_inst_auroc": [0.9, 0.99]}
+    g = pd.DataFrame([{"column": "digits", "stat": k, "epoch": e, "mean": v}
+                      for k, vals in stats.items() for e, v in enumerate(vals, 1)])
+    c = f4_claim(g, epoch=2, share=0.95, top=0.4).iloc[0]
+    assert c["verdict"] == "reproduced" and c["first_epoch_reaching_share"] == 2
+    assert c["highest_possible"] == pytest.approx(0.9) and c["share_of_highest"] == pytest.approx(0.86 / 0.9)
+    assert c["auroc_at_epoch"] == pytest.approx(0.99) and c["share_above_all_clean"] == 0.0
+    low = g.assign(mean=g["mean"].where(g["stat"] != "dp_top_corrupt_share", 0.8))
+    assert f4_claim(low, epoch=2, share=0.95, top=0.4).iloc[0]["verdict"] == "not reproduced"
