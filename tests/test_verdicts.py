@@ -7,9 +7,11 @@ import pytest
 
 from curriculab.config import Params
 from curriculab.data.prepared import atomic_write_json
+from curriculab.project import load_params
 from curriculab.tables.report import load_result, render_table, write_index
 from curriculab.tables.spec import Claim, TableSpec, register_table
 from curriculab.tables.stats import check_claim, holm, kind, still_improving
+from tests.conftest import ROOT
 
 SPEC = register_table(TableSpec(
     id="test.verdicts", title="verdicts test", source="harness", metrics=["test_acc", "test_acc_at_best_val"],
@@ -106,3 +108,14 @@ def test_dp_f4_claim_tests_the_plotted_top_share_against_its_highest_possible_va
     assert c["auroc_at_epoch"] == pytest.approx(0.99) and c["share_above_all_clean"] == 0.0
     low = g.assign(mean=g["mean"].where(g["stat"] != "dp_top_corrupt_share", 0.8))
     assert f4_claim(low, epoch=2, share=0.95, top=0.4).iloc[0]["verdict"] == "not reproduced"
+
+
+def test_dp_t1_claims_only_in_the_columns_standing_in_for_where_the_paper_made_them(tmp_path):
+    params = load_params(ROOT / "params.yaml")
+    res = load_result("dp.t1", params, tmp_path)  # no runs: every tested claim is "not run"
+    md, _, claims = render_table(res)
+    tested = {(c["claim"], c["column"]) for c in claims if c["column"] != "–"}
+    assert tested == {("DCL (class + instance) beats the baseline", c) for c in ("digits", "fashion_mnist")}
+    untested = [c for c in claims if c["column"] == "–"]
+    assert len(untested) == 3 and all(c["verdict"].startswith("not testable (made on ") for c in untested)
+    assert "digits → cifar100, fashion_mnist → cifar100" in md

@@ -31,6 +31,8 @@ class T1Params(Strict):
     f1_classes: list[NonNegInt] | None = None
     f1_count: PosInt = 4
     f1_seed: NonNegInt = 0
+    # table column → the paper column it stands in for (claims are tested only where the paper made them)
+    analogues: dict[str, str] = {"digits": "cifar100", "fashion_mnist": "cifar100"}
 
 
 def _init(run, key: str, default: float) -> float:
@@ -249,9 +251,11 @@ register_table(TableSpec(
                "The paper's DCL rows mark which parameters were learnt: class+instance = `joint`, class only "
                "= `class`, instance only = `instance`. WebVision has no source in curriculab.",
     claims=[Claim("DCL (class + instance) beats the baseline", "joint", "baseline"),
-            Claim("the class curriculum beats the baseline (ImageNet)", "class", "baseline"),
-            Claim("the instance curriculum beats the baseline (WebVision)", "instance", "baseline"),
-            Claim("joint beats class only (ImageNet: 71.0 vs 70.8)", "joint", "class")],
+            Claim("the class curriculum beats the baseline (ImageNet)", "class", "baseline",
+                  columns=("imagenet",)),
+            Claim("the instance curriculum beats the baseline (WebVision)", "instance", "baseline",
+                  columns=("webvision",)),
+            Claim("joint beats class only (ImageNet: 71.0 vs 70.8)", "joint", "class", columns=("imagenet",))],
     OptionsParams=T1Params,
     figures=[fig_f1],
     notes="Logits are divided by σ* only in training; evaluation uses the plain logits (§2.2). Weight decay on "
@@ -261,7 +265,11 @@ register_table(TableSpec(
           "constant (only the model's lr follows the schedule). Joint curriculum: class σ 1 + instance σ "
           "0.001 (§3.1), which the clamp lifts to 0.05 after the first step, as in the official code. dp.f1 "
           "(class-σ trajectories of 4 seeded random classes, mean ± std over seeds) is drawn from the `class`"
-          " row (option `f1_row`).",
+          " row (option `f1_row`). Claims are tested only in the columns standing in for those where the paper "
+          "made them (option `analogues`): the offline digits and fashion_mnist stand in for CIFAR100 (small, "
+          "clean, WRN-28-10 in the paper), so only the DCL-beats-baseline claim (made on all three datasets) is "
+          "tested there; the class-only and joint-vs-class claims (ImageNet) and the instance claim (WebVision, "
+          "web-scale noisy labels) have no stand-in here and are listed as not testable.",
 ))
 
 register_table(TableSpec(
