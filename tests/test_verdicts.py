@@ -9,7 +9,7 @@ from curriculab.config import Params
 from curriculab.data.prepared import atomic_write_json
 from curriculab.project import load_params
 from curriculab.tables.report import load_result, render_table, write_index
-from curriculab.tables.spec import Claim, TableSpec, register_table
+from curriculab.tables.spec import QUOTED, Claim, TableSpec, get_spec, paper_key, register_table
 from curriculab.tables.stats import check_claim, holm, kind, still_improving
 from tests.conftest import ROOT
 
@@ -119,3 +119,25 @@ def test_dp_t1_claims_only_in_the_columns_standing_in_for_where_the_paper_made_t
     untested = [c for c in claims if c["column"] == "–"]
     assert len(untested) == 3 and all(c["verdict"].startswith("not testable (made on ") for c in untested)
     assert "digits → cifar100, fashion_mnist → cifar100" in md
+
+
+ATTACKS = ("clean", "fgsm", "bim", "mim", "pgd")  # adversarial sections: paper row "<row> · <classifier>"
+
+
+def test_every_quoted_paper_number_lands_in_a_cell_of_the_paper_profile():
+    """Each (row, key) of a spec's `paper` is a cell of that table in profiles/paper.yaml: a row and a
+    paper_key (column, or "<column> <metric>" for a metric other than the headline), or an adversarial
+    section's (row · classifier, attack) cell, unless marked QUOTED (no run stands for it)."""
+    params = load_params(ROOT / "profiles" / "paper.yaml")
+    lost = []
+    for key, t in params.tables.items():
+        spec = get_spec(key)
+        for row, vals in spec.paper.items():
+            for k in vals:
+                col, _, metric = k.partition(" ")
+                cell = row in t.rows and col in t.columns and paper_key(spec.metrics, col, metric or
+                                                                       spec.metrics[0]) == k
+                adversarial = row.partition(" · ")[0] in t.rows and " · " in row and k in ATTACKS
+                if not (cell or adversarial or QUOTED in row or QUOTED in k):
+                    lost.append(f"{spec.id}: {row} / {k}")
+    assert not lost

@@ -15,7 +15,7 @@ import pandas as pd
 from curriculab.config import Params, table_key
 from curriculab.engine.records import is_done
 from curriculab.executor import read_record
-from curriculab.tables.spec import RunSpec, TableSpec, expand_table, get_spec, options
+from curriculab.tables.spec import RunSpec, TableSpec, expand_table, get_spec, options, paper_key
 from curriculab.tables.stats import KINDS, check_claim, holm, kind, still_improving, verdict
 
 PAPER_TITLES = {
@@ -160,12 +160,12 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
             cells = []
             for col in cols:
                 vals = df[(df["row"] == row) & (df["column"] == col)][metric].dropna() if metric in df else pd.Series()
-                paper = spec.paper.get(row, {}).get(col)
+                paper = spec.paper.get(row, {}).get(paper_key(spec.metrics, col, metric))
                 cell = _cell(vals, spec.percent)
                 gone = sum(1 for r, _ in diverged if r.row == row and r.column == col)
                 if gone:
                     cell = f"{gone} diverged" if vals.empty else f"{cell} · {gone} diverged"
-                if paper is not None and metric == spec.metrics[0]:
+                if paper is not None:
                     cell += f" · paper {paper:g}"
                 cells.append(cell)
                 scale = 100 if spec.percent else 1  # the markdown's unit, in the CSV and metrics.json too
@@ -173,7 +173,7 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
                                 "mean": vals.mean() * scale if len(vals) else None,
                                 "std": vals.std(ddof=1) * scale if len(vals) > 1 else None, "n": len(vals),
                                 "unit": "%" if spec.percent else "",
-                                "paper": paper if metric == spec.metrics[0] else None})
+                                "paper": paper})
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")
     if claims := claim_results(res, df, reliable):

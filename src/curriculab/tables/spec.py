@@ -42,13 +42,22 @@ class Claim:
     # counts as its `options.analogues` entry (the paper column it stands in for) where it has one
 
 
+QUOTED = "(quoted from the paper, not run here)"  # marks a paper row or column no run of curriculab stands for
+
+
+def paper_key(metrics: list[str], column: str, metric: str) -> str:
+    """Where a table's `paper` holds the number for (column, metric): the column for the headline metric,
+    "<column> <metric>" for the others."""
+    return column if metric == metrics[0] else f"{column} {metric}"
+
+
 @dataclass
 class TableSpec:
     id: str  # as SPEC.md names it, e.g. "cbs.t1"
     title: str
     source: str  # paper key: cbs, dp, spl, ps, thesis, harness
     metrics: list[str]  # keys of a run's `final` record, first one is the headline
-    paper: dict[str, dict[str, float]] = field(default_factory=dict)  # row → paper column → reported value
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)  # row → paper_key(column, metric) → value
     paper_note: str = ""  # where the paper's numbers come from, what they measure
     claims: list[Claim] = field(default_factory=list)
     higher_is_better: bool = True

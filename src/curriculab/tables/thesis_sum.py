@@ -313,18 +313,18 @@ _TTSA_NOTES = (NOTES + " TTSA (§3.6): C = 16 mixes λ/K·x + Σ_{j<K−1} 1/(K�
                "the training split (`pool: test` as the thesis' wording), prediction = mean softmax; one forward "
                "over C × batch. The cascades stop at K = 2 (as the thesis did for these tables); `test_err` is the "
                "plain prediction, `ttsa_test_err` TTSA, both on the same kept weights.")
-_TTSA_PAPER = ["wrn40_4", "wrn40_4_ttsa", "wrn28_10", "wrn28_10_ttsa"]
+_TTSA_PAPER = ["wrn40_4", "wrn40_4 ttsa_test_err", "wrn28_10", "wrn28_10 ttsa_test_err"]
 _spec(id="thesis.t35", title="Test-Time Sum Augmentation: normal vs TTSA test error (%) (thesis Table 3.5)",
       metrics=["test_err", "ttsa_test_err"],
       paper=_paper({"8-4-2": [6.53, 6.32, 5.58, 5.11], "4-2": [6.91, 6.32, 5.35, 5.09],
                     "2": [6.19, 6.03, 5.74, 5.39]}, _TTSA_PAPER),
-      paper_note="Thesis Table 3.5: CIFAR-10 (full) test error (%), normal test and TTSA (`_ttsa` columns), one run "
-                 "each.",
+      paper_note="Thesis Table 3.5: CIFAR-10 (full) test error (%), normal test and TTSA (`ttsa_test_err` "
+                 "columns), one run each.",
       sections=[selection_section, analogue_section, ttsa_section], notes=_TTSA_NOTES)
 _spec(id="thesis.t36", title="Test-Time Sum Augmentation on a second dataset (thesis Table 3.6)",
       metrics=["test_err", "ttsa_test_err"],
       paper=_paper({"8-4-2": [27.18, 24.06, 25.11, 20.25], "4-2": [27.22, 23.9, 24.42, 20.46],
                     "2": [27.19, 23.58, 24.32, 20.29]}, _TTSA_PAPER),
-      paper_note="Thesis Table 3.6: CIFAR-100 (full) test error (%), normal test and TTSA (`_ttsa` columns), one run "
-                 "each.",
+      paper_note="Thesis Table 3.6: CIFAR-100 (full) test error (%), normal test and TTSA (`ttsa_test_err` "
+                 "columns), one run each.",
       sections=[selection_section, analogue_section, ttsa_section], notes=_TTSA_NOTES)
