@@ -9,7 +9,7 @@ from curriculab.config import Params
 from curriculab.data.prepared import atomic_write_json
 from curriculab.project import load_params
 from curriculab.tables.report import load_result, render_table, write_index
-from curriculab.tables.spec import QUOTED, Claim, TableSpec, get_spec, paper_key, register_table
+from curriculab.tables.spec import QUOTED, Claim, TableSpec, expand_table, get_spec, paper_key, register_table
 from curriculab.tables.stats import check_claim, holm, kind, still_improving
 from tests.conftest import ROOT
 
@@ -141,3 +141,14 @@ def test_every_quoted_paper_number_lands_in_a_cell_of_the_paper_profile():
                 if not (cell or adversarial or QUOTED in row or QUOTED in k):
                     lost.append(f"{spec.id}: {row} / {k}")
     assert not lost
+
+
+def test_paper_profile_differences_are_fixed_or_stated():
+    """CBS's VGG-16 has no BatchNorm in the paper profile; the other differences are in the table notes."""
+    params = load_params(ROOT / "profiles" / "paper.yaml")
+    vggs = [r for key in params.tables if key.startswith("cbs_") for r in expand_table(get_spec(key), params)
+            if r.config.model.name == "vgg16"]
+    assert vggs and all(r.config.model.kwargs.get("bn") is False for r in vggs)
+    assert "train + extra" in get_spec("spl.t1").notes
+    assert "2 hidden layers of 500" in get_spec("cbs.t3").notes
+    assert "[58]'s (WAE" in get_spec("cbs.t6").notes

@@ -24,7 +24,9 @@ SELECTION = ("`test_acc` is the final epoch; `test_acc_at_best_val` is the test 
 PLACEMENT = ("CBS rows smooth the output of every conv except 1×1 shortcut projections (`placement: "
              "no_shortcut`, as the official ResNet; the same as `all` for models without shortcuts), with a "
              "3×3 kernel and zero padding, kept on at test time. The official VGG-16 (10 convs, no BN) "
-             "smooths only the last conv of each block: `placement: vgg_official` on the registry's vgg16.")
+             "smooths only the last conv of each block: `placement: vgg_official` on the registry's vgg16. "
+             "The paper's VGG-16 has no BatchNorm: the paper profile sets `model.kwargs.bn: false`; the "
+             "offline profile's small VGG keeps BN (the registry default).")
 OFFLINE_SCHEDULE = ("Offline runs train for a few epochs, so σ's period is scaled with them: the paper "
                     "decays σ by 0.9 every 5 of (official default) 200 epochs, 39 decays in all; the offline "
                     "profile keeps σ0 = 1 and 0.9 and sets the period to epochs/40 (fractional periods decay "
@@ -133,7 +135,10 @@ register_table(TableSpec(
           "target-validation accuracy is in the run's evaluate record as `probe_<target>_acc_at_best_val`); "
           "`probe_mean_acc` (the claim's metric) and `probe_mean_acc_at_best_val` average the probed "
           "targets. Targets this profile does not probe show as not run. The backbone is always its final "
-          "epoch (only the final checkpoint is kept); `test_acc` is its own source accuracy.",
+          "epoch (only the final checkpoint is kept); `test_acc` is its own source accuracy. The paper's "
+          "\"3 layer fully connected network with 500 hidden units in each layer\" is read as 3 linear layers, "
+          "i.e. 2 hidden layers of 500 (`evaluate.cbs_t3.layers: 3`); `layers: 4` is the other reading (3 "
+          "hidden layers).",
 ))
 
 # --------------------------------------------------------------------------- Table 5
@@ -197,7 +202,11 @@ register_table(TableSpec(
           "validation −ELBO. The decoder is Bernoulli over pixel intensities (inputs not normalised: "
           "`data.augment.normalize: false`); on grey-level images that likelihood is not a normalised "
           "density, so the NLL is comparable between rows only. Claims are on NLL (lower is better); MI and "
-          "AU (higher is better) are reported without a test. " + OFFLINE_SCHEDULE,
+          "AU (higher is better) are reported without a test. Architecture: the paper uses [58]'s (WAE, "
+          "Tolstikhin et al.: four stride-2 convs of 128-1024 channels with BatchNorm in the encoder, as many "
+          "transposed convs in the decoder); curriculab's `vae`, in both profiles, is smaller (two stride-2 "
+          "convs of 32 and 64 channels, two stride-2 transposed convs, no BatchNorm), so values are not "
+          "comparable with the paper's, only the direction of each claim. " + OFFLINE_SCHEDULE,
 ))
 
 # --------------------------------------------------------------------------- Table 7
