@@ -152,3 +152,21 @@ def test_paper_profile_differences_are_fixed_or_stated():
     assert "train + extra" in get_spec("spl.t1").notes
     assert "2 hidden layers of 500" in get_spec("cbs.t3").notes
     assert "[58]'s (WAE" in get_spec("cbs.t6").notes
+
+
+def test_dp_t2_figure4_verdict_is_counted_with_the_table_claims(tmp_path):
+    params = load_params(ROOT / "params.yaml")
+    res = load_result("dp.t2", params, tmp_path)
+    for run in res.runs:
+        if run.row != "instance":
+            continue
+        f4 = [{"dp_f4": {"dp_top_corrupt_share": share, "dp_corrupt_fraction": 0.36, "dp_inst_auroc": 0.99,
+                         "dp_corrupt_above_all_clean": 0.0}} for share in (0.5, 0.88)]
+        hist = [{"epoch": e, "val_acc": 0.9, "test_acc": 0.9} for e in (1, 2)]
+        atomic_write_json(run.dir(tmp_path) / "metrics.json", {"status": "done", "history": hist, "artifacts": f4,
+                          "final": {"test_acc": 0.9, "test_acc_at_best_val": 0.9, "best_val_epoch": 1}})
+    md, _, claims = render_table(load_result("dp.t2", params, tmp_path))
+    f4 = [c for c in claims if c["claim"].startswith("corrupt share of the top 40%")]
+    assert [c["column"] for c in f4] == ["digits", "fashion_mnist"]
+    assert all(c["verdict"] == "reproduced" for c in f4)  # 0.88 / 0.9 ≥ 95%, by epoch 2 ≤ 20
+    assert "| 88.0% | 90.0% | 97.8% |" in md

@@ -16,7 +16,7 @@ from pydantic import Field
 from curriculab.config import NonNegInt, PosInt, Strict
 from curriculab.methods.data_parameters import DataParameters
 from curriculab.tables.figures import curves, plt, save_figure
-from curriculab.tables.spec import QUOTED, Claim, TableSpec, register_table
+from curriculab.tables.spec import QUOTED, Claim, Section, TableSpec, register_table
 
 METHOD = DataParameters.name
 
@@ -168,7 +168,8 @@ def f4_section(res) -> str:
         lines.append(f"| {r.column} | {r.read_at_epoch} | {r.top_share:.1%} | {r.highest_possible:.1%} | "
                      f"{r.share_of_highest:.1%} | {first} | {r.max_share_of_highest:.1%} ({r.max_at_epoch}) | "
                      f"{r.auroc_at_epoch:.3f} | {r.share_above_all_clean:.1%} | {r.verdict} |")
-    return "\n".join(lines)
+    return Section("\n".join(lines), [{"claim": r.claim, "column": r.column, "verdict": r.verdict}
+                                      for r in c.itertuples()])
 
 
 def fig_f4(res, out: Path) -> list[Path]:

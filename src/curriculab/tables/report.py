@@ -178,6 +178,7 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
         lines.append("")
     if claims := claim_results(res, df, reliable):
         lines += _claims_markdown(res, claims)
+    claims = list(claims)
     if spec.paper:
         pcols = list(dict.fromkeys(c for v in spec.paper.values() for c in v))
         lines += ["## The paper's reported numbers (quoted, not measured here)", "",
@@ -193,6 +194,7 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
         text = section(res)
         if text:
             lines += [text.rstrip(), ""]
+            claims += getattr(text, "claims", [])
     if spec.notes or diverged:
         lines += ["## Notes", ""] + ([spec.notes, ""] if spec.notes else []) + _diverged_note(diverged)
     return "\n".join(lines), pd.DataFrame(summary), claims

@@ -51,6 +51,18 @@ def paper_key(metrics: list[str], column: str, metric: str) -> str:
     return column if metric == metrics[0] else f"{column} {metric}"
 
 
+class Section(str):
+    """A section's markdown that also carries the claims it tests ({claim, column, verdict} dicts): they join
+    the table's claims in metrics.json and in the index's verdict counts."""
+
+    claims: list[dict]
+
+    def __new__(cls, text: str, claims: list[dict] = ()):
+        self = super().__new__(cls, text)
+        self.claims = list(claims)
+        return self
+
+
 @dataclass
 class TableSpec:
     id: str  # as SPEC.md names it, e.g. "cbs.t1"
@@ -67,7 +79,7 @@ class TableSpec:
     EvalParams: type[BaseModel] = Strict  # validates `evaluate.<key>`
     figures: list[Callable[..., list[Path]]] = field(default_factory=list)  # (TableResult, out_dir) → written files
     sections: list[Callable[..., str]] = field(default_factory=list)  # (TableResult) → extra markdown (e.g. a
-    # claim measured on per-epoch curves rather than on the table's metric)
+    # claim measured on per-epoch curves rather than on the table's metric; a Section to count its verdicts)
     notes: str = ""  # shown under the table: deviations from the paper, options used
     runner: Callable[..., dict] | None = None  # trains a run instead of `fit` (same signature and record)
     RunnerParams: type[BaseModel] | None = None  # validates `run.runner`; an optional `check_run(run, path)`
