@@ -170,3 +170,13 @@ def test_dp_t2_figure4_verdict_is_counted_with_the_table_claims(tmp_path):
     assert [c["column"] for c in f4] == ["digits", "fashion_mnist"]
     assert all(c["verdict"] == "reproduced" for c in f4)  # 0.88 / 0.9 ≥ 95%, by epoch 2 ≤ 20
     assert "| 88.0% | 90.0% | 97.8% |" in md
+
+
+def test_thesis_section_claims_join_the_table_claims(tmp_path):
+    from tests.test_thesis_sum_tables import ROWS
+    from tests.test_thesis_sum_tables import _table as thesis_table
+
+    _, _, claims = render_table(thesis_table(tmp_path, "thesis.t31", ROWS))
+    texts = {c["claim"] for c in claims}
+    assert "CSA (start K=4) beats the baseline" in texts  # the spec's claim
+    assert any(t.startswith("the gain of CSA (K=4) over the baseline is larger on") for t in texts)  # a section's
