@@ -269,7 +269,8 @@ def _claims_markdown(res: TableResult, claims: list[dict]) -> list[str]:
              "≥ 0.05 does not survive the correction. 'reproduced' needs both epoch choices to agree, else "
              "'depends on epoch selection'. *Still improving*: sides whose mean validation curve gained more "
              "than 1% over its best before the last 25% of epochs; a 'not reproduced' there reads "
-             "'inconclusive: under-trained'."]
+             "'inconclusive: under-trained'. A selected value is '–' where the metric is measured once, on the "
+             "final model (evaluate-stage metrics)."]
     if analogues:
         lines += ["", "Columns stand in for the paper's: " + ", ".join(f"{k} → {v}" for k, v in analogues.items())
                   + "; a claim is tested only in the columns standing in for those where the paper made it."]
