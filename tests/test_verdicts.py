@@ -5,11 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from curriculab.config import Params
+from curriculab.config import Params, table_key
 from curriculab.data.prepared import atomic_write_json
 from curriculab.project import load_params
 from curriculab.tables.report import load_result, render_table, write_index
-from curriculab.tables.spec import QUOTED, Claim, TableSpec, expand_table, get_spec, paper_key, register_table
+from curriculab.tables.spec import (
+    QUOTED,
+    Claim,
+    TableSpec,
+    expand_table,
+    get_spec,
+    paper_key,
+    register_table,
+    table_ids,
+)
 from curriculab.tables.stats import check_claim, holm, kind, still_improving
 from tests.conftest import ROOT
 
@@ -129,6 +138,8 @@ def test_every_quoted_paper_number_lands_in_a_cell_of_the_paper_profile():
     paper_key (column, or "<column> <metric>" for a metric other than the headline), or an adversarial
     section's (row · classifier, attack) cell, unless marked QUOTED (no run stands for it)."""
     params = load_params(ROOT / "profiles" / "paper.yaml")
+    quoting = {table_key(i) for i in table_ids() if get_spec(i).paper and get_spec(i).source != "harness"}
+    assert quoting <= set(params.tables)  # every table quoting the paper has a block in the paper profile
     lost = []
     for key, t in params.tables.items():
         spec = get_spec(key)
