@@ -256,8 +256,8 @@ def claim_results(res: TableResult, df: pd.DataFrame, reliable: bool = True) -> 
 
 
 def _claims_markdown(res: TableResult, claims: list[dict]) -> list[str]:
-    spec = res.spec
-    analogues = getattr(res.options, "analogues", None) or {}
+    spec, cols = res.spec, res.params.tables[res.spec.key].columns
+    analogues = {k: v for k, v in (getattr(res.options, "analogues", None) or {}).items() if k in cols and k != v}
 
     def p(v):
         return "–" if v is None else f"{v:.3g}"
