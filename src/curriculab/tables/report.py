@@ -15,8 +15,8 @@ import pandas as pd
 from curriculab.config import Params, table_key
 from curriculab.engine.records import is_done
 from curriculab.executor import read_record
-from curriculab.tables.spec import RunSpec, TableSpec, expand_table, get_spec, options
-from curriculab.tables.stats import check_claim
+from curriculab.tables.spec import RunSpec, TableSpec, expand_table, get_spec, options, paper_key
+from curriculab.tables.stats import KINDS, check_claim, holm, kind, still_improving, verdict
 
 PAPER_TITLES = {
     "cbs": "Curriculum by Smoothing (Sinha, Garg, Larochelle, NeurIPS 2020)",
@@ -62,6 +62,36 @@ class TableResult:
                 for r, rec in zip(self.runs, self.records) if is_done(rec)
                 for h in rec["history"]]
         return pd.DataFrame(rows)
+
+    def selected(self) -> pd.DataFrame:
+        """One row per finished run: labels + its history row at the validation-selected epoch
+        (`final.best_val_epoch`); runs that record none are left out."""
+        rows = []
+        for r, rec in zip(self.runs, self.records):
+            best = rec["final"].get("best_val_epoch") if is_done(rec) else None
+            at = [h for h in rec["history"] if h.get("epoch") == best] if best is not None else []
+            if at:
+                rows.append({"row": r.row, "column": r.column, "seed": r.seed, **at[0]})
+        return pd.DataFrame(rows)
+
+    def val_curves(self) -> dict[tuple[str, str], tuple[list[float], bool]]:
+        """(row, column) → its validation curve (the task's primary `val_` metric per epoch, mean over the
+        seeds that reached that epoch) and whether higher is better."""
+        from curriculab.engine.tasks import TASKS
+
+        rows = []
+        for r, rec in zip(self.runs, self.records):
+            if not is_done(rec):
+                continue
+            task = TASKS.get(r.config.task)
+            key = f"val_{task.primary}"
+            rows += [{"row": r.row, "column": r.column, "epoch": h["epoch"], "v": h[key],
+                      "hib": task.higher_is_better} for h in rec["history"] if key in h and "epoch" in h]
+        if not rows:
+            return {}
+        g = pd.DataFrame(rows).groupby(["row", "column", "epoch"]).agg(v=("v", "mean"), hib=("hib", "first"))
+        return {(row, col): (list(d["v"]), bool(d["hib"].iloc[0]))
+                for (row, col), d in g.reset_index().sort_values("epoch").groupby(["row", "column"])}
 
     def diverged(self) -> list[tuple[RunSpec, dict]]:
         """Runs stopped because their loss became non-finite: shown as such, never in a mean."""
@@ -121,7 +151,7 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
     lines = _header(res)
     adversarial = adversarial_section(res, lambda v: _cell(v, True))  # (markdown, reliable) if attacked
     reliable = adversarial is None or adversarial[1]
-    summary, claims = [], []
+    summary = []
     for metric in spec.metrics:
         lines += [f"## {metric}" + (" (%)" if spec.percent else "") + " — measured here, mean ± std (n)", ""]
         cols = list(t.columns)
@@ -130,12 +160,12 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
             cells = []
             for col in cols:
                 vals = df[(df["row"] == row) & (df["column"] == col)][metric].dropna() if metric in df else pd.Series()
-                paper = spec.paper.get(row, {}).get(col)
+                paper = spec.paper.get(row, {}).get(paper_key(spec.metrics, col, metric))
                 cell = _cell(vals, spec.percent)
                 gone = sum(1 for r, _ in diverged if r.row == row and r.column == col)
                 if gone:
                     cell = f"{gone} diverged" if vals.empty else f"{cell} · {gone} diverged"
-                if paper is not None and metric == spec.metrics[0]:
+                if paper is not None:
                     cell += f" · paper {paper:g}"
                 cells.append(cell)
                 scale = 100 if spec.percent else 1  # the markdown's unit, in the CSV and metrics.json too
@@ -143,30 +173,12 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
                                 "mean": vals.mean() * scale if len(vals) else None,
                                 "std": vals.std(ddof=1) * scale if len(vals) > 1 else None, "n": len(vals),
                                 "unit": "%" if spec.percent else "",
-                                "paper": paper if metric == spec.metrics[0] else None})
+                                "paper": paper})
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")
-    if spec.claims:
-        lines += ["## Claims", "", "Difference of means (claimed-better minus other, in the metric's units; "
-                  "positive supports the claim), Welch's t-test (two-sided) when both sides have n ≥ 3.", "",
-                  "| claim | column | metric | difference | p | verdict |", "|---|---|---|---|---|---|"]
-        for claim in spec.claims:
-            metric = claim.metric or spec.metrics[0]
-            for col in t.columns:
-                if claim.better not in t.rows or claim.worse not in t.rows:
-                    continue
-                sel = df[df["column"] == col] if len(df) else df
-
-                def vals(row, sel=sel, metric=metric):
-                    return list(sel[sel["row"] == row][metric].dropna()) if len(sel) and metric in sel else []
-
-                r = check_claim(vals(claim.better), vals(claim.worse), spec.higher_is_better)
-                verdict = r.verdict if reliable else f"unreliable ({r.verdict})"
-                claims.append({"claim": claim.text, "column": col, "metric": metric, "diff": r.diff, "p": r.p,
-                               "verdict": verdict})
-                p = "–" if r.p is None else f"{r.p:.3g}"
-                lines.append(f"| {claim.text} | {col} | {metric} | {_fmt(r.diff, spec.percent)} | {p} | {verdict} |")
-        lines.append("")
+    if claims := claim_results(res, df, reliable):
+        lines += _claims_markdown(res, claims)
+    claims = list(claims)
     if spec.paper:
         pcols = list(dict.fromkeys(c for v in spec.paper.values() for c in v))
         lines += ["## The paper's reported numbers (quoted, not measured here)", "",
@@ -182,9 +194,94 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
         text = section(res)
         if text:
             lines += [text.rstrip(), ""]
+            claims += getattr(text, "claims", [])
     if spec.notes or diverged:
         lines += ["## Notes", ""] + ([spec.notes, ""] if spec.notes else []) + _diverged_note(diverged)
     return "\n".join(lines), pd.DataFrame(summary), claims
+
+
+def _epoch_choices(df: pd.DataFrame, sel: pd.DataFrame, metric: str):
+    """Where a claim's metric is read: (frame, key) at the final epoch, and at the validation-selected epoch
+    (the run's `<metric>_at_best_val`, else its per-epoch value at `best_val_epoch`; None if it has neither)."""
+    base = metric.removesuffix("_at_best_val")
+    if f"{base}_at_best_val" in df:
+        return (df, base), (df, f"{base}_at_best_val")
+    return (df, base), ((sel, base) if base in sel else None)
+
+
+def claim_results(res: TableResult, df: pd.DataFrame, reliable: bool = True) -> list[dict]:
+    """Every claim of the table, per column where the paper made it: tested at the final and at the
+    validation-selected epoch, Holm-corrected over the table's claims (one family per epoch choice),
+    checked for under-training, and given one verdict (stats.verdict)."""
+    spec, t = res.spec, res.params.tables[res.spec.key]
+    if not spec.claims:
+        return []
+    sel, curves = res.selected(), res.val_curves()
+    analogues = getattr(res.options, "analogues", None) or {}
+    out = []
+    for claim in spec.claims:
+        if claim.better not in t.rows or claim.worse not in t.rows:
+            continue
+        metric = claim.metric or spec.metrics[0]
+        cols = [c for c in t.columns if not claim.columns or analogues.get(c, c) in claim.columns]
+        if not cols:
+            out.append({"claim": claim.text, "column": "–", "metric": metric, "diff": math.nan, "p": None,
+                        "verdict": f"not testable (made on {', '.join(claim.columns)} only; no column here "
+                                   "stands in for it)"})
+            continue
+        final_at, selected_at = _epoch_choices(df, sel, metric)
+        for col in cols:
+            def vals(at, row, col=col):
+                frame, key = at
+                if not len(frame) or key not in frame:
+                    return []
+                return list(frame[(frame["row"] == row) & (frame["column"] == col)][key].dropna())
+
+            def test(at, claim=claim, vals=vals):
+                return None if at is None else check_claim(vals(at, claim.better), vals(at, claim.worse),
+                                                           spec.higher_is_better)
+
+            fin, chosen = test(final_at), test(selected_at)
+            improving = [row for row in (claim.better, claim.worse)
+                         if (row, col) in curves and still_improving(*curves[(row, col)])]
+            v = verdict(fin, chosen, bool(improving))
+            out.append({"claim": claim.text, "column": col, "metric": metric, "diff": fin.diff, "p": fin.p,
+                        "diff_selected": chosen.diff if chosen else math.nan,
+                        "p_selected": chosen.p if chosen else None, "still_improving": improving,
+                        "verdict": v if reliable else f"unreliable ({v})"})
+    for key in ("p", "p_selected"):
+        for c, h in zip(out, holm([c.get(key) for c in out]), strict=True):
+            c[f"{key}_holm"] = h
+    return out
+
+
+def _claims_markdown(res: TableResult, claims: list[dict]) -> list[str]:
+    spec, cols = res.spec, res.params.tables[res.spec.key].columns
+    analogues = {k: v for k, v in (getattr(res.options, "analogues", None) or {}).items() if k in cols and k != v}
+
+    def p(v):
+        return "–" if v is None else f"{v:.3g}"
+
+    lines = ["## Claims", "", "Difference of means (claimed-better minus other, in the metric's units; positive "
+             "supports the claim) and Welch's t-test (two-sided, both sides n ≥ 3), at the **final** epoch and at "
+             "the epoch **selected** on validation (`best_val_epoch`); Holm p: Holm's correction over this "
+             f"table's {len(claims)} claim tests (per epoch choice). Verdicts use the raw p: one whose Holm p is "
+             "≥ 0.05 does not survive the correction. 'reproduced' needs both epoch choices to agree, else "
+             "'depends on epoch selection'. *Still improving*: sides whose mean validation curve gained more "
+             "than 1% over its best before the last 25% of epochs; a 'not reproduced' there reads "
+             "'inconclusive: under-trained'. A selected value is '–' where the metric is measured once, on the "
+             "final model (evaluate-stage metrics)."]
+    if analogues:
+        lines += ["", "Columns stand in for the paper's: " + ", ".join(f"{k} → {v}" for k, v in analogues.items())
+                  + "; a claim is tested only in the columns standing in for those where the paper made it."]
+    lines += ["", "| claim | column | metric | final: difference | p | Holm p | selected: difference | p | Holm p "
+              "| still improving | verdict |", "|---" * 11 + "|"]
+    for c in claims:
+        lines.append(f"| {c['claim']} | {c['column']} | {c['metric']} | {_fmt(c['diff'], spec.percent)} | "
+                     f"{p(c['p'])} | {p(c['p_holm'])} | {_fmt(c.get('diff_selected'), spec.percent)} | "
+                     f"{p(c.get('p_selected'))} | {p(c['p_selected_holm'])} | "
+                     f"{', '.join(c.get('still_improving', [])) or '–'} | {c['verdict']} |")
+    return lines + [""]
 
 
 def _diverged_note(diverged: list[tuple[RunSpec, dict]]) -> list[str]:
@@ -235,15 +332,17 @@ def write_index(entries: list[dict], params: Params, reports: Path) -> None:
     lines = ["# Reports", "", f"Profile: **{params.profile}**. Generated by `dvc repro` (stage `aggregate`); "
              "every number below was measured by the runs under `runs/`, the papers' numbers are quoted "
              "beside them and labelled as such.", "",
-             "| table | title | runs finished | claims reproduced (of those with n ≥ 3 on both sides) | figures |",
-             "|---|---|---|---|---|"]
+             "Claim verdicts per table (one per claim and column; see each table's Claims section): reproduced "
+             "(at both the final and the validation-selected epoch), not reproduced, inconclusive (depends on "
+             "epoch selection, under-trained, or a failed sanity check), not testable (not run, n < 3, no "
+             "variance, or no column where the paper made the claim).", "",
+             "| table | title | runs finished | " + " | ".join(KINDS) + " | figures |",
+             "|---" * (len(KINDS) + 4) + "|"]
     for e in entries:
-        tested = [v for v in e["verdicts"] if v not in ("not run", "untested (n < 3)")]
-        ok = sum(v == "reproduced" for v in tested)
-        claims = f"{ok} of {len(tested)} tested" if e["verdicts"] else "–"
+        counts = [str(sum(kind(v) == k for v in e["verdicts"])) if e["verdicts"] else "–" for k in KINDS]
         figs = ", ".join(f"[{f}](figures/{f})" for f in e["figures"]) or "–"
         lines.append(f"| [{e['id']}](tables/{e['id']}.md) | {e['title']} | {e['done']} / {e['runs']} | "
-                     f"{claims} | {figs} |")
+                     + " | ".join(counts) + f" | {figs} |")
     Path(reports).mkdir(parents=True, exist_ok=True)
     (Path(reports) / "README.md").write_text("\n".join(lines) + "\n")
 

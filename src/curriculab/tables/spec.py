@@ -31,12 +31,36 @@ from curriculab.registry import Registry
 
 @dataclass(frozen=True)
 class Claim:
-    """The paper's claim that row `better` beats row `worse` on the table's metric, in every column."""
+    """The paper's claim that row `better` beats row `worse` on the table's metric, in every column where
+    the paper made it."""
 
     text: str
     better: str
     worse: str
     metric: str | None = None  # default: the table's first metric
+    columns: tuple[str, ...] = ()  # the paper's columns where it was made (none: all); a table's column
+    # counts as its `options.analogues` entry (the paper column it stands in for) where it has one
+
+
+QUOTED = "(quoted from the paper, not run here)"  # marks a paper row or column no run of curriculab stands for
+
+
+def paper_key(metrics: list[str], column: str, metric: str) -> str:
+    """Where a table's `paper` holds the number for (column, metric): the column for the headline metric,
+    "<column> <metric>" for the others."""
+    return column if metric == metrics[0] else f"{column} {metric}"
+
+
+class Section(str):
+    """A section's markdown that also carries the claims it tests ({claim, column, verdict} dicts): they join
+    the table's claims in metrics.json and in the index's verdict counts."""
+
+    claims: list[dict]
+
+    def __new__(cls, text: str, claims: list[dict] = ()):
+        self = super().__new__(cls, text)
+        self.claims = list(claims)
+        return self
 
 
 @dataclass
@@ -45,7 +69,7 @@ class TableSpec:
     title: str
     source: str  # paper key: cbs, dp, spl, ps, thesis, harness
     metrics: list[str]  # keys of a run's `final` record, first one is the headline
-    paper: dict[str, dict[str, float]] = field(default_factory=dict)  # row → paper column → reported value
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)  # row → paper_key(column, metric) → value
     paper_note: str = ""  # where the paper's numbers come from, what they measure
     claims: list[Claim] = field(default_factory=list)
     higher_is_better: bool = True
@@ -55,7 +79,7 @@ class TableSpec:
     EvalParams: type[BaseModel] = Strict  # validates `evaluate.<key>`
     figures: list[Callable[..., list[Path]]] = field(default_factory=list)  # (TableResult, out_dir) → written files
     sections: list[Callable[..., str]] = field(default_factory=list)  # (TableResult) → extra markdown (e.g. a
-    # claim measured on per-epoch curves rather than on the table's metric)
+    # claim measured on per-epoch curves rather than on the table's metric; a Section to count its verdicts)
     notes: str = ""  # shown under the table: deviations from the paper, options used
     runner: Callable[..., dict] | None = None  # trains a run instead of `fit` (same signature and record)
     RunnerParams: type[BaseModel] | None = None  # validates `run.runner`; an optional `check_run(run, path)`

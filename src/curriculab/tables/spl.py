@@ -126,5 +126,7 @@ register_table(TableSpec(
         "its settings are in `pretrain.spl_advise` (offline: LeNet, 16-d); spl.f2 is drawn from that stage's "
         "t-SNE snapshots (data/pretrained/spl_advise/<dataset>/tsne.npz); spl.f3 plots test accuracy against "
         "minibatch updates."
+        " Paper profile: the paper trains SVHN on train + extra (604,388 images); the svhn source here reads "
+        "the train split only (73,257 images) until it offers `extra`."
     ),
 ))

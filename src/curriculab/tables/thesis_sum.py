@@ -19,7 +19,7 @@ from curriculab.config import Strict
 from curriculab.evaluate.ttsa import KeptEvalParams, evaluate_kept
 from curriculab.methods.sum_augmentation import gcc
 from curriculab.tables.figures import save_figure
-from curriculab.tables.spec import Claim, TableSpec, register_table
+from curriculab.tables.spec import Claim, Section, TableSpec, register_table
 from curriculab.tables.stats import check_claim
 
 
@@ -47,9 +47,11 @@ def _pct(v: float) -> str:
     return "–" if v != v else f"{v * 100:.2f}"
 
 
-def _claim_line(text: str, col: str, better: list[float], worse: list[float], scale: float = 100.0,
-                higher_is_better: bool = False) -> str:
+def _claim_line(found: list[dict], text: str, col: str, better: list[float], worse: list[float],
+                scale: float = 100.0, higher_is_better: bool = False) -> str:
+    """A claim's markdown row; its verdict is also appended to `found` (the section's Section claims)."""
     r = check_claim(better, worse, higher_is_better)
+    found.append({"claim": text, "column": col, "verdict": r.verdict})
     p = "–" if r.p is None else f"{r.p:.3g}"
     diff = "–" if r.diff != r.diff else f"{r.diff * scale:.3g}"
     return f"| {text} | {col} | {diff} | {p} | {r.verdict} |"
@@ -101,6 +103,7 @@ def cascade_section(res) -> str:
     df, cols, rows = res.finals(), _columns(res), list(res.params.tables[res.spec.key].rows)
     starts = [r for r in rows if r.startswith("csa_k")]
     lines = ["## The other claims of §3.7.1", "", *CLAIM_HEAD]
+    found: list[dict] = []
     by_arch: dict[str, list[str]] = {}
     for col in cols:
         by_arch.setdefault(col.rsplit("_", 1)[0], []).append(col)
@@ -114,19 +117,19 @@ def cascade_section(res) -> str:
             c = df[(df["row"] == "csa_k4") & (df["column"] == col)].set_index("seed")["test_err"] if len(df) else []
             return list((pd.Series(b) - pd.Series(c)).dropna())
 
-        lines.append(_claim_line(f"the gain of CSA (K=4) over the baseline is larger on {small} than on {large}",
-                                 arch, gains(small), gains(large), higher_is_better=True))
+        lines.append(_claim_line(found, f"the gain of CSA (K=4) over the baseline is larger on {small} than on "
+                                 f"{large}", arch, gains(small), gains(large), higher_is_better=True))
     for col in cols:
         for other in starts:
             if other != "csa_k4" and "csa_k4" in starts:
-                lines.append(_claim_line(f"K=4 start beats the {other} start (K=4 the most consistent)", col,
+                lines.append(_claim_line(found, f"K=4 start beats the {other} start (K=4 the most consistent)", col,
                                          _vals(df, "csa_k4", col, "test_err"), _vals(df, other, col, "test_err")))
     if "csa_k8" in starts and "csa_k2" in starts:
         for col in cols:
-            lines.append(_claim_line("a higher start K (8) ends with a lower L2 norm than K=2 (norm units)", col,
-                                     _vals(df, "csa_k8", col, "l2_norm"), _vals(df, "csa_k2", col, "l2_norm"),
+            lines.append(_claim_line(found, "a higher start K (8) ends with a lower L2 norm than K=2 (norm units)",
+                                     col, _vals(df, "csa_k8", col, "l2_norm"), _vals(df, "csa_k2", col, "l2_norm"),
                                      scale=1.0))
-    return "\n".join(lines)
+    return Section("\n".join(lines), found)
 
 
 def reduction_section(res) -> str:
@@ -185,6 +188,7 @@ def spike_section(res) -> str:
     """t34: GCSA removes the norm spikes at the K switches (largest one-epoch jump), and beats CSA."""
     hist, cols = res.history(), _columns(res)
     lines = ["## Norm spikes (§3.7.2)", ""]
+    found: list[dict] = []
     if hist.empty or "model_l2_norm" not in hist:
         return "\n".join(lines + ["No run logged `model_l2_norm` yet."])
     jumps = _max_jump(hist)
@@ -194,9 +198,9 @@ def spike_section(res) -> str:
     for col in cols:
         for g, c in pairs:
             if c in res.params.tables[res.spec.key].rows:
-                lines.append(_claim_line(f"{g} has smaller norm jumps than {c}", col,
+                lines.append(_claim_line(found, f"{g} has smaller norm jumps than {c}", col,
                                          _vals(jumps, g, col, "jump"), _vals(jumps, c, col, "jump"), scale=1.0))
-    return "\n".join(lines)
+    return Section("\n".join(lines), found)
 
 
 def f34_figure(res, out: Path) -> list[Path]:
@@ -235,11 +239,12 @@ def ttsa_section(res) -> str:
     """t35/t36: TTSA lowers the error of models whose last phase is K = 2 (same model, two predictions)."""
     df, cols = res.finals(), _columns(res)
     lines = ["## TTSA vs normal test, same models (§3.7.3)", "", *CLAIM_HEAD]
+    found: list[dict] = []
     for row in res.params.tables[res.spec.key].rows:
         for col in cols:
-            lines.append(_claim_line(f"TTSA lowers the error of {row}", col, _vals(df, row, col, "ttsa_test_err"),
-                                     _vals(df, row, col, "test_err")))
-    return "\n".join(lines)
+            lines.append(_claim_line(found, f"TTSA lowers the error of {row}", col,
+                                     _vals(df, row, col, "ttsa_test_err"), _vals(df, row, col, "test_err")))
+    return Section("\n".join(lines), found)
 
 
 # --------------------------------------------------------------------------- the tables
@@ -313,18 +318,18 @@ _TTSA_NOTES = (NOTES + " TTSA (§3.6): C = 16 mixes λ/K·x + Σ_{j<K−1} 1/(K�
                "the training split (`pool: test` as the thesis' wording), prediction = mean softmax; one forward "
                "over C × batch. The cascades stop at K = 2 (as the thesis did for these tables); `test_err` is the "
                "plain prediction, `ttsa_test_err` TTSA, both on the same kept weights.")
-_TTSA_PAPER = ["wrn40_4", "wrn40_4_ttsa", "wrn28_10", "wrn28_10_ttsa"]
+_TTSA_PAPER = ["wrn40_4", "wrn40_4 ttsa_test_err", "wrn28_10", "wrn28_10 ttsa_test_err"]
 _spec(id="thesis.t35", title="Test-Time Sum Augmentation: normal vs TTSA test error (%) (thesis Table 3.5)",
       metrics=["test_err", "ttsa_test_err"],
       paper=_paper({"8-4-2": [6.53, 6.32, 5.58, 5.11], "4-2": [6.91, 6.32, 5.35, 5.09],
                     "2": [6.19, 6.03, 5.74, 5.39]}, _TTSA_PAPER),
-      paper_note="Thesis Table 3.5: CIFAR-10 (full) test error (%), normal test and TTSA (`_ttsa` columns), one run "
-                 "each.",
+      paper_note="Thesis Table 3.5: CIFAR-10 (full) test error (%), normal test and TTSA (`ttsa_test_err` "
+                 "columns), one run each.",
       sections=[selection_section, analogue_section, ttsa_section], notes=_TTSA_NOTES)
 _spec(id="thesis.t36", title="Test-Time Sum Augmentation on a second dataset (thesis Table 3.6)",
       metrics=["test_err", "ttsa_test_err"],
       paper=_paper({"8-4-2": [27.18, 24.06, 25.11, 20.25], "4-2": [27.22, 23.9, 24.42, 20.46],
                     "2": [27.19, 23.58, 24.32, 20.29]}, _TTSA_PAPER),
-      paper_note="Thesis Table 3.6: CIFAR-100 (full) test error (%), normal test and TTSA (`_ttsa` columns), one run "
-                 "each.",
+      paper_note="Thesis Table 3.6: CIFAR-100 (full) test error (%), normal test and TTSA (`ttsa_test_err` "
+                 "columns), one run each.",
       sections=[selection_section, analogue_section, ttsa_section], notes=_TTSA_NOTES)
