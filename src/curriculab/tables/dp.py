@@ -236,8 +236,10 @@ register_table(TableSpec(
     OptionsParams=T1Params,
     figures=[fig_f1],
     notes="Logits are divided by σ* only in training; evaluation uses the plain logits (§2.2). Weight decay on "
-          "log σ is the paper's ℓ2 on the whole vector (`weight_decay_mode: all`; the official code's "
-          "minibatch-entries form is `minibatch`). As in the official code: log σ clamped to "
+          "log σ is the paper's ℓ2 (`weight_decay_mode: all`), acting through the gradient of the classes "
+          "and instances present in the minibatch only: an absent one keeps its value and momentum buffer "
+          "(§3.1); the logged train loss leaves the ℓ2 out (the official code's minibatch-entries form, in "
+          "the loss, is `minibatch`). As in the official code: log σ clamped to "
           "[log 1/20, log 20] after every step, data-parameter learning rates "
           "constant (only the model's lr follows the schedule). Joint curriculum: class σ 1 + instance σ "
           "0.001 (§3.1), which the clamp lifts to 0.05 after the first step, as in the official code. dp.f1 "
