@@ -492,3 +492,29 @@ def test_sparse_sgd_presence_is_the_batch_not_the_gradient():
     p.grad = torch.tensor([1.0, 1.0, 1.0])
     with pytest.raises(RuntimeError, match="present"):
         opt.step()  # no presence given for this step
+
+
+def test_clamp_in_the_step_matches_the_official_whole_vector_clamp():
+    """After the first step the optimiser clamps the rows it updates; the result equals clamping the whole
+    vectors after every step (the official code)."""
+    g = torch.Generator().manual_seed(9)
+    a, b = make(n=30, k=5, curriculum="joint", inst_lr=40.0), make(n=30, k=5, curriculum="joint", inst_lr=40.0)
+    (oa,), (ob,) = a.optimizers(None), b.optimizers(None)
+    for group in oa.param_groups:  # a: the official order, a plain step then the whole-vector clamp
+        group["bounds"] = None
+    for _ in range(6):
+        y, idx = torch.randint(0, 5, (8,), generator=g), torch.randint(0, 30, (8,), generator=g)
+        z = torch.randn(8, 5, generator=g) * 5
+        for m, o, whole in ((a, oa, True), (b, ob, False)):
+            loss = batch_loss(m, z, y, idx)
+            o.zero_grad(set_to_none=True)
+            loss.backward()
+            o.step()
+            if whole:
+                with torch.no_grad():
+                    for log in (m.class_log, m.inst_log):
+                        log.clamp_(LOW, HIGH)
+            else:
+                m.on_step_end(None)
+    assert torch.equal(a.class_log, b.class_log) and torch.equal(a.inst_log, b.inst_log)
+    assert (b.inst_log.detach() == HIGH).any()  # the clamp was reached

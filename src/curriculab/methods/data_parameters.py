@@ -47,11 +47,13 @@ class SparseSGD(torch.optim.Optimizer):
     the rows of p the minibatch used (class labels or sample indices; repeats allowed). Only those rows
     are read and written, in a handful of indexed ops: an absent row keeps its value and its momentum
     buffer bit for bit, whatever its gradient, and `weight_decay` (d = grad + wd·p) reaches present rows
-    only. A parameter with a gradient but no presence for the step is an error.
+    only. A parameter with a gradient but no presence for the step is an error. `bounds` (lo, hi), per
+    group: the updated rows are clamped into [lo, hi] in the same step.
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float, momentum: float = 0.9,
-                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+                 bounds: tuple[float, float] | None = None):
         if lr < 0:
             raise ValueError(f"SparseSGD: lr must be >= 0, got {lr}")
         if not 0 <= momentum < 1:
@@ -61,7 +63,7 @@ class SparseSGD(torch.optim.Optimizer):
         if nesterov and (momentum == 0 or dampening != 0):
             raise ValueError("SparseSGD: nesterov needs momentum > 0 and dampening 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+                                      weight_decay=weight_decay, nesterov=nesterov, bounds=bounds))
         self._present: dict[torch.Tensor, torch.Tensor] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -111,7 +113,10 @@ class SparseSGD(torch.optim.Optimizer):
                         b = buf.index_select(0, idx).mul_(mom).add_(d, alpha=1 - damp)
                     buf.index_copy_(0, idx, b)
                     d = d.add_(b, alpha=mom) if group["nesterov"] else b
-                p.index_copy_(0, idx, rows.sub_(d, alpha=lr))
+                rows.sub_(d, alpha=lr)
+                if group.get("bounds") is not None:
+                    rows.clamp_(*group["bounds"])
+                p.index_copy_(0, idx, rows)
         return loss
 
     step.hooked = True  # type: ignore[attr-defined]  # skip torch's per-step profiling wrapper (no step hooks)
@@ -156,6 +161,7 @@ class DataParameters(Method):
         self.inst_log = log_param(data.n_train, inst_init) if self.use_inst else None
         self.bounds = (math.log(p.clamp[0]), math.log(p.clamp[1])) if p.clamp is not None else None
         self._opt: SparseSGD | None = None
+        self._clamped = False  # whole vectors clamped once (then the optimiser clamps the rows it updates)
         self._stats: dict[str, float] = {}
         self._class_sigma: list[float] = []
 
@@ -174,7 +180,7 @@ class DataParameters(Method):
         if self.use_inst:
             groups.append({"params": [self.inst_log], "lr": p.inst_lr,
                            "weight_decay": p.inst_weight_decay if wd else 0.0})
-        self._opt = SparseSGD(groups, lr=groups[0]["lr"], momentum=p.momentum)
+        self._opt = SparseSGD(groups, lr=groups[0]["lr"], momentum=p.momentum, bounds=self.bounds)
         return [self._opt]
 
     # -- objective
@@ -202,8 +208,9 @@ class DataParameters(Method):
         cls = y if y.ndim == 1 else y.argmax(1)
         groups = self.groups(cls, batch.index)
         mbs = [whole.index_select(0, rows) for whole, rows, _ in groups]
-        # 1/σ* multiplied in (cheaper to differentiate than a division): exp(-p), or 1/(σ^class + σ^inst)
-        inv = mbs[0].neg().exp() if len(mbs) == 1 else (mbs[0].exp() + mbs[1].exp()).reciprocal()
+        # 1/σ* multiplied in (cheaper to differentiate than a division): exp(-log σ*), with
+        # log σ* = p, or log(σ^class + σ^inst) = logaddexp(p^class, p^inst) for joint
+        inv = (mbs[0] if len(mbs) == 1 else torch.logaddexp(mbs[0], mbs[1])).neg().exp()
         out = outputs if outputs.dtype == torch.float32 else outputs.float()
         per = F.cross_entropy(out * inv.unsqueeze(1), y, reduction="none")
         if self.params.weight_decay_mode == "minibatch":  # official: 0.5·wd·Σ_batch p² per occurrence
@@ -219,8 +226,11 @@ class DataParameters(Method):
     # -- after every step: project log σ into the clamp range (official code)
     @torch.no_grad()
     def clamp_(self) -> None:
-        if self.bounds is None:
+        """The whole vectors into the clamp range. After the first step only the present rows can leave
+        it, and the optimiser clamps those in its step, so later steps skip this pass."""
+        if self.bounds is None or self._clamped:
             return
+        self._clamped = self._opt is not None
         for log in (self.class_log, self.inst_log):
             if log is not None:
                 log.clamp_(*self.bounds)
@@ -291,3 +301,4 @@ class DataParameters(Method):
                 raise ValueError(f"data_parameters: checkpoint {name} does not match this run")
             if mine is not None:
                 mine.copy_(saved.to(mine.device))
+        self._clamped = False
