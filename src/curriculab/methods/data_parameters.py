@@ -109,6 +109,8 @@ class SparseSGD(torch.optim.Optimizer):
                     if buf is None:  # first step: buffer = d for the present rows, as torch.optim.SGD
                         buf = state["momentum_buffer"] = torch.zeros_like(p)
                         b = d
+                    elif damp == 0 and not group["nesterov"]:  # the usual case, one op: d + momentum·buf
+                        b = d.add_(buf.index_select(0, idx), alpha=mom)
                     else:
                         b = buf.index_select(0, idx).mul_(mom).add_(d, alpha=1 - damp)
                     buf.index_copy_(0, idx, b)
