@@ -94,6 +94,7 @@ def bookkeeping_ms(n: int, batch: int = 128, steps: int = 20) -> float:
         t0 = time.process_time()
         opt.zero_grad(set_to_none=True)
         p[idx].exp().sum().backward()
+        opt.present(p, idx)
         opt.step()
         with torch.no_grad():
             p.clamp_(-3.0, 3.0)

@@ -177,11 +177,43 @@ def test_sigma_schedule():
     assert [sigma_at(t, 1.0, 0.9, 5) for t in (0, 4.99, 5, 9, 10)] == pytest.approx([1, 1, 0.9, 0.9, 0.81])
     assert [sigma_at(t, 1.0, 0.9, 0.5) for t in (0, 0.49, 0.5, 1.0, 1.5)] == pytest.approx(
         [1, 1, 0.9, 0.81, 0.729])
-    # official: epochs 0-4 use σ0 whatever the period, then one decay every period
-    assert [sigma_at(t, 1.0, 0.9, 1, official_first_decay=True) for t in (0, 4, 4.9, 5, 6)] == pytest.approx(
-        [1, 1, 1, 0.9, 0.81])
     assert sigma_at(50, 2.0, 0.5, 1, constant=True) == 2.0
     assert sigma_at(3 * 0.1, 1.0, 0.9, 0.1) == pytest.approx(0.9**3)  # float-safe counting
+
+
+def official_sigmas(sigma0: float, factor: float, period: int, epochs: int) -> list[float]:
+    """pairlab/CBS: get_new_kernels(epoch_count) at each epoch's start multiplies std by the factor when
+    `epoch_count % args.epoch == 0 and epoch_count is not 0` (`--epoch` is the decay period)."""
+    std, out = sigma0, []
+    for epoch_count in range(epochs):
+        if epoch_count % period == 0 and epoch_count != 0:
+            std *= factor
+        out.append(std)
+    return out
+
+
+@pytest.mark.parametrize("period", [1, 2, 3, 5, 7])
+def test_default_schedule_is_the_official_rule_for_integer_periods(period):
+    want = official_sigmas(1.0, 0.9, period, 30)
+    assert [sigma_at(e, 1.0, 0.9, period) for e in range(30)] == pytest.approx(want, rel=1e-12)
+    method = make_cbs(1, sigma=1.0, decay=0.9, period=period)
+    method.wrap_model(create_model("small_cnn", 1, 10, 0.25))
+    state = SimpleNamespace(epoch=0, step=0, steps_per_epoch=3)
+    seen = []
+    for epoch in range(30):  # the engine's hooks: σ at each epoch's start and after each of its steps
+        state.epoch = epoch
+        method.on_epoch_start(state)
+        for _ in range(3):
+            seen.append(method.sigma)
+            state.step += 1
+            method.on_step_end(state)
+    assert seen == pytest.approx([s for s in want for _ in range(3)], rel=1e-12)
+
+
+def test_official_first_decay_option_is_gone():
+    """It fixed the first decay at epoch 5 whatever the period, a misreading of the official code."""
+    with pytest.raises(ValueError, match="official_first_decay"):
+        make_cbs(1, official_first_decay=True)
 
 
 def test_schedule_hooks_fractional_period_and_epoch_boundary():

@@ -110,10 +110,12 @@ def test_sparse_sgd_absent_item_keeps_value_and_momentum_exactly():
     p = torch.nn.Parameter(torch.tensor([0.3, -1.2, 2.0, 0.7]))
     opt = SparseSGD([p], lr=0.5, momentum=0.9)
     p.grad = torch.tensor([1.0, 2.0, -1.0, 0.5])
+    opt.present(p, torch.arange(4))
     opt.step()  # every item present: buffer = g, p -= lr·g
     assert torch.equal(opt.state[p]["momentum_buffer"], torch.tensor([1.0, 2.0, -1.0, 0.5]))
     buf_before, p_before = opt.state[p]["momentum_buffer"].clone(), p.detach().clone()
-    p.grad = torch.tensor([0.0, 1.0, 0.0, -2.0])  # items 0 and 2 absent
+    p.grad = torch.tensor([0.5, 1.0, 0.7, -2.0])  # items 0 and 2 absent, whatever their gradient
+    opt.present(p, torch.tensor([3, 1, 3]))
     opt.step()
     buf = opt.state[p]["momentum_buffer"]
     for i in (0, 2):
@@ -128,6 +130,7 @@ def test_sparse_sgd_first_step_leaves_absent_items_and_zero_buffers():
     p = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
     opt = SparseSGD([p], lr=0.1, momentum=0.9, weight_decay=0.1)
     p.grad = torch.tensor([0.0, 1.0, 0.0])
+    opt.present(p, torch.tensor([1]))
     opt.step()
     assert p[0].item() == 1.0 and p[2].item() == 3.0  # weight decay does not reach absent items
     assert torch.equal(opt.state[p]["momentum_buffer"][[0, 2]], torch.zeros(2))
@@ -143,6 +146,7 @@ def test_sparse_sgd_with_dense_gradients_equals_torch_sgd(kw):
     for _ in range(5):
         grad = torch.randn(6, generator=g)
         a.grad, b.grad = grad.clone(), grad.clone()
+        oa.present(a, torch.arange(6))
         oa.step()
         ob.step()
     assert torch.allclose(a, b, atol=1e-6)
@@ -186,15 +190,19 @@ def test_weight_decay_minibatch_mode_counts_each_occurrence_and_skips_absent_ite
     assert torch.allclose(di, want, atol=1e-7)
 
 
-def test_weight_decay_all_mode_is_l2_on_the_whole_vector():
-    m, _, _, dc, di = penalty_grads("all", "joint")
-    assert torch.allclose(dc, 0.01 * m.class_log.detach(), atol=1e-7)
-    assert torch.allclose(di, 0.01 * m.inst_log.detach(), atol=1e-7)
-    assert (dc[[1, 3, 4]] != 0).all()  # absent classes decay too
+def test_weight_decay_all_mode_is_not_in_the_loss():
+    """`all`: the ℓ2 acts in the optimiser step on present entries (below), not through the loss."""
+    _, _, _, dc, di = penalty_grads("all", "joint")
+    assert (dc == 0).all() and (di == 0).all()
+    m = make(curriculum="joint", class_weight_decay=0.01, inst_weight_decay=0.02)
+    (opt,) = m.optimizers(None)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.02]
+    m = make(curriculum="joint", weight_decay_mode="minibatch", class_weight_decay=0.01)
+    assert [g["weight_decay"] for g in m.optimizers(None)[0].param_groups] == [0.0, 0.0]
 
 
-@pytest.mark.parametrize("mode,moves", [("minibatch", False), ("all", True)])
-def test_absent_class_after_a_step_depends_on_weight_decay_mode(mode, moves):
+@pytest.mark.parametrize("mode", ["minibatch", "all"])
+def test_absent_class_after_a_step_stays_in_both_modes(mode):
     m = make(n=10, k=4, curriculum="class", weight_decay_mode=mode, class_weight_decay=0.1)
     randomise(m, 5)
     (opt,) = m.optimizers(None)
@@ -203,7 +211,7 @@ def test_absent_class_after_a_step_depends_on_weight_decay_mode(mode, moves):
     y = torch.tensor([0, 1, 1, 2])  # class 3 absent
     batch_loss(m, torch.randn(4, 4), y, torch.arange(4)).backward()
     opt.step()
-    assert (m.class_log[3].item() != before[3].item()) is moves
+    assert m.class_log[3].item() == before[3].item()
     assert (m.class_log[:3] != before[:3]).all()
 
 
@@ -407,3 +415,106 @@ def test_auroc_counts_ties_at_the_clamp_as_half():
     s = m.state_metrics()
     assert s["dp_inst_auroc"] == pytest.approx(roc_auc_score(corrupt.numpy(), sigma.numpy()))
     assert s["dp_corrupt_above_all_clean"] == 0.0  # a clean item at the clamp: nothing ranks above it
+
+
+# --------------------------------------------------------------------------- presence from the batch (issue 13)
+
+
+def engine_step(m: DataParameters, opt: SparseSGD, y: torch.Tensor, idx: torch.Tensor, seed: int) -> None:
+    """One step in the engine's order: the method's loss, zero_grad, backward, step, then the clamp."""
+    z = torch.randn(len(y), 5, generator=torch.Generator().manual_seed(seed)) * 2
+    loss = batch_loss(m, z, y, idx)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    m.on_step_end(None)
+
+
+@pytest.mark.parametrize("mode", ["all", "minibatch"])
+def test_absent_classes_and_instances_keep_value_and_momentum_exactly(mode):
+    """§3.1: "When a class or instance is not present in a mini-batch, we do not update the momentum buffer"
+    — under both weight-decay modes, with weight decay on both groups (issue 13 item 1)."""
+    m = make(n=12, k=5, curriculum="joint", weight_decay_mode=mode, class_weight_decay=0.05,
+             inst_weight_decay=0.02, inst_lr=0.5)
+    randomise(m, 4)
+    (opt,) = m.optimizers(None)
+    engine_step(m, opt, torch.tensor([0, 1, 2, 3, 4, 0]), torch.tensor([0, 1, 2, 3, 4, 5]), 0)  # buffers ≠ 0
+    engine_step(m, opt, torch.tensor([0, 1, 2, 3, 4, 1]), torch.tensor([6, 7, 8, 9, 10, 11]), 1)
+    bufs = [opt.state[p]["momentum_buffer"] for p in (m.class_log, m.inst_log)]
+    assert (bufs[0] != 0).all() and (bufs[1] != 0).all()
+    y, idx = torch.tensor([0, 0, 1, 4]), torch.tensor([3, 7, 7, 11])  # classes 2, 3 and most instances absent
+    for step in range(3):
+        before = [t.detach().clone() for t in (m.class_log, m.inst_log, *bufs)]
+        engine_step(m, opt, y, idx, 2 + step)
+        after = [m.class_log, m.inst_log, *bufs]
+        for present, b, a in ((torch.tensor([0, 1, 4]), before[0], after[0]), (idx, before[1], after[1]),
+                              (torch.tensor([0, 1, 4]), before[2], after[2]), (idx, before[3], after[3])):
+            absent = ~torch.isin(torch.arange(len(b)), present)
+            assert torch.equal(a[absent], b[absent])  # bit for bit
+            assert (a[present] != b[present]).all()
+
+
+def test_all_mode_weight_decay_acts_through_present_gradients_only():
+    """`all`: d = ∂CE/∂p + wd·p for the present entries (the paper's ℓ2), nothing for absent ones."""
+    y, idx, z = torch.tensor([0, 0, 2]), torch.tensor([1, 4, 4]), torch.randn(3, 5)
+    steps = {}
+    for wd in (0.0, 0.1):
+        m = make(n=6, k=5, curriculum="joint", class_weight_decay=wd, inst_weight_decay=wd, momentum=0.0,
+                 clamp=None)
+        randomise(m, 6)
+        before = (m.class_log.detach().clone(), m.inst_log.detach().clone())
+        (opt,) = m.optimizers(None)
+        batch_loss(m, z, y, idx).backward()
+        opt.step()
+        steps[wd] = (m.class_log.detach() - before[0], m.inst_log.detach() - before[1], before)
+    dc, di = steps[0.1][0] - steps[0.0][0], steps[0.1][1] - steps[0.0][1]
+    c0, i0 = steps[0.1][2]
+    want_c, want_i = torch.zeros(5), torch.zeros(6)
+    want_c[[0, 2]] = -0.1 * 0.1 * c0[[0, 2]]  # -lr·wd·p, once per present class
+    want_i[[1, 4]] = -0.2 * 0.1 * i0[[1, 4]]
+    assert torch.allclose(dc, want_c, atol=1e-7) and torch.allclose(di, want_i, atol=1e-7)
+
+
+def test_sparse_sgd_presence_is_the_batch_not_the_gradient():
+    """A present entry with a zero gradient still steps (its momentum); an absent one with a gradient
+    does not."""
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
+    opt = SparseSGD([p], lr=0.1, momentum=0.9)
+    p.grad = torch.tensor([1.0, 1.0, 1.0])
+    opt.present(p, torch.tensor([0, 1, 2]))
+    opt.step()
+    p.grad = torch.tensor([0.0, 5.0, 0.0])
+    opt.present(p, torch.tensor([0, 0]))  # item 0 present (twice) with gradient 0; item 1 absent
+    opt.step()
+    assert p[0].item() == pytest.approx(1.0 - 0.1 - 0.1 * 0.9)  # momentum carries it
+    assert p[1].item() == pytest.approx(2.0 - 0.1) and p[2].item() == pytest.approx(3.0 - 0.1)
+    assert opt.state[p]["momentum_buffer"][1].item() == 1.0
+    p.grad = torch.tensor([1.0, 1.0, 1.0])
+    with pytest.raises(RuntimeError, match="present"):
+        opt.step()  # no presence given for this step
+
+
+def test_clamp_in_the_step_matches_the_official_whole_vector_clamp():
+    """After the first step the optimiser clamps the rows it updates; the result equals clamping the whole
+    vectors after every step (the official code)."""
+    g = torch.Generator().manual_seed(9)
+    a, b = make(n=30, k=5, curriculum="joint", inst_lr=40.0), make(n=30, k=5, curriculum="joint", inst_lr=40.0)
+    (oa,), (ob,) = a.optimizers(None), b.optimizers(None)
+    for group in oa.param_groups:  # a: the official order, a plain step then the whole-vector clamp
+        group["bounds"] = None
+    for _ in range(6):
+        y, idx = torch.randint(0, 5, (8,), generator=g), torch.randint(0, 30, (8,), generator=g)
+        z = torch.randn(8, 5, generator=g) * 5
+        for m, o, whole in ((a, oa, True), (b, ob, False)):
+            loss = batch_loss(m, z, y, idx)
+            o.zero_grad(set_to_none=True)
+            loss.backward()
+            o.step()
+            if whole:
+                with torch.no_grad():
+                    for log in (m.class_log, m.inst_log):
+                        log.clamp_(LOW, HIGH)
+            else:
+                m.on_step_end(None)
+    assert torch.equal(a.class_log, b.class_log) and torch.equal(a.inst_log, b.inst_log)
+    assert (b.inst_log.detach() == HIGH).any()  # the clamp was reached

@@ -54,3 +54,29 @@ def test_render_with_paper_numbers_claims_and_missing_runs(tmp_path):
     assert by_col["syndigits"]["verdict"] == "not run"
     row = summary[(summary.row == "good") & (summary.column == "digits")].iloc[0]
     assert row["mean"] == pytest.approx(92.0) and row["unit"] == "%" and row["n"] == 3 and row["paper"] == 95.0
+
+
+def test_sweep_table_chooses_on_validation_only():
+    """The `sweep` kind: the row with the best mean last-epoch validation score, test never consulted."""
+    from types import SimpleNamespace
+
+    from curriculab.tables.sweep import choose, sweep_section
+
+    def hist(vals, tests):
+        return [{"epoch": i + 1, "val_acc": v, "test_acc": t} for i, (v, t) in enumerate(zip(vals, tests))]
+
+    class Res:
+        runs = [SimpleNamespace(row=r, column="digits", seed=s) for r in ("lr_1", "lr_10") for s in (0, 1)]
+
+        def history(self):
+            import pandas as pd
+
+            recs = {("lr_1", 0): hist([0.5, 0.8], [0.99, 0.99]), ("lr_1", 1): hist([0.6, 0.7], [0.99, 0.99]),
+                    ("lr_10", 0): hist([0.9, 0.85], [0.1, 0.1]), ("lr_10", 1): hist([0.7, 0.8], [0.1, 0.1])}
+            return pd.DataFrame([{"row": r, "column": "digits", "seed": s, **h}
+                                 for (r, s), hs in recs.items() for h in hs])
+
+    assert choose(Res()) == {"digits": ("lr_10", pytest.approx(0.825))}
+    assert choose(Res(), by="best_val") == {"digits": ("lr_10", pytest.approx(0.85))}
+    text = sweep_section(Res())
+    assert "chosen `lr_10`" in text and "| digits | lr_1 | 75.00 | 75.00 | 2 |" in text

@@ -2,7 +2,9 @@
 
 After every conv, h = act(pool(G_σ * (W * x))) (paper eq. 3.1): G_σ is a fixed size×size Gaussian
 (§2.2), normalised to sum 1 and applied per channel; σ starts at σ0 and is multiplied by `decay`
-every `period` epochs (§4), so σ → 0 recovers the plain network (§3.2).
+every `period` epochs (§4), so σ → 0 recovers the plain network (§3.2). For integer periods this
+schedule is the official code's (σ decays at the start of epoch e when e % period == 0, e ≠ 0); the
+former `official_first_decay` option (a first decay fixed at epoch 5) misread that code and is removed.
 
 Official code (pairlab/CBS) facts kept here: 3×3 kernel with zero padding; the blur stays on at test
 time; σ has no floor (σ = 0 is guarded: the kernel becomes the identity and the layer is skipped);
@@ -107,22 +109,17 @@ def conv_sites(model: nn.Module, placement: str = "all", transposed: bool = Fals
                      f"valid: {', '.join(PLACEMENTS)}")
 
 
-def sigma_at(t: float, sigma0: float, decay: float, period: float, official_first_decay: bool = False,
-             constant: bool = False) -> float:
-    """σ at training time t (epochs, fractional): σ0·decay^n, n = decays so far (§4: 1, 0.9, every 5 epochs).
+def sigma_at(t: float, sigma0: float, decay: float, period: float, constant: bool = False) -> float:
+    """σ at training time t (epochs, fractional): σ0·decay^⌊t/period⌋ (§4: 1, 0.9, every 5 epochs).
 
-    By default the n-th decay happens at t = n·period. `official_first_decay` follows pairlab/CBS,
-    whose test is `epoch % 5 == 0 and epoch != 0` with its default 5: epochs 0-4 use σ0, the first decay
-    is at epoch 5 whatever the period, then one every `period` epochs.
+    The n-th decay happens at t = n·period. For an integer period this is the official pairlab/CBS rule
+    exactly: there `--epoch` is the decay period and, at the start of 0-based epoch e, σ is multiplied
+    by the factor when `e % period == 0 and e != 0`, so epoch e trains with σ0·decay^⌊e/period⌋
+    (tests/test_cbs.py replays that rule). A fractional period decays within an epoch.
     """
     if constant:
         return sigma0
-    eps = 1e-9
-    if official_first_decay:
-        n = 0 if t < 5 - eps else math.floor((t - 5) / period + eps) + 1
-    else:
-        n = math.floor(t / period + eps)
-    return sigma0 * decay**n
+    return sigma0 * decay ** math.floor(t / period + 1e-9)
 
 
 class CBS(Method):
@@ -134,7 +131,6 @@ class CBS(Method):
         sigma: Annotated[float, Field(ge=0)] = 1.0  # σ0
         decay: Annotated[float, Field(gt=0, le=1)] = 0.9
         period: Annotated[float, Field(gt=0)] = 5.0  # epochs between decays; fractional = within an epoch
-        official_first_decay: bool = False
         kernel_size: int = 3
         placement: Literal["all", "no_shortcut", "vgg_official", "single"] = "all"
         layer: int | None = None  # conv index for placement 'single' (appendix B)
@@ -195,7 +191,7 @@ class CBS(Method):
 
     def sigma_at(self, t: float) -> float:
         p = self.params
-        return sigma_at(t, p.sigma, p.decay, p.period, p.official_first_decay, p.constant)
+        return sigma_at(t, p.sigma, p.decay, p.period, p.constant)
 
     def _advance(self, t: float) -> None:
         sigma = self.sigma_at(t)

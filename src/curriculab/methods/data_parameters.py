@@ -3,12 +3,16 @@
 Sample i's logits are divided by its own σ*_i before the softmax cross-entropy (§2, eqs. (1)-(5)):
 σ*_i = σ^class_{y_i} (class curriculum), σ^inst_i (instance) or their sum (joint). The parameters live in
 log space (σ = exp(p), §3.1), each group has its own learning rate and momentum buffers in a `SparseSGD`,
-whose absent items keep their value and momentum buffer, and at evaluation the logits are not scaled (the
-default `predict`).
+and at evaluation the logits are not scaled (the default `predict`). §3.1: "When a class or instance is not
+present in a mini-batch, we do not update the momentum buffer": presence is read from the batch (its class
+labels and sample indices), never from the gradient, and an absent class or instance keeps its value and
+momentum buffer bit for bit under both weight-decay modes.
 
 Paper vs official code (apple/ml-data-parameters), both selectable here:
-- weight decay on log σ: `all` (default) = the paper's ℓ2 on the whole vector (§3.1); `minibatch` = the
-  official `0.5·wd·Σ p²` over the minibatch entries, one term per occurrence;
+- weight decay on log σ: `all` (default) = the paper's ℓ2 ‖log σ‖², acting through the gradient of the
+  present entries only (d = ∂CE/∂p + wd·p in the sparse step, once per present entry); it is not part of
+  the loss, so the logged train loss is the σ-scaled CE alone. `minibatch` = the official
+  `0.5·wd·Σ p²` over the minibatch entries, one term per occurrence, in the loss (and the logged loss);
 - the official code clamps log σ to [log 1/20, log 20] after every step (default; `clamp: null` turns it off).
 """
 
@@ -30,21 +34,26 @@ Sigma = Annotated[float, Field(gt=0)]
 
 
 def data_parameter_loss(logits: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Per-sample CE of logits / σ*_i: every logit of sample i is divided by its own σ*_i (eqs. (1), (3))."""
+    """Per-sample CE of logits / σ*_i: every logit of sample i is divided by its own σ*_i (eqs. (1), (3)).
+
+    The reference form; `DataParameters.loss` computes the same value as logits · (1/σ*_i)."""
     return F.cross_entropy(logits.float() / sigma.float().unsqueeze(1), target, reduction="none")
 
 
 class SparseSGD(torch.optim.Optimizer):
-    """SGD (momentum, optional Nesterov) in which an entry whose gradient is exactly zero is absent (§3.1).
+    """SGD (momentum, optional Nesterov) that updates only the entries present in the minibatch (§3.1).
 
-    An absent entry keeps its value and its momentum buffer bit for bit, as in the official SparseSGD, so
-    dense gradients from indexing (zeros for the items not in the minibatch) work. `weight_decay` here
-    acts only on present entries (the mask is taken from the raw gradient); the `DataParameters` method
-    puts its weight decay in the loss instead and leaves this at 0.
+    Presence comes from the batch, never from the gradient: before each `step`, `present(p, index)` names
+    the rows of p the minibatch used (class labels or sample indices; repeats allowed). Only those rows
+    are read and written, in a handful of indexed ops: an absent row keeps its value and its momentum
+    buffer bit for bit, whatever its gradient, and `weight_decay` (d = grad + wd·p) reaches present rows
+    only. A parameter with a gradient but no presence for the step is an error. `bounds` (lo, hi), per
+    group: the updated rows are clamped into [lo, hi] in the same step.
     """
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float, momentum: float = 0.9,
-                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+                 bounds: tuple[float, float] | None = None):
         if lr < 0:
             raise ValueError(f"SparseSGD: lr must be >= 0, got {lr}")
         if not 0 <= momentum < 1:
@@ -54,7 +63,22 @@ class SparseSGD(torch.optim.Optimizer):
         if nesterov and (momentum == 0 or dampening != 0):
             raise ValueError("SparseSGD: nesterov needs momentum > 0 and dampening 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+                                      weight_decay=weight_decay, nesterov=nesterov, bounds=bounds))
+        self._present: dict[torch.Tensor, torch.Tensor] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As torch's, without its per-call bookkeeping (this runs every step on a few small tensors)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad.detach_().zero_()
+
+    def present(self, p: torch.Tensor, index: torch.Tensor) -> None:
+        """The rows of `p` in this step's minibatch (a 1-D index tensor on p's device; repeats allowed)."""
+        self._present[p] = index
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -62,27 +86,42 @@ class SparseSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        present, self._present = self._present, {}
         for group in self.param_groups:
             lr, mom, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
             for p in group["params"]:
+                idx = present.get(p)
                 if p.grad is None:
                     continue
+                if idx is None:
+                    raise RuntimeError("SparseSGD: no rows marked present for this step; call "
+                                       "present(p, index) with the minibatch's rows before step()")
                 if p.grad.is_sparse:
-                    raise RuntimeError("SparseSGD takes dense gradients (absent entries are exact zeros)")
-                g = p.grad
-                present = g != 0
-                keep = present.to(p.dtype)  # 1 for present entries, 0 for absent ones
-                d = g.addcmul(p, keep, value=wd) if wd else g  # absent entries of d stay exactly 0
+                    raise RuntimeError("SparseSGD takes dense gradients")
+                # a repeated row reads the same values, so its copies write the same result
+                rows = p.index_select(0, idx)
+                d = p.grad.index_select(0, idx)
+                if wd:
+                    d.add_(rows, alpha=wd)
                 if mom:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
-                    if buf is None:  # first step: buffer = gradient, as torch.optim.SGD (absent ones stay 0)
-                        buf = state["momentum_buffer"] = d.clone()
-                    else:  # absent: buf + 0 = buf exactly; present: momentum·buf + (1 - dampening)·d
-                        buf.addcmul_(keep, buf, value=mom - 1).add_(d, alpha=1 - damp)
-                    d = d.add(buf, alpha=mom) if group["nesterov"] else buf
-                p.addcmul_(keep, d, value=-lr)  # absent: p + 0 = p exactly
+                    if buf is None:  # first step: buffer = d for the present rows, as torch.optim.SGD
+                        buf = state["momentum_buffer"] = torch.zeros_like(p)
+                        b = d
+                    elif damp == 0 and not group["nesterov"]:  # the usual case, one op: d + momentum·buf
+                        b = d.add_(buf.index_select(0, idx), alpha=mom)
+                    else:
+                        b = buf.index_select(0, idx).mul_(mom).add_(d, alpha=1 - damp)
+                    buf.index_copy_(0, idx, b)
+                    d = d.add_(b, alpha=mom) if group["nesterov"] else b
+                rows.sub_(d, alpha=lr)
+                if group.get("bounds") is not None:
+                    rows.clamp_(*group["bounds"])
+                p.index_copy_(0, idx, rows)
         return loss
+
+    step.hooked = True  # type: ignore[attr-defined]  # skip torch's per-step profiling wrapper (no step hooks)
 
 
 class DataParameters(Method):
@@ -123,55 +162,77 @@ class DataParameters(Method):
         self.class_log = log_param(data.classes, p.class_init) if self.use_class else None
         self.inst_log = log_param(data.n_train, inst_init) if self.use_inst else None
         self.bounds = (math.log(p.clamp[0]), math.log(p.clamp[1])) if p.clamp is not None else None
+        self._opt: SparseSGD | None = None
+        self._clamped = False  # whole vectors clamped once (then the optimiser clamps the rows it updates)
         self._stats: dict[str, float] = {}
         self._class_sigma: list[float] = []
 
     # -- optimiser: one SparseSGD, one parameter group (own lr, own momentum buffers) per data-parameter group
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
-        """Stepped by the engine after the model's optimiser; its lrs stay constant (official code)."""
+        """Stepped by the engine after the model's optimiser; its lrs stay constant (official code).
+
+        With `weight_decay_mode: all` the paper's ℓ2 is this optimiser's weight decay, applied to the
+        present entries through their gradient (d = ∂CE/∂p + wd·p); with `minibatch` it is in the loss.
+        """
         p, groups = self.params, []
+        wd = p.weight_decay_mode == "all"
         if self.use_class:
-            groups.append({"params": [self.class_log], "lr": p.class_lr})
+            groups.append({"params": [self.class_log], "lr": p.class_lr,
+                           "weight_decay": p.class_weight_decay if wd else 0.0})
         if self.use_inst:
-            groups.append({"params": [self.inst_log], "lr": p.inst_lr})
-        return [SparseSGD(groups, lr=groups[0]["lr"], momentum=p.momentum)]
+            groups.append({"params": [self.inst_log], "lr": p.inst_lr,
+                           "weight_decay": p.inst_weight_decay if wd else 0.0})
+        self._opt = SparseSGD(groups, lr=groups[0]["lr"], momentum=p.momentum, bounds=self.bounds)
+        return [self._opt]
 
     # -- objective
     def groups(self, cls: torch.Tensor, idx: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
-        """The active groups as (whole log σ vector, its minibatch entries, weight decay)."""
+        """The active groups as (whole log σ vector, the minibatch's rows of it, weight decay)."""
         p, out = self.params, []
         if self.use_class:
-            out.append((self.class_log, self.class_log.index_select(0, cls), p.class_weight_decay))
+            out.append((self.class_log, cls, p.class_weight_decay))
         if self.use_inst:
-            out.append((self.inst_log, self.inst_log.index_select(0, idx), p.inst_weight_decay))
+            out.append((self.inst_log, idx, p.inst_weight_decay))
         return out
 
     def sigma(self, cls: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """σ*_i for a minibatch: σ^class_{y_i}, σ^inst_i, or their sum (§2.2)."""
-        parts = [mb.exp() for _, mb, _ in self.groups(cls, index)]
+        parts = [whole.index_select(0, rows).exp() for whole, rows, _ in self.groups(cls, index)]
         return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
     def loss(self, outputs: torch.Tensor, batch: Batch, state: TrainState) -> torch.Tensor:
-        """CE(z_i / σ*_i) per sample (eq. (1)) plus weight-decay terms on log σ (their batch mean)."""
+        """CE(z_i / σ*_i) per sample (eq. (1)); with `weight_decay_mode: minibatch` plus the official
+        0.5·wd·p² per minibatch occurrence. Marks the batch's classes and samples present for the step.
+
+        With `all` (the default) the paper's ℓ2 on log σ acts in the optimiser step on the present entries
+        (see `optimizers`), so the logged train loss is the σ-scaled CE alone, without the ℓ2 term."""
         y = batch.y
         cls = y if y.ndim == 1 else y.argmax(1)
-        n, groups = len(batch.index), self.groups(cls, batch.index)
-        sigma = groups[0][1].exp() if len(groups) == 1 else groups[0][1].exp() + groups[1][1].exp()
-        per = data_parameter_loss(outputs, y, sigma)
-        for whole, mb, wd in groups:
-            if wd == 0:
-                continue
-            if self.params.weight_decay_mode == "minibatch":  # official: 0.5·wd·Σ_batch p² per occurrence
-                per = per.addcmul(mb, mb, value=0.5 * wd * n)
-            else:  # paper: 0.5·wd·‖p‖² over the whole vector
-                per = per + 0.5 * wd * whole.square().sum()
+        groups = self.groups(cls, batch.index)
+        mbs = [whole.index_select(0, rows) for whole, rows, _ in groups]
+        # 1/σ* multiplied in (cheaper to differentiate than a division): exp(-log σ*), with
+        # log σ* = p, or log(σ^class + σ^inst) = logaddexp(p^class, p^inst) for joint
+        inv = (mbs[0] if len(mbs) == 1 else torch.logaddexp(mbs[0], mbs[1])).neg().exp()
+        out = outputs if outputs.dtype == torch.float32 else outputs.float()
+        per = F.cross_entropy(out * inv.unsqueeze(1), y, reduction="none")
+        if self.params.weight_decay_mode == "minibatch":  # official: 0.5·wd·Σ_batch p² per occurrence
+            n = len(batch.index)
+            for (_, _, wd), mb in zip(groups, mbs, strict=True):
+                if wd:
+                    per = per.addcmul(mb, mb, value=0.5 * wd * n)
+        if self._opt is not None:
+            for whole, rows, _ in groups:
+                self._opt.present(whole, rows)
         return per
 
     # -- after every step: project log σ into the clamp range (official code)
     @torch.no_grad()
     def clamp_(self) -> None:
-        if self.bounds is None:
+        """The whole vectors into the clamp range. After the first step only the present rows can leave
+        it, and the optimiser clamps those in its step, so later steps skip this pass."""
+        if self.bounds is None or self._clamped:
             return
+        self._clamped = self._opt is not None
         for log in (self.class_log, self.inst_log):
             if log is not None:
                 log.clamp_(*self.bounds)
@@ -242,3 +303,4 @@ class DataParameters(Method):
                 raise ValueError(f"data_parameters: checkpoint {name} does not match this run")
             if mine is not None:
                 mine.copy_(saved.to(mine.device))
+        self._clamped = False
