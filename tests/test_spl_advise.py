@@ -362,3 +362,73 @@ def test_missing_embedding_stops_the_table_before_any_run_trains(workdir):
     with pytest.raises(ConfigError, match="embedding checkpoint missing"):
         run_all(runs, workdir, ExecutorParams())
     assert not (workdir / "runs").exists()  # nothing trained
+
+
+# --------------------------------------------------------------------------- losses: fresh | last_epoch
+
+
+def _train_epochs(micro, method: dict, epochs: int):
+    """Build a micro run and train `epochs` epochs with the loop's own `train_epoch`; counts the samples
+    the model forwards, per epoch."""
+    from curriculab.engine.loop import train_epoch
+    from curriculab.engine.optim import build_optimizer
+    from curriculab.engine.tasks import get_task
+    from curriculab.methods.base import TrainState
+
+    run = micro.run(data={"dataset": "syndigits"}, methods={"spl_advise": method},
+                    train={"batch_size": 32, "epochs": epochs})
+    from curriculab.engine.loop import build
+
+    data, hooks, model = build(run, micro.workdir / f"run{next(micro.counter)}", micro.workdir,
+                               torch.device("cpu"))
+    seen = [0]
+    model.register_forward_hook(lambda m, i, o: seen.__setitem__(0, seen[0] + len(i[0])))
+    state = TrainState(model=model, optimizer=build_optimizer(model.parameters(), run.train.optimizer),
+                       data=data, epochs=epochs)
+    task, counts = get_task("classification", {}), []
+    for ep in range(epochs):
+        state.epoch, seen[0] = ep, 0
+        train_epoch(run, state, hooks, task)
+        counts.append(seen[0])
+    return hooks.methods[0], state, counts
+
+
+def test_last_epoch_losses_need_no_extra_pass(micro):
+    pace = {"selection": "spld", "clusters": "pixels", "k": 3, "start_fraction": 0.5, "beta1": 0.5}
+    _, _, fresh = _train_epochs(micro, dict(pace, losses="fresh"), 3)
+    student, state, last = _train_epochs(micro, dict(pace, losses="last_epoch"), 3)
+    assert last == [300, 300, 300]  # training passes only
+    assert fresh == [300, 600, 600]  # + one loss pass over the 300 training items per paced epoch
+    assert not torch.isnan(student.recorded).any()
+
+
+def test_last_epoch_selection_uses_recorded_losses(micro):
+    from curriculab.methods.base import Batch
+
+    pace = {"selection": "spld", "clusters": "pixels", "k": 3, "start_fraction": 0.5, "beta1": 0.5,
+            "losses": "last_epoch"}
+    student, state, _ = _train_epochs(micro, pace, 1)
+    old = student.recorded.clone()
+    # a step over 4 samples records their losses; the others keep their older ones
+    idx = torch.tensor([0, 5, 9, 200])
+    out = torch.randn(4, 10)
+    per = student.loss(out, Batch(torch.zeros(4), state.data.train_y[idx], idx), state)
+    want = torch.nn.functional.cross_entropy(out, state.data.train_y[idx], reduction="none")
+    assert torch.allclose(per, want)
+    rest = torch.ones(300, dtype=torch.bool)
+    rest[idx] = False
+    assert torch.equal(student.recorded[idx], want) and torch.equal(student.recorded[rest], old[rest])
+    # the selection ranks exactly the recorded losses, without a forward pass
+    student.recorded = torch.linspace(0, 1, 300)[torch.randperm(300, generator=torch.Generator().manual_seed(0))]
+    calls = []
+    state.model.register_forward_hook(lambda *a: calls.append(1))
+    sel = student.select(1, state)
+    assert not calls
+    lam, gam = student.metrics["spl_lambda"], student.metrics["spl_gamma"]
+    assert torch.equal(sel, torch.nonzero(spld_select(student.recorded.double(), student.clusters, lam, gam))
+                       .squeeze(1))
+    assert len(sel) == 150
+    # resume: the recorded losses travel in the method's state
+    again = built_student(micro, pace, {"dataset": "syndigits"})
+    again.load_state_dict(student.state_dict())
+    assert torch.equal(again.recorded, student.recorded)

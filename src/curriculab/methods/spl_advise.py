@@ -4,8 +4,9 @@ selects easy and diverse samples per cluster (SPLD rule, eq. 2 / Algorithm 2).
 Two stages:
 
 - `pretrain` (Algorithm 1, methods/spl_embedding.py): the embedding CNN and its final clusters per dataset.
-- the student method `spl_advise` owns `train_batches`: each epoch it computes every training sample's
-  cross-entropy under the current model, selects with `spld_select` (or the official code's rule, or
+- the student method `spl_advise` owns `train_batches`: each epoch it takes every training sample's
+  cross-entropy (`losses: fresh`, Algorithm 2 step 10: a pass over the training set under the current model;
+  `losses: last_epoch`: the values recorded in the `loss` hook during the previous epoch's steps), selects with `spld_select` (or the official code's rule, or
   uniformly at random) and fills the epoch with the selection so every row makes the same number of updates.
 """
 
@@ -111,6 +112,10 @@ class SPLAdviseParams(Strict):
     beta2: Pace = 0.1  # pace: γ/λ ×(1+β2) per epoch
     official_k: PosInt = 500  # K0 of `selection: official` (samples per cluster)
     fill: Literal["repeat", "none"] = "repeat"  # repeat: each epoch has n_train samples (same updates)
+    # fresh: Algorithm 2 step 10, every sample's loss under the trained θ* (an extra eval pass over the
+    # training set per paced epoch); last_epoch: the per-sample losses recorded during the previous
+    # epoch's training steps (train mode, before each step's update), a sample not seen keeping its older one
+    losses: Literal["fresh", "last_epoch"] = "fresh"
     loss_batch_size: PosInt = 500
     embedding: EmbeddingParams | None = None  # must equal pretrain.spl_advise.embedding (YAML anchor)
 
@@ -147,6 +152,8 @@ class SPLAdvise(Method):
         data = ctx.data
         self.clusters: torch.Tensor | None = None
         self.metrics: dict[str, float] = {}
+        # `losses: last_epoch`: the latest training loss of every sample (NaN: never seen)
+        self.recorded = torch.full((data.n_train,), float("nan"), device=data.device)
         if params.selection == "random":
             return
         if params.clusters == "embedding":
@@ -177,6 +184,24 @@ class SPLAdvise(Method):
         model.train(was)
         return out
 
+    def loss(self, outputs: torch.Tensor, batch: Batch, state: TrainState) -> torch.Tensor | None:
+        """The default cross-entropy; under `losses: last_epoch` each sample's value is also recorded."""
+        if self.params.losses != "last_epoch" or self.params.selection != "spld":
+            return None
+        per = cross_entropy(outputs, batch.y)
+        self.recorded[batch.index] = per.detach()
+        return per
+
+    def epoch_losses(self, state: TrainState) -> torch.Tensor:
+        """The losses the selection ranks: fresh (a pass over the training set) or the recorded ones (a
+        sample never seen, e.g. after resuming an older checkpoint, gets a fresh value)."""
+        if self.params.losses == "fresh":
+            return self.sample_losses(state)
+        missing = torch.isnan(self.recorded)
+        if bool(missing.any()):
+            self.recorded[missing] = self.sample_losses(state)[missing]
+        return self.recorded.clone()
+
     def select(self, epoch: int, state: TrainState) -> torch.Tensor | None:
         """The epoch's selected positions (None: all); records the pace in `self.metrics`."""
         p, n = self.params, state.data.n_train
@@ -192,7 +217,7 @@ class SPLAdvise(Method):
             if fraction >= 1.0:  # the pace admits everything: no loss pass needed
                 self.metrics = {"spl_selected_fraction": 1.0, "spl_target_fraction": 1.0}
                 return None
-            losses = self.sample_losses(state)
+            losses = self.epoch_losses(state)
             ratio = p.gamma * (1 + p.beta2) ** (epoch - 1)
             lam, gam = pace_thresholds(losses, self.clusters, fraction, ratio)
             mask = spld_select(losses.double(), self.clusters, lam, gam)
@@ -224,10 +249,12 @@ class SPLAdvise(Method):
         return dict(self.metrics)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics}
+        return {"metrics": self.metrics, "recorded": self.recorded.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.metrics = dict(state.get("metrics", {}))
+        if "recorded" in state and len(state["recorded"]) == len(self.recorded):
+            self.recorded = state["recorded"].to(self.recorded.device)
 
     # ----------------------------------------------------------------------- pretrain stage
 
