@@ -25,7 +25,7 @@ def _embedding_runs(result) -> dict[str, object]:
         if block is None:
             continue
         p = SPLAdviseParams.model_validate(block)
-        if p.selection != "random" and p.clusters == "embedding":
+        if p.selection != "random" and p.uses_embedding:
             out.setdefault(run.config.data.dataset, p.embedding)
     return out
 
