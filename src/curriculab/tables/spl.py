@@ -125,6 +125,13 @@ register_table(TableSpec(
         "epoch, `test_acc_at_best_val` the test accuracy at the best validation epoch. The embedding CNN and "
         "its settings are in `pretrain.spl_advise` (offline: LeNet, 16-d); spl.f2 is drawn from that stage's "
         "t-SNE snapshots (data/pretrained/spl_advise/<dataset>/tsne.npz); spl.f3 plots test accuracy against "
-        "minibatch updates."
+        "minibatch updates. Modes, every profile: SPL-ADVisE and SPLD rank `losses: fresh` (Algorithm 2 step "
+        "10: each sample's loss under the current model, one extra pass over the training set per paced "
+        "epoch; `last_epoch`, the losses recorded during the previous epoch's steps, is available and "
+        "cheaper). SPL-ADVisE uses `clusters: adaptive` (Algorithm 2 step 2: the embedding keeps training "
+        "with the Magnet loss alongside the student; every R = 100 student steps it runs 20 more Magnet "
+        "iterations and every training item is re-clustered, so the offline runs refresh only twice or so "
+        "and stay cheap); the official code's `clusters: frozen` keeps the pretrained clusters. The paper "
+        "profile's SVHN column trains on the train split only (the paper: train + extra)."
     ),
 ))
