@@ -244,17 +244,17 @@ def test_pretrain_writes_clusters_and_student_checks_hash(spl_workdir):
 
     # the student maps its (subset) training items through train_pos
     micro = Micro(workdir)
-    student = built_student(micro, {"selection": "spld", "clusters": "embedding", "embedding": TINY},
+    student = built_student(micro, {"selection": "spld", "clusters": "frozen", "embedding": TINY},
                             {"dataset": "digits", "subset_per_class": 20})
     assert torch.equal(student.clusters.cpu(), torch.as_tensor(assign[student.ctx.data.train_pos]))
 
     stale = dict(TINY, lr=2e-3)  # other settings
     with pytest.raises(ConfigError, match="embedding checkpoint stale.*dvc repro pretrain@spl_advise"):
-        built_student(micro, {"clusters": "embedding", "embedding": stale}, {"dataset": "digits"})
+        built_student(micro, {"clusters": "frozen", "embedding": stale}, {"dataset": "digits"})
     with pytest.raises(ConfigError, match="stale"):  # other data (checksum)
         load_embedding_clusters(workdir, emb, "digits", "0" * 64)
     with pytest.raises(ConfigError, match="embedding checkpoint missing.*dvc repro pretrain@spl_advise"):
-        built_student(micro, {"clusters": "embedding", "embedding": TINY}, {"dataset": "syndigits"})
+        built_student(micro, {"clusters": "adaptive", "embedding": TINY}, {"dataset": "syndigits"})
 
 
 def built_student(micro, method: dict, data: dict) -> SPLAdvise:
@@ -324,7 +324,11 @@ def test_bad_embedding_settings(block, match):
     ({"beta1": 0.0}, "beta1: input should be greater than 0"),
     ({"beta2": -0.1}, "beta2: input should be greater than 0"),
     ({"beta1": float("inf")}, "beta1: input should be a finite number"),
-    ({"clusters": "embedding"}, "embedding: required with clusters 'embedding'"),
+    ({"clusters": "frozen"}, "embedding: required with clusters 'frozen'"),
+    ({}, "embedding: required with clusters 'adaptive'"),
+    ({"clusters": "embedding", "embedding": TINY}, "clusters: 'embedding' was renamed: 'frozen' keeps"),
+    ({"clusters": "adaptive", "refresh_every": 0, "embedding": TINY}, "refresh_every: input should be greater"),
+    ({"clusters": "adaptive", "embedding_steps": 0, "embedding": TINY}, "embedding_steps: input should be"),
     ({"start_fraction": 0.0}, "start_fraction"),
     ({"embedding": {"dim": 0}}, "embedding.dim"),
 ])
@@ -355,10 +359,140 @@ def test_missing_embedding_stops_the_table_before_any_run_trains(workdir):
     table = {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25}, "train": {"epochs": 1},
                                    "data": {"dataset": "digits", "subset_per_class": 10}},
              "rows": {"Random": {"methods": {"spl_advise": {"selection": "random"}}},
-                      "SPL-ADVisE": {"methods": {"spl_advise": {"clusters": "embedding", "embedding": TINY}}}}}
+                      "SPL-ADVisE": {"methods": {"spl_advise": {"clusters": "adaptive", "embedding": TINY}}}}}
     params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"spl_t1": table}})
     runs = expand_table(get_spec("spl.t1"), params)
     assert [r.row for r in runs] == ["Random", "SPL-ADVisE"]  # the run that could train comes first
     with pytest.raises(ConfigError, match="embedding checkpoint missing"):
         run_all(runs, workdir, ExecutorParams())
     assert not (workdir / "runs").exists()  # nothing trained
+
+
+# --------------------------------------------------------------------------- losses: fresh | last_epoch
+
+
+def _train_epochs(micro, method: dict, epochs: int):
+    """Build a micro run and train `epochs` epochs with the loop's own `train_epoch`; counts the samples
+    the model forwards, per epoch."""
+    from curriculab.engine.loop import train_epoch
+    from curriculab.engine.optim import build_optimizer
+    from curriculab.engine.tasks import get_task
+    from curriculab.methods.base import TrainState
+
+    run = micro.run(data={"dataset": "syndigits"}, methods={"spl_advise": method},
+                    train={"batch_size": 32, "epochs": epochs})
+    from curriculab.engine.loop import build
+
+    data, hooks, model = build(run, micro.workdir / f"run{next(micro.counter)}", micro.workdir,
+                               torch.device("cpu"))
+    seen = [0]
+    model.register_forward_hook(lambda m, i, o: seen.__setitem__(0, seen[0] + len(i[0])))
+    state = TrainState(model=model, optimizer=build_optimizer(model.parameters(), run.train.optimizer),
+                       data=data, epochs=epochs)
+    task, counts = get_task("classification", {}), []
+    for ep in range(epochs):
+        state.epoch, seen[0] = ep, 0
+        train_epoch(run, state, hooks, task)
+        counts.append(seen[0])
+    return hooks.methods[0], state, counts
+
+
+def test_last_epoch_losses_need_no_extra_pass(micro):
+    pace = {"selection": "spld", "clusters": "pixels", "k": 3, "start_fraction": 0.5, "beta1": 0.5}
+    _, _, fresh = _train_epochs(micro, dict(pace, losses="fresh"), 3)
+    student, state, last = _train_epochs(micro, dict(pace, losses="last_epoch"), 3)
+    assert last == [300, 300, 300]  # training passes only
+    assert fresh == [300, 600, 600]  # + one loss pass over the 300 training items per paced epoch
+    assert not torch.isnan(student.recorded).any()
+
+
+def test_last_epoch_selection_uses_recorded_losses(micro):
+    from curriculab.methods.base import Batch
+
+    pace = {"selection": "spld", "clusters": "pixels", "k": 3, "start_fraction": 0.5, "beta1": 0.5,
+            "losses": "last_epoch"}
+    student, state, _ = _train_epochs(micro, pace, 1)
+    old = student.recorded.clone()
+    # a step over 4 samples records their losses; the others keep their older ones
+    idx = torch.tensor([0, 5, 9, 200])
+    out = torch.randn(4, 10)
+    per = student.loss(out, Batch(torch.zeros(4), state.data.train_y[idx], idx), state)
+    want = torch.nn.functional.cross_entropy(out, state.data.train_y[idx], reduction="none")
+    assert torch.allclose(per, want)
+    rest = torch.ones(300, dtype=torch.bool)
+    rest[idx] = False
+    assert torch.equal(student.recorded[idx], want) and torch.equal(student.recorded[rest], old[rest])
+    # the selection ranks exactly the recorded losses, without a forward pass
+    student.recorded = torch.linspace(0, 1, 300)[torch.randperm(300, generator=torch.Generator().manual_seed(0))]
+    calls = []
+    state.model.register_forward_hook(lambda *a: calls.append(1))
+    sel = student.select(1, state)
+    assert not calls
+    lam, gam = student.metrics["spl_lambda"], student.metrics["spl_gamma"]
+    assert torch.equal(sel, torch.nonzero(spld_select(student.recorded.double(), student.clusters, lam, gam))
+                       .squeeze(1))
+    assert len(sel) == 150
+    # resume: the recorded losses travel in the method's state
+    again = built_student(micro, pace, {"dataset": "syndigits"})
+    again.load_state_dict(student.state_dict())
+    assert torch.equal(again.recorded, student.recorded)
+
+
+# --------------------------------------------------------------------------- clusters: adaptive | frozen
+
+
+def test_adaptive_refreshes_embedding_and_clusters_frozen_keeps_them(spl_workdir):
+    from curriculab.engine.loop import train_epoch
+    from curriculab.engine.optim import build_optimizer
+    from curriculab.engine.tasks import get_task
+    from curriculab.methods.base import TrainState
+
+    pretrain_embedding(stage(TINY), "digits", spl_workdir)
+    saved = torch.load(pretrain_dir(spl_workdir, "digits") / "model.pt", weights_only=True)
+    assert saved["optimizer"]["state"]  # the Adam state the adaptive student continues from
+    micro, out = Micro(spl_workdir), {}
+    for mode in ("adaptive", "frozen"):
+        method = {"selection": "spld", "clusters": mode, "embedding": TINY, "refresh_every": 3,
+                  "embedding_steps": 2}
+        run = micro.run(data={"dataset": "digits", "subset_per_class": 20}, methods={"spl_advise": method},
+                        train={"batch_size": 32, "epochs": 2})
+        data, hooks, model = micro.build(data={"dataset": "digits", "subset_per_class": 20},
+                                         methods={"spl_advise": method}, train={"batch_size": 32, "epochs": 2})
+        student = hooks.methods[0]
+        start = student.clusters.clone()
+        state = TrainState(model=model, optimizer=build_optimizer(model.parameters(), run.train.optimizer),
+                           data=data, epochs=2)
+        task, seen = get_task("classification", {}), []
+        for ep in range(2):  # 200 items, batch 32: 7 steps per epoch, refreshes after steps 3, 6, 9, 12
+            state.epoch = ep
+            train_epoch(run, state, hooks, task)
+            seen.append(student.clusters.clone())
+        out[mode] = (student, start, seen)
+    student, start, seen = out["adaptive"]
+    assert student.embedder.refreshes == 4
+    moved = [not torch.allclose(v, saved["model"][k]) for k, v in student.embedder.model.state_dict().items()
+             if v.is_floating_point()]
+    assert any(moved)  # the embedding trained on
+    assert not torch.equal(seen[0], start)  # and the clusters were recomputed from it
+    assert (seen[-1] // TINY["clusters"] == student.ctx.data.train_y).all()  # still per class
+    # resume: the embedding, its optimiser, index and clusters travel in the method's state
+    again = built_student(micro, {"clusters": "adaptive", "embedding": TINY},
+                          {"dataset": "digits", "subset_per_class": 20})
+    again.load_state_dict(student.state_dict())
+    assert torch.equal(again.clusters, student.clusters) and again.embedder.refreshes == 4
+    assert all(torch.equal(a, b) for a, b in zip(again.embedder.model.state_dict().values(),
+                                                 student.embedder.model.state_dict().values()))
+    frozen, start, seen = out["frozen"]
+    assert frozen.embedder is None and all(torch.equal(c, start) for c in seen)
+
+
+def test_pretrained_files_of_the_older_format_are_stale(spl_workdir):
+    from curriculab.methods import spl_embedding
+
+    emb = validate(EmbeddingParams, TINY)
+    old = emb.digest("digits", "x")
+    try:
+        spl_embedding.FORMAT -= 1
+        assert emb.digest("digits", "x") != old
+    finally:
+        spl_embedding.FORMAT += 1

@@ -4,31 +4,39 @@ selects easy and diverse samples per cluster (SPLD rule, eq. 2 / Algorithm 2).
 Two stages:
 
 - `pretrain` (Algorithm 1, methods/spl_embedding.py): the embedding CNN and its final clusters per dataset.
-- the student method `spl_advise` owns `train_batches`: each epoch it computes every training sample's
-  cross-entropy under the current model, selects with `spld_select` (or the official code's rule, or
-  uniformly at random) and fills the epoch with the selection so every row makes the same number of updates.
+- the student method `spl_advise` owns `train_batches`: each epoch it takes every training sample's
+  cross-entropy (`losses: fresh`, Algorithm 2 step 10: a pass over the training set under the current model;
+  `losses: last_epoch`: the values recorded in the `loss` hook during the previous epoch's steps), selects
+  with `spld_select` (or the official code's rule, or uniformly at random) and fills the epoch with the
+  selection so every row makes the same number of updates. Its clusters come from the embedding, either
+  frozen at the pretrain stage's (`clusters: frozen`, the official code) or refreshed while the student
+  trains (`clusters: adaptive`, Algorithm 2 step 2: the embedding continues its Magnet-loss training every
+  R student steps and every training item is re-clustered), or from k-means on pixels (`pixels`, SPLD).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from curriculab.config import ConfigError, NonNegFloat, PosInt, Strict
 from curriculab.data.prepared import read_meta
 from curriculab.engine.devices import autocast
 from curriculab.methods.base import Batch, Method, MethodContext, TrainState, cross_entropy
-from curriculab.methods.magnet import kmeans_per_class
+from curriculab.methods.magnet import ClusterIndex, kmeans_per_class, magnet_loss
 from curriculab.methods.spl_embedding import (
     PRETRAIN_HINT,
     EmbeddingParams,
     PretrainParams,
     load_embedding_clusters,
+    load_embedding_model,
     pretrain_dir,
     pretrain_embedding,
 )
@@ -96,6 +104,72 @@ def official_k(k0: int, growth: float, epoch: int) -> int:
     return k
 
 
+# --------------------------------------------------------------------------- the adaptive embedding
+
+
+class _Embedder:
+    """`clusters: adaptive`: the pretrained embedding CNN trained on with the Magnet loss (Algorithm 1) on the
+    student's training items, starting from the pretrained clusters, model and Adam state; each refresh runs
+    some Magnet-loss iterations, then re-clusters every training item per class (k-means++ in the new space)."""
+
+    def __init__(self, emb: EmbeddingParams, ctx: MethodContext, assign: np.ndarray):
+        data, cfg = ctx.data, emb.resolve(ctx.data.name)
+        self.cfg, self.data = cfg, data
+        self.model, self.opt, centroids = load_embedding_model(ctx.workdir, emb, data.name, data.checksum,
+                                                               data.device)
+        self.labels = data.train_y.cpu().numpy()
+        self.seed = ctx.run.seed
+        self.index = ClusterIndex(self.labels, data.classes, cfg.clusters, cfg.m, cfg.b,
+                                  np.random.default_rng(ctx.run.seed), ctx.run.seed)
+        self.index.set_clusters(np.asarray(assign, np.int64), centroids)
+        self.refreshes = 0
+
+    def embed(self, bs: int = 500) -> np.ndarray:
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, self.data.n_train, bs):
+                out.append(self.model(self.data.to_input(self.data.train_x[i:i + bs], augment=False)).float().cpu())
+        self.model.train()
+        return torch.cat(out).numpy()
+
+    def refresh(self, steps: int) -> np.ndarray:
+        """`steps` Magnet-loss iterations, then the new cluster of every training item."""
+        cfg, dev = self.cfg, self.data.device
+        self.model.train()
+        with torch.enable_grad():
+            for _ in range(steps):
+                idx, slot, cls_, _ = self.index.sample()
+                x = self.data.to_input(self.data.train_x[torch.as_tensor(idx, device=dev)], augment=False)
+                per = magnet_loss(self.model(x), torch.as_tensor(slot, device=dev),
+                                  torch.as_tensor(cls_, device=dev), cfg.alpha, cfg.variance, reduction="none")
+                self.opt.zero_grad(set_to_none=True)
+                per.mean().backward()
+                self.opt.step()
+                self.index.update_losses(idx, per.detach().cpu().numpy())
+        self.refreshes += 1
+        assign, centroids = kmeans_per_class(self.embed(), self.labels, cfg.clusters, self.data.classes,
+                                             self.seed + 7919 * self.refreshes, what="embedding.clusters")
+        self.index.set_clusters(assign, centroids)
+        return assign
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "assign": torch.as_tensor(self.index.assign), "centroids": torch.as_tensor(self.index.centroids),
+                "example_loss": torch.as_tensor(self.index.example_loss),
+                "has_loss": torch.as_tensor(self.index.has_loss), "refreshes": self.refreshes,
+                "rng": json.dumps(self.index.rng.bit_generator.state)}
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.index.set_clusters(st["assign"].cpu().numpy(), st["centroids"].cpu().numpy())
+        self.index.example_loss = st["example_loss"].cpu().numpy().copy()
+        self.index.has_loss = st["has_loss"].cpu().numpy().copy()
+        self.refreshes = int(st["refreshes"])
+        self.index.rng.bit_generator.state = json.loads(st["rng"])
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -103,7 +177,13 @@ class SPLAdviseParams(Strict):
     """The student (Algorithm 2)."""
 
     selection: Literal["spld", "official", "random"] = "spld"
-    clusters: Literal["embedding", "pixels"] = "embedding"  # SPL-ADVisE / SPLD (k-means on raw pixels)
+    # adaptive: the pretrained embedding keeps training (Magnet loss, Algorithm 1) alongside the student and
+    # the clusters are recomputed from it every `refresh_every` student steps (paper Algorithm 2, step 2);
+    # frozen: the pretrained clusters throughout (the official code); pixels: per-class k-means on raw
+    # pixels (the SPLD baseline)
+    clusters: Literal["adaptive", "frozen", "pixels"] = "adaptive"
+    refresh_every: PosInt = 100  # R: student steps between embedding refreshes (`clusters: adaptive`)
+    embedding_steps: PosInt = 20  # Magnet-loss iterations of the embedding per refresh (`clusters: adaptive`)
     k: PosInt = 8  # clusters per class when `clusters: pixels`
     start_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8  # share admitted in the first paced epoch
     gamma: NonNegFloat = 1.0  # γ/λ in the first paced epoch
@@ -111,15 +191,32 @@ class SPLAdviseParams(Strict):
     beta2: Pace = 0.1  # pace: γ/λ ×(1+β2) per epoch
     official_k: PosInt = 500  # K0 of `selection: official` (samples per cluster)
     fill: Literal["repeat", "none"] = "repeat"  # repeat: each epoch has n_train samples (same updates)
+    # fresh: Algorithm 2 step 10, every sample's loss under the trained θ* (an extra eval pass over the
+    # training set per paced epoch); last_epoch: the per-sample losses recorded during the previous
+    # epoch's training steps (train mode, before each step's update), a sample not seen keeping its older one
+    losses: Literal["fresh", "last_epoch"] = "fresh"
     loss_batch_size: PosInt = 500
     embedding: EmbeddingParams | None = None  # must equal pretrain.spl_advise.embedding (YAML anchor)
 
+    @field_validator("clusters", mode="before")
+    @classmethod
+    def _renamed(cls, v: Any) -> Any:
+        if v == "embedding":
+            raise ValueError("'embedding' was renamed: 'frozen' keeps the pretrained clusters (the official "
+                             "code, what 'embedding' did), 'adaptive' refreshes the embedding and its clusters "
+                             "while the student trains (paper Algorithm 2)")
+        return v
+
     @model_validator(mode="after")
     def _needs_embedding(self) -> SPLAdviseParams:
-        if self.selection != "random" and self.clusters == "embedding" and self.embedding is None:
-            raise ValueError("embedding: required with clusters 'embedding'; give it the same block as "
+        if self.selection != "random" and self.uses_embedding and self.embedding is None:
+            raise ValueError(f"embedding: required with clusters {self.clusters!r}; give it the same block as "
                              "pretrain.spl_advise.embedding (a YAML anchor)")
         return self
+
+    @property
+    def uses_embedding(self) -> bool:
+        return self.clusters in ("adaptive", "frozen")
 
 
 # --------------------------------------------------------------------------- the student
@@ -138,7 +235,7 @@ class SPLAdvise(Method):
     @classmethod
     def preflight(cls, params: SPLAdviseParams, run, workdir) -> None:
         """A missing or stale embedding stops the stage before any run of the table trains."""
-        if params.selection != "random" and params.clusters == "embedding":
+        if params.selection != "random" and params.uses_embedding:
             checksum = read_meta(Path(workdir) / "data", run.data.dataset)["checksum"]
             load_embedding_clusters(Path(workdir), params.embedding, run.data.dataset, checksum)
 
@@ -147,9 +244,12 @@ class SPLAdvise(Method):
         data = ctx.data
         self.clusters: torch.Tensor | None = None
         self.metrics: dict[str, float] = {}
+        # `losses: last_epoch`: the latest training loss of every sample (NaN: never seen)
+        self.recorded = torch.full((data.n_train,), float("nan"), device=data.device)
+        self.embedder: _Embedder | None = None
         if params.selection == "random":
             return
-        if params.clusters == "embedding":
+        if params.uses_embedding:
             assign = load_embedding_clusters(ctx.workdir, params.embedding, data.name, data.checksum)
             cl = assign[data.train_pos]
             if (cl < 0).any():
@@ -160,6 +260,14 @@ class SPLAdvise(Method):
             cl, _ = kmeans_per_class(data.train_x.cpu().numpy(), data.train_y.cpu().numpy(), params.k,
                                      data.classes, ctx.run.seed, what="methods.spl_advise.k")
         self.clusters = torch.as_tensor(cl, device=data.device)
+        if params.clusters == "adaptive":
+            self.embedder = _Embedder(params.embedding, ctx, cl)
+
+    def on_step_end(self, state: TrainState) -> None:
+        """`clusters: adaptive`: every R student steps, continue the embedding's training and re-cluster."""
+        if self.embedder is not None and state.step % self.params.refresh_every == 0:
+            self.clusters = torch.as_tensor(self.embedder.refresh(self.params.embedding_steps),
+                                            device=state.data.device)
 
     @torch.no_grad()
     def sample_losses(self, state: TrainState) -> torch.Tensor:
@@ -177,6 +285,24 @@ class SPLAdvise(Method):
         model.train(was)
         return out
 
+    def loss(self, outputs: torch.Tensor, batch: Batch, state: TrainState) -> torch.Tensor | None:
+        """The default cross-entropy; under `losses: last_epoch` each sample's value is also recorded."""
+        if self.params.losses != "last_epoch" or self.params.selection != "spld":
+            return None
+        per = cross_entropy(outputs, batch.y)
+        self.recorded[batch.index] = per.detach()
+        return per
+
+    def epoch_losses(self, state: TrainState) -> torch.Tensor:
+        """The losses the selection ranks: fresh (a pass over the training set) or the recorded ones (a
+        sample never seen, e.g. after resuming an older checkpoint, gets a fresh value)."""
+        if self.params.losses == "fresh":
+            return self.sample_losses(state)
+        missing = torch.isnan(self.recorded)
+        if bool(missing.any()):
+            self.recorded[missing] = self.sample_losses(state)[missing]
+        return self.recorded.clone()
+
     def select(self, epoch: int, state: TrainState) -> torch.Tensor | None:
         """The epoch's selected positions (None: all); records the pace in `self.metrics`."""
         p, n = self.params, state.data.n_train
@@ -192,13 +318,15 @@ class SPLAdvise(Method):
             if fraction >= 1.0:  # the pace admits everything: no loss pass needed
                 self.metrics = {"spl_selected_fraction": 1.0, "spl_target_fraction": 1.0}
                 return None
-            losses = self.sample_losses(state)
+            losses = self.epoch_losses(state)
             ratio = p.gamma * (1 + p.beta2) ** (epoch - 1)
             lam, gam = pace_thresholds(losses, self.clusters, fraction, ratio)
             mask = spld_select(losses.double(), self.clusters, lam, gam)
             if not bool(mask.any()):  # all losses tied: nothing is strictly below λ
                 mask = torch.ones_like(mask)
             self.metrics = {"spl_lambda": lam, "spl_gamma": gam, "spl_target_fraction": fraction}
+        if self.embedder is not None:
+            self.metrics["spl_embedding_refreshes"] = float(self.embedder.refreshes)
         sel = torch.nonzero(mask).squeeze(1)
         self.metrics["spl_selected_fraction"] = len(sel) / n
         self.metrics["spl_clusters_used"] = float(len(torch.unique(self.clusters[sel])))
@@ -224,10 +352,21 @@ class SPLAdvise(Method):
         return dict(self.metrics)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics}
+        out = {"metrics": self.metrics, "recorded": self.recorded.cpu()}
+        if self.clusters is not None:
+            out["clusters"] = self.clusters.cpu()
+        if self.embedder is not None:
+            out["embedder"] = self.embedder.state_dict()
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.metrics = dict(state.get("metrics", {}))
+        if "recorded" in state and len(state["recorded"]) == len(self.recorded):
+            self.recorded = state["recorded"].to(self.recorded.device)
+        if self.clusters is not None and "clusters" in state:
+            self.clusters = state["clusters"].to(self.clusters.device)
+        if self.embedder is not None and "embedder" in state:
+            self.embedder.load_state_dict(state["embedder"])
 
     # ----------------------------------------------------------------------- pretrain stage
 

@@ -41,6 +41,9 @@ from curriculab.methods.magnet import ClusterIndex, Variance, kmeans_per_class, 
 from curriculab.models import check_model, create_model
 
 PRETRAIN_HINT = "run `dvc repro pretrain@spl_advise` (or `curriculab pretrain spl_advise`)"
+# What the stage writes; part of the hash, so files of an older format are stale (2: model.pt also holds the
+# Adam state, which `clusters: adaptive` students continue from).
+FORMAT = 2
 
 
 # --------------------------------------------------------------------------- settings
@@ -87,7 +90,8 @@ class EmbeddingParams(Strict):
     def digest(self, dataset: str, checksum: str) -> str:
         """Hash of (settings for `dataset`, the dataset, its checksum): a checkpoint is current iff equal."""
         settings = self.resolve(dataset).model_dump(mode="json")
-        return stable_hash({"settings": settings, "dataset": dataset, "checksum": checksum}, n=16)
+        return stable_hash({"settings": settings, "dataset": dataset, "checksum": checksum, "format": FORMAT},
+                           n=16)
 
 
 class PretrainParams(Strict):
@@ -124,6 +128,26 @@ def load_embedding_clusters(workdir: Path, emb: EmbeddingParams, dataset: str, c
                           f"equal pretrain.spl_advise.embedding and {PRETRAIN_HINT}")
     with np.load(npz) as z:
         return z["assign"]
+
+
+def load_embedding_model(workdir: Path, emb: EmbeddingParams, dataset: str, checksum: str,
+                         device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer, np.ndarray]:
+    """The pretrained embedding CNN, its Adam optimiser with the saved state (training continues where the
+    stage stopped) and the final centroids, after the same hash check as `load_embedding_clusters`."""
+    from curriculab.engine.checkpoint import safe_load
+
+    load_embedding_clusters(workdir, emb, dataset, checksum)
+    d = pretrain_dir(workdir, dataset)
+    cfg = emb.resolve(dataset)
+    ck = safe_load(d / "model.pt", device, fix=PRETRAIN_HINT)
+    model = create_model(cfg.model.name, ck["in_channels"], cfg.dim, cfg.model.width, **cfg.model.kwargs)
+    model.load_state_dict(ck["model"])
+    model = model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt.load_state_dict(ck["optimizer"])
+    with np.load(d / "clusters.npz") as z:
+        centroids = z["centroids"]
+    return model, opt, centroids
 
 
 # --------------------------------------------------------------------------- the stage
@@ -258,8 +282,8 @@ def pretrain_embedding(pp: PretrainParams, dataset: str, workdir: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # invalid until everything below is written
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "settings": cfg.model_dump(mode="json"), "hash": digest,
-                "in_channels": data.in_channels}, buf)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                "settings": cfg.model_dump(mode="json"), "hash": digest, "in_channels": data.in_channels}, buf)
     atomic_write_bytes(out / "model.pt", buf.getvalue())
     buf = io.BytesIO()
     np.savez(buf, assign=assign, centroids=centroids, index_positions=data.train_pos[pos])

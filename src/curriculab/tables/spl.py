@@ -25,7 +25,7 @@ def _embedding_runs(result) -> dict[str, object]:
         if block is None:
             continue
         p = SPLAdviseParams.model_validate(block)
-        if p.selection != "random" and p.clusters == "embedding":
+        if p.selection != "random" and p.uses_embedding:
             out.setdefault(run.config.data.dataset, p.embedding)
     return out
 
@@ -125,7 +125,13 @@ register_table(TableSpec(
         "epoch, `test_acc_at_best_val` the test accuracy at the best validation epoch. The embedding CNN and "
         "its settings are in `pretrain.spl_advise` (offline: LeNet, 16-d); spl.f2 is drawn from that stage's "
         "t-SNE snapshots (data/pretrained/spl_advise/<dataset>/tsne.npz); spl.f3 plots test accuracy against "
-        "minibatch updates."
+        "minibatch updates. Modes, every profile: SPL-ADVisE and SPLD rank `losses: fresh` (Algorithm 2 step "
+        "10: each sample's loss under the current model, one extra pass over the training set per paced "
+        "epoch; `last_epoch`, the losses recorded during the previous epoch's steps, is available and "
+        "cheaper). SPL-ADVisE uses `clusters: adaptive` (Algorithm 2 step 2: the embedding keeps training "
+        "with the Magnet loss alongside the student; every R = 100 student steps it runs 20 more Magnet "
+        "iterations and every training item is re-clustered, so the offline runs refresh only twice or so "
+        "and stay cheap); the official code's `clusters: frozen` keeps the pretrained clusters."
         " Paper profile: the paper trains SVHN on train + extra (604,388 images); the svhn source here reads "
         "the train split only (73,257 images) until it offers `extra`."
     ),
