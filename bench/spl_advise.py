@@ -79,7 +79,7 @@ def eval_seconds(state, run) -> float:
 
 def embedding_block(params: Path) -> dict:
     """`pretrain.spl_advise.embedding` of the params file when it has one, else the offline default above."""
-    from curriculab.config import load_yaml
+    from curriculab.settings_file import load_yaml
 
     if params.is_file():
         doc = load_yaml(params)

@@ -9,8 +9,9 @@ import sys
 import pytest
 import yaml
 
-from curriculab.config import ConfigError, load_yaml
+from curriculab.config import ConfigError
 from curriculab.project import load_params
+from curriculab.settings_file import load_yaml
 from tests.conftest import ROOT
 
 BASE = load_yaml(ROOT / "params.yaml")

@@ -84,3 +84,9 @@ def test_tasks_and_evaluations_stay_apart():
     g = import_graph()
     assert not any(m.startswith("curriculab.evaluate") for m in g["curriculab.engine.tasks"])
     assert "curriculab.methods.cbs" not in g["curriculab.evaluate.vae"]
+
+
+def test_no_module_is_over_400_lines():
+    """Issue 14's size rule: a module that grows past 400 lines is split by what it holds."""
+    long = {name: n for name, path in module_names().items() if (n := len(path.read_text().splitlines())) > 400}
+    assert not long, f"modules over 400 lines: {long}"

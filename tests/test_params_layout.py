@@ -9,8 +9,9 @@ import shutil
 import pytest
 import yaml
 
-from curriculab.config import ConfigError, resolve_uses
+from curriculab.config import ConfigError
 from curriculab.project import load_params
+from curriculab.settings_file import resolve_uses
 from curriculab.tables.spec import expand_table, get_spec
 from tests.conftest import ROOT
 

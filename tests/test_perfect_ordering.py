@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from curriculab.config import ConfigError, RunConfig, load_yaml
+from curriculab.config import ConfigError, RunConfig
 from curriculab.engine.batched import SGDConfig, Stack, evaluate
 from curriculab.models import create_model
 from curriculab.models.toy import PlainBatchNorm2d
 from curriculab.project import load_params
 from curriculab.runners.perfect_ordering import pick_starts, read_networks, run_perfect_ordering, train_orders
+from curriculab.settings_file import load_yaml
 from curriculab.tables.thesis_ordering import THESIS_T21, _thesis_frame, claim_counts
 from tests.conftest import ROOT
 

@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from curriculab.config import ConfigError, RunConfig, load_yaml
+from curriculab.config import ConfigError, RunConfig
 from curriculab.engine.loop import fit
 from curriculab.methods.poa import candidate_losses, loss_deltas
 from curriculab.models import create_model
 from curriculab.project import load_params
+from curriculab.settings_file import load_yaml
 from tests.conftest import ROOT
 
 

@@ -10,14 +10,10 @@ import copy
 import difflib
 import hashlib
 import json
-import math
-import re
 import types
 import typing
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
@@ -25,53 +21,7 @@ class ConfigError(ValueError):
     """A user error in the settings: the message is one line naming the key and the fix."""
 
 
-# --------------------------------------------------------------------------- YAML
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML with YAML 1.2 floats, so `5e-4` is a number as it is for DVC."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping; a missing or malformed file is a ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such settings file; pass an existing params.yaml or a file from profiles/")
-    try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
-    if data is None:
-        raise ConfigError(f"{path}: the file is empty; restore the embedded default (`git checkout {path.name}`) "
-                          "or copy a profile over it (`curriculab use-profile paper`)")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    return data
-
-
-def check_finite(data: Any, path: str = "") -> None:
-    """No setting may be NaN or infinite (`.inf`, `.nan` in YAML): the first one found is a ConfigError."""
-    if isinstance(data, float) and not math.isfinite(data):
-        raise ConfigError(f"{path or '(top level)'}: expected a finite number, got {data!r}")
-    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
-    for k, v in items:
-        check_finite(v, f"{path}.{k}" if path else str(k))
+# --------------------------------------------------------------------------- merging and hashing
 
 
 def deep_merge(base: dict, *overrides: dict) -> dict:
@@ -84,51 +34,6 @@ def deep_merge(base: dict, *overrides: dict) -> dict:
             else:
                 out[k] = copy.deepcopy(v)
     return out
-
-
-USE = "use"
-
-
-def resolve_uses(data: dict) -> dict:
-    """Expand every `use: <name>` (or a list of names) outside `defaults:` into that named block of
-    `defaults:`, deep-merged under the mapping's own keys (its keys win). Blocks may `use` others.
-
-    This replaces YAML anchors: every key stays addressable by `dvc exp run -S`, and DVC tracks
-    `defaults` as a param of the stages that read it.
-    """
-    defaults = data.get("defaults") or {}
-    if not isinstance(defaults, dict):
-        raise ConfigError("defaults: expected a mapping of named blocks")
-    done: dict[str, dict] = {}
-
-    def block(name: Any, path: str, stack: tuple[str, ...]) -> dict:
-        if not isinstance(name, str):
-            raise ConfigError(f"{path}: expected the name of a block under defaults, got {name!r}")
-        if name not in defaults:
-            raise ConfigError(f"{path}: no block {name!r} under defaults{suggest(name, defaults)}")
-        if name in stack:
-            raise ConfigError(f"defaults.{name}: `use` cycle " + " → ".join((*stack, name)))
-        if not isinstance(defaults[name], dict):
-            raise ConfigError(f"defaults.{name}: a block that tables `use` must be a mapping")
-        if name not in done:
-            done[name] = walk(defaults[name], f"defaults.{name}", (*stack, name))
-        return done[name]
-
-    def walk(node: Any, path: str, stack: tuple[str, ...]) -> Any:
-        if isinstance(node, list):
-            return [walk(v, f"{path}.{i}", stack) for i, v in enumerate(node)]
-        if not isinstance(node, dict):
-            return node
-        own = {k: walk(v, f"{path}.{k}", stack) for k, v in node.items() if k != USE}
-        if USE not in node:
-            return own
-        names = node[USE] if isinstance(node[USE], list) else [node[USE]]
-        base: dict = {}
-        for name in names:
-            base = deep_merge(base, block(name, f"{path}.{USE}", stack))
-        return deep_merge(base, own)
-
-    return {k: v if k == "defaults" else walk(v, str(k), ()) for k, v in data.items()}
 
 
 def stable_hash(obj: Any, n: int = 12) -> str:
@@ -434,15 +339,10 @@ class Params(Strict):
     executor: ExecutorParams = ExecutorParams()
     tracking: TrackingParams = TrackingParams()
     store: StoreParams = StoreParams()
-    defaults: dict[str, Any] = {}  # named blocks that other blocks `use` (see resolve_uses)
+    defaults: dict[str, Any] = {}  # named blocks that other blocks `use` (expanded by settings_file.resolve_uses)
     pretrain: dict[str, dict[str, Any]] = {}  # stage settings of methods that pretrain (validated there)
     tables: dict[str, TableParams] = {}
     evaluate: dict[str, dict[str, Any]] = {}  # evaluate-stage settings per table key (validated by its spec)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _uses(cls, data: Any) -> Any:
-        return resolve_uses(data) if isinstance(data, dict) else data
 
 
 def check_dotless(key: str, table: TableParams) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent  # src/curriculab, where the modules are imported from
 PACKAGE = HERE  # where the fingerprinted source is read (a copy, in tests)
 SHARED = ("engine", "data", "models")  # packages every run executes
-EXCLUDED = {"config", "project", "registry", "methods/__init__", "__init__", "__main__"}
+EXCLUDED = {"config", "settings_file", "project", "registry", "methods/__init__", "__init__", "__main__"}
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

@@ -8,10 +8,7 @@ from curriculab.config import (
     ConfigError,
     Params,
     check_dotless,
-    check_finite,
     check_name,
-    load_yaml,
-    resolve_uses,
     table_key,
     validate,
 )
@@ -19,6 +16,7 @@ from curriculab.data.copies import check_copies
 from curriculab.data.sources import SOURCES
 from curriculab.evaluate.adversarial import check_adversarial, split_evaluate
 from curriculab.methods import validate_pretrain
+from curriculab.settings_file import check_finite, load_yaml, resolve_uses
 from curriculab.tables.spec import TABLES, expand_table
 
 
