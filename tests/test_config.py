@@ -99,6 +99,20 @@ def test_cli_validate_exit_codes(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_cli_validate_reads_the_file_given_by_params(tmp_path):
+    """`curriculab --params X validate` checks X (it used to check params.yaml whatever --params said)."""
+    bad = copy.deepcopy(BASE)
+    bad["executr"] = {}
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(bad))
+    r = subprocess.run([sys.executable, "-m", "curriculab", "--params", str(f), "validate"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 2 and "executr: unknown key" in r.stderr
+    paper = subprocess.run([sys.executable, "-m", "curriculab", "--params", "profiles/paper.yaml", "validate"],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert paper.returncode == 0 and "profile 'paper'" in paper.stdout
+
+
 def test_noise_settings_that_cannot_mean_anything_are_rejected():
     from curriculab.config import RunConfig, validate
 

@@ -19,6 +19,7 @@ def _params(args) -> tuple:
 
 
 def cmd_validate(args) -> int:
+    args.file = args.file or args.params
     params = load_params(args.file)
     n = 0
     from curriculab.tables.spec import expand_table, get_spec
@@ -214,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".", help="project root holding data/, runs/ and mlflow.db")
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate", help="check a params file; exit non-zero with a one-line message if invalid")
-    v.add_argument("file", nargs="?", default="params.yaml")
+    v.add_argument("file", nargs="?", default=None, help="the settings file (default: --params)")
     v.add_argument("--stamp", help="write this file when the params are valid (the `validate` DVC stage)")
     sub.add_parser("prepare", help="write the prepared datasets and their copies; create the MLflow store")
     pt = sub.add_parser("pretrain", help="a method's pretraining stage (e.g. spl_advise)")
