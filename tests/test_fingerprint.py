@@ -52,3 +52,33 @@ def test_train_stages_depend_on_every_fingerprinted_file():
 def test_aggregate_depends_on_the_code_that_renders_reports_and_verdicts():
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["aggregate"]["deps"]
     assert "src/curriculab/tables" in deps  # a change to how a claim is judged re-renders every report
+
+
+EVALUATE_MODULES = ("curriculab.evaluate.transfer", "curriculab.evaluate.ttsa", "curriculab.evaluate.adversarial")
+
+
+def test_evaluate_results_are_keyed_by_the_code_that_computed_them(tmp_path, monkeypatch):
+    """A change to an evaluate module gives its cached results a new key (they were keyed by options and
+    data only, so `dvc repro` after a fix to the attack code kept the old numbers)."""
+    from curriculab import cli
+    from curriculab.evaluate import adversarial
+
+    before = {m: fingerprint.module_fingerprint(m) for m in EVALUATE_MODULES}
+    root = tmp_path / "changed" / "curriculab"
+    shutil.copytree(fingerprint.HERE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "evaluate" / "ttsa.py").write_text((root / "evaluate" / "ttsa.py").read_text() + "\nX = 1\n")
+    (root / "evaluate" / "ttsa.py").write_text((root / "evaluate" / "ttsa.py").read_text() + "# a comment\n")
+    after = {m: fingerprint.module_fingerprint(m, root) for m in EVALUATE_MODULES}
+    assert after["curriculab.evaluate.ttsa"] != before["curriculab.evaluate.ttsa"]
+    assert after["curriculab.evaluate.transfer"] == before["curriculab.evaluate.transfer"]
+    assert after["curriculab.evaluate.adversarial"] == before["curriculab.evaluate.adversarial"]
+    monkeypatch.setattr(fingerprint, "PACKAGE", root)
+    assert cli.evaluation_key({}, "c", "curriculab.evaluate.ttsa")["code"] == after["curriculab.evaluate.ttsa"]
+    assert adversarial.evaluation_key({}, "c", False)["code"] == after["curriculab.evaluate.adversarial"]
+
+
+def test_evaluate_stages_depend_on_the_code_they_run():
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["do"]["deps"]
+    for m in EVALUATE_MODULES:
+        for f in fingerprint.module_files(m):
+            assert any(f"src/curriculab/{f}" == d or f"src/curriculab/{f}".startswith(d + "/") for d in deps), f

@@ -127,6 +127,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def evaluation_key(options: dict, checksum: str | None, module: str) -> dict:
+    """What a cached evaluate result was computed from: options, data, and the evaluate step's code."""
+    from curriculab.fingerprint import module_fingerprint
+
+    return {"options": options, "checksum": checksum, "code": module_fingerprint(module)}
+
+
 def cmd_evaluate(args) -> int:
     from curriculab.data.prepared import atomic_write_json
     from curriculab.engine.records import is_done
@@ -155,7 +162,7 @@ def cmd_evaluate(args) -> int:
     for run in runs:
         rec = read_record(run.dir(workdir))
         target = out / f"{run.run_id}.json"
-        key = {"options": opts.model_dump(mode="json"), "checksum": rec.get("data_checksum")}
+        key = evaluation_key(opts.model_dump(mode="json"), rec.get("data_checksum"), spec.evaluate.__module__)
         if target.is_file() and json.loads(target.read_text()).get("_key") == key:
             continue
         metrics = spec.evaluate(run, rec, opts, workdir)

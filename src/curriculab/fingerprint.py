@@ -99,6 +99,26 @@ def code_fingerprint(methods, root: Path | None = None) -> str:
     return _fingerprint(tuple(sorted(methods)), Path(root or PACKAGE).resolve())
 
 
+@cache
+def _module_fingerprint(module: str, root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in _closure([_file(module, root)], root):
+        digest.update(f"{_rel(path, root)}:{_parsed(path)[0]}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def module_fingerprint(module: str, root: Path | None = None) -> str:
+    """Digest of one module and the curriculab modules it imports, transitively (an evaluate step's code:
+    its cached results are keyed by it, so a change to that code evaluates again)."""
+    return _module_fingerprint(module, Path(root or PACKAGE).resolve())
+
+
+def module_files(module: str, root: Path | None = None) -> list[str]:
+    """The files behind module_fingerprint, relative to the package."""
+    root = Path(root or PACKAGE).resolve()
+    return [_rel(p, root) for p in _closure([_file(module, root)], root)]
+
+
 def code_files(methods=None, root: Path | None = None) -> list[str]:
     """The files behind a fingerprint, relative to the package (all methods when None)."""
     from curriculab.methods import registry

@@ -321,6 +321,13 @@ def out_dir(workdir: Path, key: str) -> Path:
     return Path(workdir) / "runs" / "eval" / key / "adversarial"
 
 
+def evaluation_key(options: dict, checksum: str | None, sanity: bool) -> dict:
+    """What a cached result was computed from: attack settings, data, sanity checks run, this module's code."""
+    from curriculab.fingerprint import module_fingerprint
+
+    return {"options": options, "checksum": checksum, "sanity": sanity, "code": module_fingerprint(__name__)}
+
+
 def evaluate_table(spec, params, runs: list, block: dict, workdir: Path) -> int:
     """The evaluate step of an adversarial block: each selected run once (cached by settings and data), the
     sanity checks on the first. Results go to runs/eval/<table>/adversarial/<run-id>.json and to the run's
@@ -336,7 +343,7 @@ def evaluate_table(spec, params, runs: list, block: dict, workdir: Path) -> int:
     for i, run in enumerate(todo):
         rec = read_record(run.dir(workdir))
         target = out_dir(workdir, spec.key) / f"{run.run_id}.json"
-        key = {"options": p.model_dump(mode="json"), "checksum": rec.get("data_checksum"), "sanity": i == 0}
+        key = evaluation_key(p.model_dump(mode="json"), rec.get("data_checksum"), i == 0)
         if target.is_file() and json.loads(target.read_text()).get("_key") == key:
             continue
         t0 = time.perf_counter()
