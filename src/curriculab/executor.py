@@ -111,9 +111,28 @@ def reuse_identical(run: RunSpec, workdir: Path, checksum: str) -> bool:
     return False
 
 
-def _worker_init(threads: int) -> None:
+_SLOT = 0  # this worker process's slot: its GPU (slot % devices) and its progress-bar line
+
+
+def _worker_init(threads: int, slots) -> None:
+    global _SLOT
     die_with_parent()  # a killed stage takes its workers with it
     torch.set_num_threads(threads)
+    _SLOT = slots.get()
+
+
+def worker_slot() -> int:
+    """The slot of the worker process running this (0 in the stage process)."""
+    return _SLOT
+
+
+def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
+    """Spawned worker processes, each holding one slot 0..workers-1 for its whole life."""
+    ctx = get_context("spawn")
+    slots = ctx.Queue()
+    for i in range(workers):
+        slots.put(i)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, slots))
 
 
 def _sequential(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
@@ -125,10 +144,10 @@ def _sequential(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
         torch.set_num_threads(before)
 
 
-def _execute_on(run: RunSpec, workdir: str, slot: int, devices: int) -> dict:
+def _execute_on(run: RunSpec, workdir: str, devices: int) -> dict:
     if devices:
-        torch.cuda.set_device(slot % devices)
-    return execute(run, Path(workdir), position=slot + 1)  # below the stage's overall bar
+        torch.cuda.set_device(_SLOT % devices)
+    return execute(run, Path(workdir), position=_SLOT + 1)  # below the stage's overall bar
 
 
 def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dict]:
@@ -148,9 +167,8 @@ def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dic
         return _sequential(runs, workdir, cfg.threads)
     workers = min(cfg.workers, len(runs))
     devices = torch.cuda.device_count()
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                             initargs=(cfg.threads,)) as pool:
-        futures = [pool.submit(_execute_on, r, str(workdir), i % workers, devices) for i, r in enumerate(runs)]
+    with worker_pool(workers, cfg.threads) as pool:
+        futures = [pool.submit(_execute_on, r, str(workdir), devices) for r in runs]
         return [f.result() for f in futures]
 
 
