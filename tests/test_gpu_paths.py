@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import os
 import time
+from types import SimpleNamespace
+
+import torch
+from torch.overrides import TorchFunctionMode
 
 from curriculab import executor
+from curriculab.engine.tasks import get_task
 
 
 def _whoami(_):
@@ -24,3 +29,101 @@ def test_each_worker_process_keeps_one_device_slot():
         slots.setdefault(pid, set()).add(slot)
     assert all(len(s) == 1 for s in slots.values()), slots
     assert sorted(s.pop() for s in slots.values()) == list(range(len(slots))), slots
+
+
+# --------------------------------------------------------------------------- host↔device syncs
+
+SYNCS = {"__float__", "__int__", "__bool__", "item", "tolist", "cpu", "numpy"}  # device → host reads
+UPLOADS = {"tensor", "as_tensor"}  # host values copied to the device (a sync from pageable memory)
+
+
+class SyncCounter(TorchFunctionMode):
+    """Counts the calls that wait for the device (on a GPU) while a block runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+        self.uploads = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in SYNCS:
+            self.calls.append(name)
+        elif (name in UPLOADS and kwargs.get("device") is not None) or _upload(name, args, kwargs):
+            self.calls.append(name)
+            self.uploads += 1
+        return func(*args, **kwargs)
+
+
+def _upload(name: str, args, kwargs) -> bool:
+    """`t.to(x)` / `t.to(device)` / `dst.copy_(t)` moving a host tensor to another device."""
+    if name == "to" and args and isinstance(args[0], torch.Tensor) and args[0].device.type == "cpu":
+        target = kwargs.get("device", args[1] if len(args) > 1 else None)
+        target = target.device if isinstance(target, torch.Tensor) else target
+        return isinstance(target, (str, torch.device)) and torch.device(target).type != "cpu"
+    if name == "copy_" and len(args) > 1 and all(isinstance(a, torch.Tensor) for a in args[:2]):
+        return args[1].device.type == "cpu" and args[0].device.type != "cpu"
+    return False
+
+
+def _syncs(fn, uploads_only: bool = False) -> int:
+    with SyncCounter() as counter:
+        fn()
+    return counter.uploads if uploads_only else len(counter.calls)
+
+
+def _batches(n: int, classes: int = 4):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.rand(8, 1, 8, 8, generator=g), torch.randint(classes, (8,), generator=g)) for _ in range(n)]
+
+
+def test_classification_evaluation_syncs_once_whatever_the_number_of_batches():
+    task = get_task("classification", {})
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    one, many = (_syncs(lambda b=b: task.evaluate(model, _batches(b))) for b in (1, 6))
+    assert one == many, (one, many)
+
+
+def test_vae_evaluation_syncs_once_whatever_the_number_of_batches():
+    from curriculab.evaluate.vae import VAETask
+
+    task = VAETask(VAETask.Params())
+    task._checked = True  # the [0, 1] check reads the first batch once per run, by design
+
+    def model(x):
+        n = len(x)
+        return torch.zeros(n, 1, 8, 8), torch.zeros(n, 2), torch.zeros(n, 2)
+
+    one, many = (_syncs(lambda b=b: task.evaluate(model, _batches(b))) for b in (1, 6))
+    assert one == many, (one, many)
+
+
+def test_transfer_accuracy_syncs_once_whatever_the_number_of_batches():
+    from curriculab.evaluate.transfer import accuracy
+
+    class Data:
+        def __init__(self, n):
+            self.batches = _batches(n)
+
+        def eval_batches(self, split, batch_size):
+            return iter(self.batches)
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    one, many = (_syncs(lambda b=b: accuracy(model, lambda m, x: m(x), Data(b))) for b in (1, 6))
+    assert one == many, (one, many)
+
+
+def test_a_cbs_sigma_change_uploads_one_kernel_for_all_layers():
+    """ResNet-18 has 17 smoothed convs: a σ change copied the kernel to the device 17 times and read
+    each layer's identity flag back from it. On the meta device any read of a value would raise; the host
+    computes the kernel (reads there are no syncs), so only uploads are counted."""
+    from curriculab.methods.cbs import CBS
+    from curriculab.models import create_model
+
+    method = CBS(CBS.Params.model_validate({"sigma": 1.0}), SimpleNamespace(data=SimpleNamespace(in_channels=3)))
+    method.wrap_model(create_model("resnet18", 3, 10, 0.125)).to("meta")
+    assert _syncs(lambda: method.set_sigma(0.5), uploads_only=True) == 1
+    assert all(layer.sigma == 0.5 and not layer.identity for layer in method.layers)
+    method.set_sigma(0.0)
+    assert all(layer.identity for layer in method.layers)

@@ -58,7 +58,7 @@ class Task:
     @torch.no_grad()
     def evaluate(self, predict: Callable[[torch.Tensor], Any], batches) -> dict[str, float]:
         """Loss, top-1 and top-5 accuracy over (x, y) batches; sums stay on the device until the end."""
-        tot = None
+        tot, n = None, 0
         for x, y in batches:
             out = self.logits(predict(x)).float()
             k = min(5, out.shape[1])
@@ -67,10 +67,10 @@ class Task:
                 torch.nn.functional.cross_entropy(out, y, reduction="sum"),
                 (top[:, 0] == y).sum().float(),
                 (top == y[:, None]).any(1).sum().float(),
-                torch.tensor(float(len(y)), device=out.device),
             ])
             tot = part if tot is None else tot + part
-        loss, c1, c5, n = tot.tolist()
+            n += len(y)  # counted on the host: one device read per evaluation, at the end
+        loss, c1, c5 = tot.tolist()
         return {"loss": loss / n, "acc": c1 / n, "top5": c5 / n}
 
     def final_metrics(self, model: nn.Module, data, predict, run) -> dict[str, float]:

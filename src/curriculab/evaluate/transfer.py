@@ -162,11 +162,12 @@ def _feature_probe(run, p: ProbeParams, workdir: Path) -> dict[str, float]:
 @torch.no_grad()
 def accuracy(model: nn.Module, predict, data: DeviceData, split: str = "test", batch_size: int = 1000
              ) -> float:
-    correct, n = 0, 0
+    correct, n = None, 0
     for x, y in data.eval_batches(split, batch_size):
-        correct += int((predict(model, x).argmax(1) == y).sum())
+        hits = (predict(model, x).argmax(1) == y).sum()
+        correct = hits if correct is None else correct + hits
         n += len(y)
-    return correct / max(n, 1)
+    return int(correct) / n if n else 0.0
 
 
 def oracle_record(run, target: str, workdir: Path) -> dict:

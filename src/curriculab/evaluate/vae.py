@@ -144,14 +144,14 @@ class VAETask(Task):
     @torch.no_grad()
     def evaluate(self, predict, batches) -> dict[str, float]:
         """Per-image −ELBO_β (`loss` and `nelbo`), reconstruction term and KL, one posterior sample each."""
-        tot = None
+        tot, n = None, 0
         for x, _ in batches:
             self._check(x)
             nelbo, rec, kl = negative_elbo(predict(x), x, self.params.beta)
-            n = torch.tensor(float(len(x)), device=x.device)
-            part = torch.stack([nelbo.sum(), rec.sum(), kl.sum(), n])
+            part = torch.stack([nelbo.sum(), rec.sum(), kl.sum()])
             tot = part if tot is None else tot + part
-        nelbo, rec, kl, n = tot.tolist()
+            n += len(x)  # counted on the host: one device read per evaluation, at the end
+        nelbo, rec, kl = tot.tolist()
         return {"loss": nelbo / n, "nelbo": nelbo / n, "rec": rec / n, "kl": kl / n}
 
     @torch.no_grad()

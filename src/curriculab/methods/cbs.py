@@ -50,11 +50,13 @@ class GaussianSmoothing(nn.Module):
 
     @torch.no_grad()
     def set_sigma(self, sigma: float, kernel: torch.Tensor | None = None) -> None:
-        """Rewrite the kernel in place for a new σ (the module and its buffer are kept)."""
+        """Rewrite the kernel in place for a new σ (the module and its buffer are kept). `kernel`, when
+        given, is G_σ already on this module's device, so that layers sharing it cost one upload."""
         if sigma != self.sigma:
-            k = gaussian_kernel(sigma, self.size) if kernel is None else kernel
+            host = gaussian_kernel(sigma, self.size)
+            k = host if kernel is None else kernel
             self.kernel.copy_(k.to(self.kernel).expand_as(self.kernel))
-            self.sigma, self.identity = float(sigma), _is_identity(k)
+            self.sigma, self.identity = float(sigma), _is_identity(host)  # read on the host: no device sync
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.identity:  # σ = 0, or so small that the float32 kernel is a centred delta: skip the conv
@@ -185,7 +187,9 @@ class CBS(Method):
         if sigma == self.sigma and all(layer.sigma == sigma for layer in self.layers):
             return
         self.sigma = sigma
-        kernel = gaussian_kernel(sigma, self.params.kernel_size)
+        if not self.layers:
+            return
+        kernel = gaussian_kernel(sigma, self.params.kernel_size).to(self.layers[0].kernel)  # one upload
         for layer in self.layers:
             layer.set_sigma(sigma, kernel)
 
