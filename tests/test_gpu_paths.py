@@ -7,6 +7,7 @@ import os
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -127,3 +128,27 @@ def test_a_cbs_sigma_change_uploads_one_kernel_for_all_layers():
     assert all(layer.sigma == 0.5 and not layer.identity for layer in method.layers)
     method.set_sigma(0.0)
     assert all(layer.identity for layer in method.layers)
+
+
+def test_a_magnet_iteration_uploads_once_and_reads_once_with_the_same_loss():
+    """The SPL-ADVisE pretraining and adaptive refreshes: one upload (positions, slots, classes) and one
+    read (the per-sample losses the index needs) per iteration, where there were three uploads, a unique,
+    a class check and a second read of the mean loss."""
+    from curriculab.methods.magnet import ClusterIndex, magnet_loss, magnet_step
+
+    g = torch.Generator().manual_seed(0)
+    labels = np.repeat(np.arange(3), 20)
+    index = ClusterIndex(labels, classes=3, k=2, m=3, b=4, rng=np.random.default_rng(0))
+    index.refresh(np.random.default_rng(1).normal(size=(60, 2)).astype(np.float32))
+    data = SimpleNamespace(device=torch.device("cpu"), train_x=torch.rand(60, 1, 8, 8, generator=g),
+                           to_input=lambda x, augment: x)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with SyncCounter() as counter:
+        losses = magnet_step(model, opt, index, data, alpha=1.0, variance="rippel")
+    assert counter.uploads == 1 and sorted(counter.calls) == ["as_tensor", "cpu", "numpy"], counter.calls
+    assert losses.shape == (12,) and index.has_loss.sum() > 0
+    r = torch.randn(12, 2, generator=g)
+    slot, cls = torch.arange(3).repeat_interleave(4), torch.tensor([2, 0, 1]).repeat_interleave(4)
+    assert torch.equal(magnet_loss(r, slot, cls, 1.0, reduction="none"),
+                       magnet_loss(r, slot, cls, 1.0, reduction="none", slots=3))

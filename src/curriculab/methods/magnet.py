@@ -19,7 +19,7 @@ Variance = Literal["rippel", "squared"]
 
 def magnet_loss(r: torch.Tensor, cluster: torch.Tensor, cls: torch.Tensor, alpha: float,
                 variance: Variance = "rippel", reduction: Literal["mean", "none"] = "mean",
-                eps: float = 1e-8) -> torch.Tensor:
+                eps: float = 1e-8, slots: int | None = None) -> torch.Tensor:
     """Stochastic Magnet loss, eq. (1): mean over samples of
     max(0, −log(exp(−‖r−μ_own‖²/2σ² − α) / Σ_{μ: C(μ)≠C(r)} exp(−‖r−μ‖²/2σ²))).
 
@@ -28,18 +28,24 @@ def magnet_loss(r: torch.Tensor, cluster: torch.Tensor, cls: torch.Tensor, alpha
     uses that quantity squared, as the SPL-ADVisE text (σ = variance, then 1/2σ²) and its official code do.
     Computed as a log-sum-exp; σ² is floored at `eps`, so tight clusters give finite values. A sample with no
     cluster of another class in the batch has loss 0 (the ratio is +∞ before the hinge).
+
+    `slots`: the caller's promise that `cluster` holds 0 … slots−1, each slot of one class (the sampler's
+    batches). The slots are then not recomputed and the classes not checked: no device sync.
     """
     if variance not in ("rippel", "squared"):
         raise ValueError(f"variance must be 'rippel' or 'squared', got {variance!r}")
     if r.dtype in (torch.float16, torch.bfloat16):
         r = r.float()
     n = r.shape[0]
-    slots, inv = torch.unique(cluster, return_inverse=True)
-    m = len(slots)
+    if slots is None:
+        uniq, inv = torch.unique(cluster, return_inverse=True)
+        m = len(uniq)
+    else:
+        inv, m = cluster, slots
     counts = torch.bincount(inv, minlength=m).to(r.dtype)
     means = torch.zeros(m, r.shape[1], dtype=r.dtype, device=r.device).index_add(0, inv, r) / counts[:, None]
     slot_cls = torch.empty(m, dtype=cls.dtype, device=cls.device).scatter_(0, inv, cls)
-    if bool((slot_cls[inv] != cls).any()):
+    if slots is None and bool((slot_cls[inv] != cls).any()):
         raise ValueError("magnet_loss: every cluster slot must hold samples of one class")
     d2 = (r[:, None, :] - means[None]).pow(2).sum(-1)  # (n, m) squared distances to every batch cluster mean
     own = d2.gather(1, inv[:, None]).squeeze(1)
@@ -162,3 +168,20 @@ class ClusterIndex:
             for c in clusters])
         slot = np.repeat(np.arange(len(clusters)), self.b)
         return idx, slot, self.cluster_class[clusters][slot], clusters
+
+
+def magnet_step(model: torch.nn.Module, opt: torch.optim.Optimizer, index: ClusterIndex, data, alpha: float,
+                variance: Variance, rows: np.ndarray | None = None) -> np.ndarray:
+    """One Magnet-loss iteration on a neighbourhood minibatch of `index` (Algorithm 1); returns the
+    per-sample losses, which the index keeps for its cluster losses. `rows` maps index positions to rows of
+    `data`'s training set (all rows when None). One upload and one read per iteration."""
+    idx, slot, cls_, clusters = index.sample()
+    batch = torch.as_tensor(np.stack([idx if rows is None else rows[idx], slot, cls_]), device=data.device)
+    x = data.to_input(data.train_x[batch[0]], augment=False)
+    per = magnet_loss(model(x), batch[1], batch[2], alpha, variance, reduction="none", slots=len(clusters))
+    opt.zero_grad(set_to_none=True)
+    per.mean().backward()
+    opt.step()
+    losses = per.detach().cpu().numpy()
+    index.update_losses(idx, losses)
+    return losses

@@ -30,7 +30,7 @@ from curriculab.config import ConfigError, NonNegFloat, PosInt, Strict
 from curriculab.data.prepared import read_meta
 from curriculab.engine.devices import autocast
 from curriculab.methods.base import Batch, Method, MethodContext, TrainState, cross_entropy
-from curriculab.methods.magnet import ClusterIndex, kmeans_per_class, magnet_loss
+from curriculab.methods.magnet import ClusterIndex, kmeans_per_class, magnet_step
 from curriculab.methods.spl_embedding import (
     PRETRAIN_HINT,
     EmbeddingParams,
@@ -135,18 +135,11 @@ class _Embedder:
 
     def refresh(self, steps: int) -> np.ndarray:
         """`steps` Magnet-loss iterations, then the new cluster of every training item."""
-        cfg, dev = self.cfg, self.data.device
+        cfg = self.cfg
         self.model.train()
         with torch.enable_grad():
             for _ in range(steps):
-                idx, slot, cls_, _ = self.index.sample()
-                x = self.data.to_input(self.data.train_x[torch.as_tensor(idx, device=dev)], augment=False)
-                per = magnet_loss(self.model(x), torch.as_tensor(slot, device=dev),
-                                  torch.as_tensor(cls_, device=dev), cfg.alpha, cfg.variance, reduction="none")
-                self.opt.zero_grad(set_to_none=True)
-                per.mean().backward()
-                self.opt.step()
-                self.index.update_losses(idx, per.detach().cpu().numpy())
+                magnet_step(self.model, self.opt, self.index, self.data, cfg.alpha, cfg.variance)
         self.refreshes += 1
         assign, centroids = kmeans_per_class(self.embed(), self.labels, cfg.clusters, self.data.classes,
                                              self.seed + 7919 * self.refreshes, what="embedding.clusters")

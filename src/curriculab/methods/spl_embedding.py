@@ -37,7 +37,7 @@ from curriculab.data.derive import subset_per_class
 from curriculab.data.loader import DeviceData
 from curriculab.data.prepared import atomic_write_bytes, atomic_write_json, read_meta
 from curriculab.engine.devices import resolve_device, seed_everything
-from curriculab.methods.magnet import ClusterIndex, Variance, kmeans_per_class, magnet_loss
+from curriculab.methods.magnet import ClusterIndex, Variance, kmeans_per_class, magnet_step
 from curriculab.models import check_model, create_model
 
 PRETRAIN_HINT = "run `dvc repro pretrain@spl_advise` (or `curriculab pretrain spl_advise`)"
@@ -245,16 +245,7 @@ def pretrain_embedding(pp: PretrainParams, dataset: str, workdir: Path) -> str:
     curve, window = [], []
     with clock("loop"):
         for it in range(1, cfg.iterations + 1):
-            idx, slot, cls_, _ = index.sample()
-            x = data.to_input(data.train_x[pos_t[torch.as_tensor(idx, device=device)]], augment=False)
-            slot_t, cls_t = torch.as_tensor(slot, device=device), torch.as_tensor(cls_, device=device)
-            per = magnet_loss(model(x), slot_t, cls_t, cfg.alpha, cfg.variance, reduction="none")
-            loss = per.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            index.update_losses(idx, per.detach().cpu().numpy())
-            window.append(float(loss.detach()))
+            window.append(float(magnet_step(model, opt, index, data, cfg.alpha, cfg.variance, pos).mean()))
             if it % cfg.refresh == 0 or it == cfg.iterations:
                 curve.append({"iteration": it, "loss": float(np.mean(window))})
                 window = []
