@@ -152,3 +152,20 @@ def test_a_magnet_iteration_uploads_once_and_reads_once_with_the_same_loss():
     slot, cls = torch.arange(3).repeat_interleave(4), torch.tensor([2, 0, 1]).repeat_interleave(4)
     assert torch.equal(magnet_loss(r, slot, cls, 1.0, reduction="none"),
                        magnet_loss(r, slot, cls, 1.0, reduction="none", slots=3))
+
+
+def test_batches_follow_the_models_memory_format(workdir):
+    """channels_last converted the model but not the batches, so every conv converted its input again."""
+    from curriculab.data.loader import DeviceData
+    from curriculab.engine.loop import channels_last
+    from tests.conftest import micro_run
+
+    run = micro_run()
+    assert channels_last(torch.device("cuda"), run.train) and not channels_last(torch.device("cpu"), run.train)
+    assert not channels_last(torch.device("cuda"), run.train.model_copy(update={"channels_last": False}))
+    data = DeviceData(run, workdir / "data", torch.device("cpu"))
+    rgb = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)  # for 1 channel both layouts coincide
+    assert not data.to_input(rgb, augment=True).is_contiguous(memory_format=torch.channels_last)
+    data.memory_format = torch.channels_last
+    assert data.to_input(rgb, augment=True).is_contiguous(memory_format=torch.channels_last)
+    assert data.to_input(rgb, augment=False).is_contiguous(memory_format=torch.channels_last)

@@ -78,6 +78,7 @@ class DeviceData:
                     else torch.ones(1, device=device))
         self.augment: AugmentParams = cfg.augment
         self.gen = torch.Generator(device=device)
+        self.memory_format = torch.contiguous_format  # the model's (engine.loop.build sets channels_last)
         self.gen.manual_seed(run.seed)
         self._copies: dict[str, torch.Tensor] = {}
 
@@ -112,7 +113,7 @@ class DeviceData:
             x = random_crop(x, self.augment.crop_pad, self.gen)
         if augment and self.augment.flip:
             x = random_flip(x, self.gen)
-        return (x - self.mean) / self.std
+        return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
     def permutation(self, n: int | None = None) -> torch.Tensor:
         return torch.randperm(n or self.n_train, generator=self.gen, device=self.device)

@@ -85,9 +85,15 @@ def build(run: RunConfig, run_dir: Path, workdir: Path,
     model = create_model(run.model.name, data.in_channels, data.classes, run.model.width,
                          image_size=data.image_size, **run.model.kwargs)
     model = hooks.wrap_model(model).to(device)
-    if device.type == "cuda" and run.train.channels_last:
+    if channels_last(device, run.train):
         model = model.to(memory_format=torch.channels_last)
+        data.memory_format = torch.channels_last  # the batches too, or every conv converts its input again
     return data, hooks, model
+
+
+def channels_last(device: torch.device, train) -> bool:
+    """NHWC for the model and its batches: `train.channels_last`, on CUDA only."""
+    return device.type == "cuda" and train.channels_last
 
 
 def load_trained(run: RunConfig, run_dir: Path, workdir: Path, device: str = "auto"):
