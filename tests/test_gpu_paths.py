@@ -169,3 +169,40 @@ def test_batches_follow_the_models_memory_format(workdir):
     data.memory_format = torch.channels_last
     assert data.to_input(rgb, augment=True).is_contiguous(memory_format=torch.channels_last)
     assert data.to_input(rgb, augment=False).is_contiguous(memory_format=torch.channels_last)
+
+
+# --------------------------------------------------------------------------- bf16
+
+def _bf16():
+    return torch.autocast("cpu", dtype=torch.bfloat16)  # CPU autocast runs conv / linear in bf16 as CUDA's does
+
+
+def test_the_blur_runs_in_float32_under_bf16_autocast():
+    """A bf16 Gaussian kernel sums to 0.9996-1.0024: the blur is computed in float32 whatever autocast says."""
+    from curriculab.methods.cbs import GaussianSmoothing
+
+    layer = GaussianSmoothing(3, 1.0)
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    want = layer(x)
+    with _bf16():
+        got = layer(x)
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    with _bf16():
+        assert layer(x.bfloat16()).dtype == torch.bfloat16  # the caller's dtype comes back
+
+
+def test_spl_selection_losses_are_float32_under_bf16_autocast(workdir):
+    """bf16 logits tie many per-sample losses, and SPL-ADVisE ranks them: the ranking pass is float32."""
+    from curriculab.data.loader import DeviceData
+    from curriculab.methods.spl_advise import SPLAdvise
+    from tests.conftest import micro_run
+
+    run = micro_run()
+    data = DeviceData(run, workdir / "data", torch.device("cpu"))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    method = SimpleNamespace(params=SimpleNamespace(loss_batch_size=128), ctx=SimpleNamespace(run=run))
+    state = SimpleNamespace(model=model, data=data)
+    want = SPLAdvise.sample_losses(method, state)
+    with _bf16():
+        got = SPLAdvise.sample_losses(method, state)
+    assert torch.equal(got, want)

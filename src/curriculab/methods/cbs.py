@@ -61,7 +61,9 @@ class GaussianSmoothing(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.identity:  # σ = 0, or so small that the float32 kernel is a centred delta: skip the conv
             return x
-        return F.conv2d(x, self.kernel.to(x.dtype), padding=self.size // 2, groups=self.channels)
+        with torch.autocast(x.device.type, enabled=False):  # float32: a bf16 kernel does not sum to 1
+            out = F.conv2d(x.float(), self.kernel, padding=self.size // 2, groups=self.channels)
+        return out.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, size={self.size}, sigma={self.sigma:g}"

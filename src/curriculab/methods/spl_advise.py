@@ -28,7 +28,6 @@ from pydantic import Field, field_validator, model_validator
 
 from curriculab.config import ConfigError, NonNegFloat, PosInt, Strict
 from curriculab.data.prepared import read_meta
-from curriculab.engine.devices import autocast
 from curriculab.methods.base import Batch, Method, MethodContext, TrainState, cross_entropy
 from curriculab.methods.magnet import ClusterIndex, kmeans_per_class, magnet_step
 from curriculab.methods.spl_embedding import (
@@ -264,17 +263,17 @@ class SPLAdvise(Method):
 
     @torch.no_grad()
     def sample_losses(self, state: TrainState) -> torch.Tensor:
-        """Cross-entropy of every training sample under the current model (eval mode, no augmentation)."""
-        model, data, run = state.model, state.data, self.ctx.run
+        """Cross-entropy of every training sample under the current model (eval mode, no augmentation), in
+        float32 even under `train.bf16`: bf16 logits would tie many of the losses this ranks."""
+        model, data = state.model, state.data
         was = model.training
         model.eval()
         out = torch.empty(data.n_train, device=data.device)
         bs = self.params.loss_batch_size
         for i in range(0, data.n_train, bs):
             x = data.to_input(data.train_x[i:i + bs], augment=False)
-            with autocast(data.device, run.train.bf16):
-                logits = model(x)
-            out[i:i + bs] = cross_entropy(logits, data.train_y[i:i + bs])
+            with torch.autocast(data.device.type, enabled=False):
+                out[i:i + bs] = cross_entropy(model(x), data.train_y[i:i + bs])
         model.train(was)
         return out
 
