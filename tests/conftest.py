@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ["CURRICULAB_STRICT_DETERMINISM"] = "1"  # a non-deterministic kernel fails the tests (and their subprocesses)
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -206,3 +206,65 @@ def test_spl_selection_losses_are_float32_under_bf16_autocast(workdir):
     with _bf16():
         got = SPLAdvise.sample_losses(method, state)
     assert torch.equal(got, want)
+
+
+# --------------------------------------------------------------------------- determinism
+
+def test_lenet_pools_with_the_adaptive_windows_and_no_adaptive_pool():
+    """nn.AdaptiveAvgPool2d(5) has a non-deterministic CUDA backward, so the SPL-ADVisE embedding was not
+    reproducible on a GPU. (Output size 1 is a mean in ATen, deterministic, and stays.)"""
+    from curriculab.models import create_model
+    from curriculab.models.convnets import AveragePoolTo
+
+    for n in (2, 4, 5, 7, 10, 13):
+        x = torch.randn(3, 4, n, n + 1, generator=torch.Generator().manual_seed(n), dtype=torch.float64)
+        assert torch.allclose(AveragePoolTo(5)(x), torch.nn.AdaptiveAvgPool2d(5)(x), atol=1e-12), n
+    for size in (8, 28):
+        net = create_model("lenet", 1, 10, 1.0)
+        assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in net.modules())
+        assert net(torch.randn(2, 1, size, size)).shape == (2, 10)
+
+
+def test_the_suite_runs_with_strict_determinism():
+    from curriculab.engine.devices import seed_everything
+
+    seed_everything(0)
+    assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+
+
+# --------------------------------------------------------------------------- torch.compile
+
+def test_a_compiled_blur_keeps_one_graph_down_to_sigma_zero():
+    """σ reaching 0 switched the blur to a Python identity branch: one more graph per smoothed layer. Under
+    torch.compile it stays a convolution, whose delta kernel at σ = 0 returns the input exactly."""
+    from curriculab.methods.cbs import GaussianSmoothing
+
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    layer = GaussianSmoothing(3, 1.0)
+    compiled = torch.compile(layer, backend=counting)
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(compiled(x), layer(x))
+    for sigma in (0.5, 0.0):
+        layer.set_sigma(sigma)
+        out = compiled(x)
+    assert torch.equal(out, x) and layer.identity
+    assert len(graphs) == 1, len(graphs)
+
+
+def test_compiled_runs_drop_the_last_partial_batch(workdir):
+    """A partial last batch is one more graph per epoch under torch.compile: compiled runs drop it."""
+    from curriculab.data.loader import DeviceData
+    from curriculab.engine.loop import train_batch_iter
+    from tests.conftest import micro_run
+
+    for compile_ in (False, True):
+        run = micro_run({"train": {"compile": compile_, "batch_size": 64}})
+        data = DeviceData(run, workdir / "data", torch.device("cpu"))
+        sizes = [len(b.y) for b in train_batch_iter(run, data)]
+        assert (sizes[-1] < 64) == (not compile_) and sum(sizes) >= data.n_train - 63

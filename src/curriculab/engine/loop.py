@@ -132,9 +132,9 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
     forward = torch.compile(model) if run.train.compile else model
     opt = build_optimizer(model.parameters(), run.train.optimizer)
     schedule = Schedule(opt, run.train.schedule, run.train.epochs)
+    steps = (math.floor if run.train.compile else math.ceil)(data.n_train / run.train.batch_size)
     state = TrainState(model=forward, optimizer=opt, data=data, epochs=run.train.epochs,
-                       extra_optimizers=hooks.optimizers(model),
-                       steps_per_epoch=math.ceil(data.n_train / run.train.batch_size))
+                       extra_optimizers=hooks.optimizers(model), steps_per_epoch=steps)
     ckpt_path = run_dir / "checkpoint.pt"
     record = restore(ckpt_path, model, state, schedule, hooks) if run.train.checkpoint else None
     if record is not None:  # the checkpoint's record is the truth: metrics.json may be an epoch behind
@@ -185,6 +185,11 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
     return record
 
 
+def train_batch_iter(run: RunConfig, data: DeviceData):
+    """The default epoch: shuffled minibatches; a compiled model drops the partial last one (another graph)."""
+    return data.batches(run.train.batch_size, drop_last=run.train.compile)
+
+
 def train_epoch(run: RunConfig, state: TrainState, hooks: Hooks, task, show: bool = False) -> dict:
     """One pass over the epoch's batches: forward, the methods' loss, one step of every optimiser."""
     data, forward, device = state.data, state.model, state.data.device
@@ -192,7 +197,7 @@ def train_epoch(run: RunConfig, state: TrainState, hooks: Hooks, task, show: boo
     hooks.call("on_epoch_start", state)
     sums = torch.zeros(2, device=device)  # loss·n, correct: summed on the device, read once per epoch
     seen = 0
-    batches = hooks.train_batches(state.epoch, state, lambda: data.batches(run.train.batch_size))
+    batches = hooks.train_batches(state.epoch, state, lambda: train_batch_iter(run, data))
     for batch in tqdm(batches, total=state.steps_per_epoch, leave=False, disable=not show,
                       desc=f"epoch {state.epoch + 1}"):
         with autocast(device, run.train.bf16):

@@ -59,7 +59,9 @@ class GaussianSmoothing(nn.Module):
             self.sigma, self.identity = float(sigma), _is_identity(host)  # read on the host: no device sync
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.identity:  # σ = 0, or so small that the float32 kernel is a centred delta: skip the conv
+        # σ = 0, or so small that the float32 kernel is a centred delta: skip the conv, except under
+        # torch.compile, where the branch would be one more graph (the delta conv returns x exactly)
+        if not torch.compiler.is_compiling() and self.identity:
             return x
         with torch.autocast(x.device.type, enabled=False):  # float32: a bf16 kernel does not sum to 1
             out = F.conv2d(x.float(), self.kernel, padding=self.size // 2, groups=self.channels)

@@ -42,9 +42,11 @@ def magnet_loss(r: torch.Tensor, cluster: torch.Tensor, cls: torch.Tensor, alpha
         m = len(uniq)
     else:
         inv, m = cluster, slots
-    counts = torch.bincount(inv, minlength=m).to(r.dtype)
-    means = torch.zeros(m, r.shape[1], dtype=r.dtype, device=r.device).index_add(0, inv, r) / counts[:, None]
-    slot_cls = torch.empty(m, dtype=cls.dtype, device=cls.device).scatter_(0, inv, cls)
+    # slot membership as a matrix: sums by matmul are deterministic on CUDA (bincount / index_add are not)
+    member = (inv[:, None] == torch.arange(m, device=r.device)).to(r.dtype)  # (n, m)
+    counts = member.sum(0)
+    means = (member.T @ r) / counts[:, None]
+    slot_cls = ((member.T @ cls.to(r.dtype)) / counts).round().to(cls.dtype)  # mixed: some sample differs
     if slots is None and bool((slot_cls[inv] != cls).any()):
         raise ValueError("magnet_loss: every cluster slot must hold samples of one class")
     d2 = (r[:, None, :] - means[None]).pow(2).sum(-1)  # (n, m) squared distances to every batch cluster mean

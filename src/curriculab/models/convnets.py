@@ -27,6 +27,32 @@ class ConvBlock(nn.Sequential):
         self.relu = nn.ReLU(inplace=True)
 
 
+def _window_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in): row i averages nn.AdaptiveAvgPool2d's window i, [⌊i·n_in/n_out⌋, ⌈(i+1)·n_in/n_out⌉)."""
+    i = torch.arange(n_out, device=like.device)
+    start, end = (i * n_in) // n_out, ((i + 1) * n_in + n_out - 1) // n_out
+    j = torch.arange(n_in, device=like.device)
+    inside = (j[None] >= start[:, None]) & (j[None] < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+class AveragePoolTo(nn.Module):
+    """Adaptive average pooling to size×size as two fixed window matrices: the windows of
+    nn.AdaptiveAvgPool2d, with a deterministic backward on CUDA (the adaptive pool's is not)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = _window_matrix(x.shape[-2], self.size, x)
+        cols = _window_matrix(x.shape[-1], self.size, x)
+        return rows @ x @ cols.T
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
 @register_model
 def small_cnn(in_channels: int, num_classes: int, width: float = 1.0) -> nn.Module:
     """Three conv blocks (32, 64, 128 channels × width) with pooling, global average pool, linear."""
@@ -46,7 +72,7 @@ def lenet(in_channels: int, num_classes: int, width: float = 1.0) -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(), MaybePool(),
         nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), MaybePool(),
-        nn.AdaptiveAvgPool2d(5), nn.Flatten(),
+        AveragePoolTo(5), nn.Flatten(),
         nn.Linear(c2 * 25, ch(120, width)), nn.ReLU(), nn.Linear(ch(120, width), ch(84, width)), nn.ReLU(),
         nn.Linear(ch(84, width), num_classes),
     )
