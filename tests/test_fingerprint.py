@@ -72,6 +72,8 @@ def test_evaluate_results_are_keyed_by_the_code_that_computed_them(tmp_path, mon
     assert after["curriculab.evaluate.ttsa"] != before["curriculab.evaluate.ttsa"]
     assert after["curriculab.evaluate.transfer"] == before["curriculab.evaluate.transfer"]
     assert after["curriculab.evaluate.adversarial"] == before["curriculab.evaluate.adversarial"]
+    bookkeeping = {"executor.py", "tracking.py", "store.py"}  # where results go, not how they are computed
+    assert not bookkeeping & set(fingerprint.module_files("curriculab.evaluate.adversarial"))
     monkeypatch.setattr(fingerprint, "PACKAGE", root)
     assert cli.evaluation_key({}, "c", "curriculab.evaluate.ttsa")["code"] == after["curriculab.evaluate.ttsa"]
     assert adversarial.evaluation_key({}, "c", False)["code"] == after["curriculab.evaluate.adversarial"]

@@ -19,6 +19,8 @@ HERE = Path(__file__).resolve().parent  # src/curriculab, where the modules are 
 PACKAGE = HERE  # where the fingerprinted source is read (a copy, in tests)
 SHARED = ("engine", "data", "models")  # packages every run executes
 EXCLUDED = {"config", "settings_file", "project", "registry", "methods/__init__", "__init__", "__main__"}
+# where results are stored and logged, not how they are computed: outside an evaluate step's fingerprint
+BOOKKEEPING = {"executor", "tracking", "live", "store", "runlock", "fingerprint"}
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -60,12 +62,12 @@ def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
-def _closure(seeds: list[Path], root: Path) -> list[Path]:
+def _closure(seeds: list[Path], root: Path, excluded: set[str] = EXCLUDED) -> list[Path]:
     seen: set[Path] = set()
     todo = list(seeds)
     while todo:
         path = todo.pop()
-        if path in seen or _rel(path, root).removesuffix(".py") in EXCLUDED:
+        if path in seen or _rel(path, root).removesuffix(".py") in excluded:
             continue
         seen.add(path)
         todo += [f for m in _parsed(path)[1] if (f := _file(m, root)) is not None]
@@ -102,7 +104,7 @@ def code_fingerprint(methods, root: Path | None = None) -> str:
 @cache
 def _module_fingerprint(module: str, root: Path) -> str:
     digest = hashlib.sha256()
-    for path in _closure([_file(module, root)], root):
+    for path in _closure([_file(module, root)], root, EXCLUDED | BOOKKEEPING):
         digest.update(f"{_rel(path, root)}:{_parsed(path)[0]}\n".encode())
     return digest.hexdigest()[:16]
 
@@ -116,7 +118,7 @@ def module_fingerprint(module: str, root: Path | None = None) -> str:
 def module_files(module: str, root: Path | None = None) -> list[str]:
     """The files behind module_fingerprint, relative to the package."""
     root = Path(root or PACKAGE).resolve()
-    return [_rel(p, root) for p in _closure([_file(module, root)], root)]
+    return [_rel(p, root) for p in _closure([_file(module, root)], root, EXCLUDED | BOOKKEEPING)]
 
 
 def code_files(methods=None, root: Path | None = None) -> list[str]:
