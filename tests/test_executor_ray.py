@@ -103,3 +103,23 @@ def test_an_interrupted_table_resumes_from_its_checkpoints(ray_runtime, workdir,
     assert resumed[0]["history"][0] == part["history"][0]
     straight = run_all(runs, _project(tmp_path, workdir, "straight"), ExecutorParams())  # never interrupted
     assert _finals(straight) == _finals(resumed)
+
+
+def test_train_stage_on_ray_prints_the_local_per_run_lines(ray_runtime, workdir, tmp_path, capsys):
+    import yaml
+
+    from curriculab.cli import main
+
+    def train(project, backend):
+        f = tmp_path / f"{backend}.yaml"
+        f.write_text(yaml.safe_dump({"prepare": {"datasets": ["digits"]}, "tracking": {"enabled": False},
+                                     "executor": {"backend": backend}, "tables": {"baseline": TABLE}}))
+        assert main(["--params", str(f), "--workdir", str(project), "train", "baseline"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        lines = [line for line in out if line.startswith("baseline [")]
+        return sorted(line.split("] ", 1)[1].rsplit(" (", 1)[0] for line in lines), out  # no order, no seconds
+
+    ray_lines, out = train(_project(tmp_path, workdir, "ray"), "ray")
+    assert "executor: ray" in out[0] and out[-1] == "baseline: done; 2 run(s) trained"
+    local_lines, _ = train(_project(tmp_path, workdir, "local"), "local")
+    assert len(ray_lines) == 2 and ray_lines == local_lines  # row | column | seed: metric, without the seconds
