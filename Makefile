@@ -8,7 +8,7 @@ FASHION := /usr/share/datasets/fashion-mnist
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ray]'
 	$(PY) -m pip install -q --no-deps $$($(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['tool']['curriculab']['no-deps'])")
 	touch $(VENV_STAMP)
 

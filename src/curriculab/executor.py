@@ -162,7 +162,7 @@ def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dic
         if not is_finished(r, workdir):
             preflight(r.config, workdir)
     if cfg.backend == "ray":
-        return _run_ray(runs, workdir)
+        return _run_ray(runs, workdir, cfg.threads)
     if cfg.workers == 1 or len(runs) <= 1:
         return _sequential(runs, workdir, cfg.threads)
     workers = min(cfg.workers, len(runs))
@@ -172,13 +172,37 @@ def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dic
         return [f.result() for f in futures]
 
 
-def _run_ray(runs: list[RunSpec], workdir: Path) -> list[dict]:
-    """One Ray task per run (one GPU each when the cluster has them); RAY_ADDRESS picks the cluster."""
+def _execute_ray(run: RunSpec, workdir: str, threads: int) -> dict:
+    torch.set_num_threads(threads)  # as the local executor runs it: bit-identical metrics
+    return execute(run, Path(workdir), position=1)  # below the stage's overall bar
+
+
+def _name(run: RunSpec) -> str:
+    return f"{run.table} run {run.run_id} ({run.row}, {run.column}, seed {run.seed})"
+
+
+def _run_ray(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
+    """One Ray task per run (one GPU each when the cluster has them); RAY_ADDRESS picks the cluster, else a
+    local runtime. Every task runs to its end; then a failed one fails the stage, named with its error."""
     try:
         import ray
     except ImportError:
-        raise ConfigError("executor.backend: 'ray' needs the ray package: pip install 'ray[default]'") from None
-    ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
+        raise ConfigError("executor.backend: 'ray' needs the ray package: pip install -e '.[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"))
     gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
-    remote = ray.remote(num_gpus=gpus)(execute)
-    return ray.get([remote.remote(r, str(workdir)) for r in runs])
+    remote = ray.remote(num_gpus=gpus, max_retries=0)(_execute_ray)
+    refs = [remote.remote(r, str(Path(workdir).resolve()), threads) for r in runs]
+    records, failed = [], []
+    for run, ref in zip(runs, refs):
+        try:
+            records.append(ray.get(ref))
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause if isinstance(e.cause, BaseException) else e
+            failed.append(f"{_name(run)}: {type(cause).__name__}: {cause}")
+            records.append(None)
+    if failed:
+        first = failed[0].splitlines()[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise RuntimeError(f"{first}{more}; the other runs kept their results") from None
+    return records
