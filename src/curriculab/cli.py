@@ -216,6 +216,20 @@ def cmd_use_profile(args) -> int:
     return 0
 
 
+def cmd_dryrun(args) -> int:
+    from curriculab.dryrun import dryrun
+
+    path = Path("profiles") / f"{args.profile}.yaml" if args.profile else Path(args.file)
+    tables = [t for part in args.tables or [] for t in part.split(",") if t]
+    reports = dryrun(path, tables=tables, budget_s=args.time_budget, speedup=args.gpu_speedup,
+                     keep=Path(args.keep) if args.keep else None)
+    bad = [r.key for r in reports if r.status != "ok"]
+    if bad:
+        print(f"error: dry run failed for {len(bad)} table(s): {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="curriculab", description=__doc__)
     p.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
@@ -238,12 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="finished / interrupted / missing runs per table")
     u = sub.add_parser("use-profile", help="copy profiles/NAME.yaml over params.yaml (e.g. paper)")
     u.add_argument("name")
+    d = sub.add_parser("dryrun", help="train every table of a profile 2 steps on synthetic data (CPU), resume, "
+                                      "evaluate, report; project its GPU hours")
+    d.add_argument("file", nargs="?", default="profiles/paper.yaml", help="default: profiles/paper.yaml")
+    d.add_argument("--profile", help="profiles/NAME.yaml instead of FILE (e.g. paper)")
+    d.add_argument("--tables", action="append", help="only these tables (comma-separated; repeatable)")
+    d.add_argument("--time-budget", type=float, default=1800.0, help="seconds; tables not reached are skipped")
+    d.add_argument("--gpu-speedup", type=float, default=1000.0,
+                   help="assumed GPU speed-up over this CPU for the GPU-hour projection (a guess)")
+    d.add_argument("--keep", help="build the dry project in this folder and keep it (default: a temporary one)")
     return p
 
 
 COMMANDS = {"validate": cmd_validate, "prepare": cmd_prepare, "pretrain": cmd_pretrain, "train": cmd_train,
             "evaluate": cmd_evaluate, "aggregate": cmd_aggregate, "status": cmd_status,
-            "use-profile": cmd_use_profile}
+            "use-profile": cmd_use_profile, "dryrun": cmd_dryrun}
 
 
 def os_error_message(e: OSError) -> str | None:

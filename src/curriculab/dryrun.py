@@ -1,0 +1,488 @@
+"""`curriculab dryrun`: can a profile's tables run? Every table on small synthetic data, on this machine.
+
+For each table of a profile (the paper profile by default) the dry run
+
+- expands the table as `train` does and counts its runs; runs that differ only in their seed are one
+  configuration, trained once and copied to the other seeds (labels rewritten);
+- writes synthetic prepared datasets (random uint8 images in the on-disk format of `prepare`) with the real
+  dataset's channels, image size and classes (`REAL`, below) but only 2 training batches and one batch of
+  validation and of test images, into a temporary project of its own, never into the user's data/, runs/ or
+  reports/; `prepare` itself then makes the derived copies (blurred ones) from them;
+- trains each configuration 1 epoch (2 steps), then resumes it from its checkpoint to 2 epochs and checks
+  that the resumed run kept epoch 1 as it was; runs the method's pretrain stage first where a run needs it;
+- runs the table's evaluate step (if it has one) and renders its report with the normal commands;
+- measures a training step of each architecture at the dry batch size and projects the table's cost at the
+  real settings (runs × epochs × real steps per epoch), in CPU hours on this machine and in GPU hours under a
+  stated speed-up factor, which is a guess, not a measurement.
+
+A table that fails is reported with the stage and the error, and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from curriculab.config import ConfigError, Params, RunConfig, stable_hash, table_key
+
+DRY_EPOCHS = 2  # trained as 1 epoch, then resumed to 2
+STEP_LIMIT_S = 0.5  # a dry step at the real batch size must be projected to take at most this long
+SMALL_BATCH = 8  # otherwise the dry steps use this batch size (and the output says so)
+EVAL_BATCH = 64
+GPU_SPEEDUP = 1000.0  # a guess: see SPEEDUP_BASIS
+SPEEDUP_BASIS = ("a guess, not a measurement: an H100 (bf16, ~1000 dense TFLOP/s peak, far less achieved on "
+                 "these convnets) against two shared CPU cores (tens of GFLOP/s)")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A dataset as `prepare` writes it from the real source: image shape, classes, split sizes."""
+
+    channels: int
+    size: int
+    classes: int
+    train: int
+    val: int
+    test: int
+    note: str
+
+
+# The real datasets' shapes and split sizes as `prepare` would write them (data/sources.py: official train and
+# test sets, a seeded 10% of train held out for validation). Kept here because the datasets are not on this
+# machine; `imagefolder` and `celeba` take their image side from prepare.imagefolder.image_size.
+REAL: dict[str, Shape] = {
+    "digits": Shape(1, 8, 10, 1257, 180, 360, "sklearn digits (prepare.digits)"),
+    "mnist": Shape(1, 28, 10, 54000, 6000, 10000, "MNIST 60k/10k"),
+    "fashion_mnist": Shape(1, 28, 10, 55000, 5000, 10000, "Fashion-MNIST 60k/10k (prepare.fashion_mnist.val)"),
+    "usps": Shape(1, 16, 10, 6562, 729, 2007, "USPS 7,291/2,007"),
+    "svhn": Shape(3, 32, 10, 65932, 7325, 26032, "SVHN 73,257/26,032 (no extra)"),
+    "cifar10": Shape(3, 32, 10, 45000, 5000, 10000, "CIFAR-10 50k/10k"),
+    "cifar100": Shape(3, 32, 100, 45000, 5000, 10000, "CIFAR-100 50k/10k"),
+    "imagefolder": Shape(3, 64, 200, 95000, 5000, 10000,
+                         "assumed Tiny-ImageNet (200 classes, 100k/10k) at prepare.imagefolder.image_size"),
+    "celeba": Shape(3, 64, 1, 162770, 19867, 19962, "CelebA (labels unused) at prepare.imagefolder.image_size"),
+}
+
+
+def real_shape(name: str, params: Params) -> Shape:
+    if name == "syndigits":
+        s = params.prepare.syndigits
+        return Shape(1, s.size, 10, s.train, s.val, s.test, "syndigits (prepare.syndigits)")
+    if name not in REAL:
+        raise ConfigError(f"dryrun: no known shape for dataset {name!r}; add it to curriculab.dryrun.REAL")
+    shape = REAL[name]
+    if name in ("imagefolder", "celeba"):
+        shape = replace(shape, size=params.prepare.imagefolder.image_size)
+    if name == "fashion_mnist":
+        val = params.prepare.fashion_mnist.val
+        shape = replace(shape, train=60000 - val, val=val)
+    return shape
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+@dataclass
+class Arch:
+    """One architecture at one input shape: its parameters and a measured training step on this CPU."""
+
+    label: str
+    params: int
+    batch: int  # the batch size the step was timed at
+    step_s: float  # seconds per SGD step at `batch` (forward, backward, step), median of 2 after a warm-up
+
+
+def _scalar(out) -> object:
+    """A differentiable scalar from any model output (logits, or a VAE's tuple): for timing only."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.float().mean()
+    parts = [_scalar(o) for o in (out.values() if isinstance(out, dict) else out)
+             if isinstance(o, (torch.Tensor, tuple, list, dict))]
+    return sum(p for p in parts if p is not None)
+
+
+def measure_arch(cfg: RunConfig, shape: Shape, batch: int) -> Arch:
+    import torch
+
+    from curriculab.models import create_model
+
+    ch = cfg.data.channels or shape.channels
+    size = cfg.data.image_size or shape.size
+    m = cfg.model
+    model = create_model(m.name, ch, shape.classes, m.width, image_size=size, **m.kwargs)
+    n = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.rand(batch, ch, size, size)
+    times = []
+    model.train()
+    for _ in range(3):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        _scalar(model(x)).backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    kw = ",".join(f"{k}={v}" for k, v in sorted(m.kwargs.items()))
+    label = f"{m.name}{'×' + str(m.width) if m.width != 1 else ''}{'(' + kw + ')' if kw else ''} @{ch}×{size}²"
+    return Arch(label, n, batch, float(np.median(times[1:])))
+
+
+def arch_key(cfg: RunConfig, shape: Shape) -> str:
+    m = cfg.model
+    return stable_hash({"model": m.model_dump(mode="json"), "ch": cfg.data.channels or shape.channels,
+                        "size": cfg.data.image_size or shape.size, "classes": shape.classes})
+
+
+# --------------------------------------------------------------------------- the dry project
+
+
+def _shrink_embeddings(node) -> None:
+    """Every SPL-ADVisE embedding block (the pretrain one and the rows' copies alike): 2 iterations."""
+    if isinstance(node, dict):
+        if isinstance(node.get("embedding"), dict):
+            emb = node["embedding"]
+            emb.update(iterations=2, refresh=1)
+            for over in (emb.get("per_dataset") or {}).values():
+                over.update(iterations=2, refresh=1)
+        for v in node.values():
+            _shrink_embeddings(v)
+    elif isinstance(node, list):
+        for v in node:
+            _shrink_embeddings(v)
+
+
+def dry_raw(raw: dict, key: str, batch: int) -> dict:
+    """The profile's settings (uses resolved) for one table at dry-run scale: every row trains 2 epochs at
+    `batch` on the CPU; no MLflow, no downloads; evaluate steps shrunk; pretrain stages 2 iterations."""
+    out = copy.deepcopy({k: v for k, v in raw.items() if k not in ("tables", "evaluate")})
+    out["tracking"] = {"enabled": False, "uri": None}
+    out["store"] = {"root": None}
+    out["executor"] = {"workers": 1, "backend": "local"}
+    out["prepare"] = {**out.get("prepare", {}), "root": "data", "download": False}
+    table = copy.deepcopy(raw["tables"][key])
+    for row in table["rows"].values():
+        row.setdefault("train", {})
+        row["train"].update(epochs=DRY_EPOCHS, batch_size=batch, eval_batch_size=EVAL_BATCH, device="cpu",
+                            checkpoint=True, compile=False)
+        runner = row.get("runner")
+        if isinstance(runner, dict) and "eval_batch_size" in runner:
+            runner["eval_batch_size"] = EVAL_BATCH
+    run_runner = table.get("run", {}).get("runner")
+    if isinstance(run_runner, dict):
+        run_runner.update({k: EVAL_BATCH for k in ("eval_batch_size",) if k in run_runner})
+    out["tables"] = {key: table}
+    if key in raw.get("evaluate", {}):
+        ev = copy.deepcopy(raw["evaluate"][key])
+        if "epochs" in ev:
+            ev["epochs"] = 1
+        if "batch_size" in ev:
+            ev["batch_size"] = min(ev["batch_size"], EVAL_BATCH)
+        adv = ev.get("adversarial")
+        if isinstance(adv, dict):
+            adv["limit"] = min(adv.get("limit", 16), 16)
+            adv["batch_size"] = min(adv.get("batch_size", 16), 16)
+        out["evaluate"] = {key: ev}
+    for block in out.get("pretrain", {}).values():
+        block.update(device="cpu", tsne_points=min(block.get("tsne_points", 64), 64),
+                     tsne_iterations=250, eval_batch_size=EVAL_BATCH)
+    _shrink_embeddings(out)
+    _shrink_embeddings(out["tables"])
+    return out
+
+
+def write_synthetic(params: Params, workdir: Path, sizes: dict[str, tuple[int, int, int]]) -> None:
+    """Random uint8 images with the real channels, side and classes; `sizes` gives (train, val, test) per
+    dataset. Written with the settings stamp `prepare` expects, so `prepare_all` keeps them and makes the copies."""
+    from curriculab.data.prepare import _source_settings, prepare_all
+    from curriculab.data.prepared import write_prepared
+
+    root = workdir / params.prepare.root
+    for i, name in enumerate(params.prepare.datasets):
+        shape = real_shape(name, params)
+        ntr, nva, nte = sizes.get(name, (16, 8, 8))
+        n = ntr + nva + nte
+        rng = np.random.default_rng(i)
+        x = rng.integers(0, 256, (n, shape.channels, shape.size, shape.size), dtype=np.uint8)
+        y = (np.arange(n) % shape.classes).astype(np.int64)
+        rng.shuffle(y[:ntr])
+        splits = {"train": np.arange(ntr), "val": np.arange(ntr, ntr + nva), "test": np.arange(ntr + nva, n)}
+        info = {"source": "synthetic (curriculab dryrun)", "settings": stable_hash(_source_settings(params, name))}
+        write_prepared(root, name, x, y, splits, shape.classes, info)
+    prepare_all(params, workdir)  # the derived copies, by the normal code
+
+
+# --------------------------------------------------------------------------- one table
+
+
+@dataclass
+class TableReport:
+    key: str
+    runs: int = 0
+    configs: int = 0
+    archs: list[str] = field(default_factory=list)
+    real_batch: str = ""
+    batch: int = 0
+    shrunk: bool = False
+    cpu_hours: float = 0.0
+    steps_per_s: str = ""
+    reached: list[str] = field(default_factory=list)  # stages passed: train, resume, evaluate, report
+    status: str = "ok"  # ok | failed | skipped
+    reason: str = ""
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _copy_run(src: Path, dst: Path, run) -> None:
+    """A trained configuration's folder as another seed's run (labels, seed and run id rewritten)."""
+    from curriculab.data.prepared import atomic_write_bytes
+    from curriculab.engine.records import write_record
+    from curriculab.executor import read_record
+
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    labels = {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed, "run_id": run.run_id}
+    conf = yaml.safe_load((dst / "config.yaml").read_text())
+    conf.update(labels=labels, config=run.config.model_dump(mode="json"))
+    atomic_write_bytes(dst / "config.yaml", yaml.safe_dump(conf, sort_keys=False).encode())
+    rec = read_record(dst)
+    write_record(dst / "metrics.json", {**rec, "labels": labels, "run_id": run.run_id, "dryrun_copy_of": src.name})
+
+
+def _train_and_resume(run, workdir: Path, rep: TableReport) -> None:
+    """1 epoch through the executor, then `fit` resumes the checkpoint to 2 epochs; epoch 1 must be kept."""
+    from curriculab.data.prepared import atomic_write_bytes
+    from curriculab.engine.loop import fit
+    from curriculab.executor import current_checksum, execute, read_record
+    from curriculab.methods import preflight
+    from curriculab.tables.spec import RunSpec, get_spec
+
+    preflight(run.config, workdir)
+    d = run.dir(workdir)
+    if get_spec(run.table).runner is not None:  # its own runner: trained once, no resume through fit
+        rec = execute(run, workdir)
+        if rec.get("status") != "done":
+            raise RuntimeError(f"runner ended with status {rec.get('status')!r}")
+        if "own runner: trained once, resume not checked" not in rep.notes:
+            rep.notes.append("own runner: trained once, resume not checked")
+        return
+    one = run.config.model_copy(deep=True)
+    one.train.epochs = 1
+    first = execute(RunSpec(run.table, run.row, run.column, run.seed, one, run.run_id), workdir)
+    if first.get("status") != "done" or len(first["history"]) != 1:
+        raise RuntimeError(f"first epoch ended with status {first.get('status')!r}")
+    if not (d / "checkpoint.pt").is_file():
+        raise RuntimeError("no checkpoint after the first epoch")
+    meta = {"labels": {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed,
+                       "run_id": run.run_id}, "data_checksum": current_checksum(run, workdir)}
+    rec = fit(run.config, d, workdir, run_id=run.run_id, meta=meta)
+    if rec.get("status") != "done" or len(rec["history"]) != DRY_EPOCHS:
+        raise RuntimeError(f"resumed run ended with status {rec.get('status')!r} after "
+                           f"{len(rec['history'])} epoch(s)")
+    if rec["history"][0] != first["history"][0]:
+        raise RuntimeError("resuming changed the record of epoch 1")
+    conf = yaml.safe_load((d / "config.yaml").read_text())
+    conf["config"] = run.config.model_dump(mode="json")
+    atomic_write_bytes(d / "config.yaml", yaml.safe_dump(conf, sort_keys=False).encode())
+    assert read_record(d)["status"] == "done"
+
+
+def _cli(argv: list[str]) -> None:
+    """A curriculab command in the dry project; its failure is an exception naming the command."""
+    import contextlib
+    import io
+
+    from curriculab.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(argv)
+    if code:
+        raise RuntimeError(f"`curriculab {' '.join(argv[4:])}` exited {code}: {err.getvalue().strip()}")
+
+
+def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str, Arch], deadline: float,
+              log: Callable[[str], None]) -> TableReport:
+    from curriculab.evaluate.adversarial import split_evaluate
+    from curriculab.project import load_params
+    from curriculab.tables.spec import expand_table, get_spec
+
+    t0 = time.perf_counter()
+    rep = TableReport(key)
+    spec = get_spec(key)
+    stage = "expand"
+    try:
+        runs = expand_table(spec, real)
+        rep.runs = len(runs)
+        groups: dict[str, list] = {}
+        for r in runs:
+            groups.setdefault(stable_hash(r.config.model_dump(mode="json", exclude={"seed"})), []).append(r)
+        rep.configs = len(groups)
+        stage = "measure"
+        real_batches, need = set(), {}
+        for r in runs:
+            shape = real_shape(r.config.data.dataset, real)
+            k = arch_key(r.config, shape)
+            if k not in archs:
+                if time.perf_counter() > deadline:
+                    raise TimeoutError("time cap reached before its architectures were measured")
+                archs[k] = measure_arch(r.config, shape, SMALL_BATCH)
+            real_batches.add(r.config.train.batch_size)
+            need[k] = max(need.get(k, 0), r.config.train.batch_size)
+        labels = [archs[k] for k in need]
+        rep.archs = [f"{a.label}: {a.params / 1e6:.2f}M" for a in labels]
+        rep.real_batch = "/".join(str(b) for b in sorted(real_batches))
+        slow = any(archs[k].step_s * b / archs[k].batch > STEP_LIMIT_S for k, b in need.items())
+        rep.batch = min(SMALL_BATCH, *real_batches) if slow else min(real_batches)
+        rep.shrunk = rep.batch < max(real_batches)
+        rep.steps_per_s = ", ".join(f"{1 / a.step_s:.1f}" for a in labels)
+        seconds = 0.0
+        for r in runs:  # the real schedule: epochs × ⌈train / batch⌉ steps, a step scaled linearly in batch size
+            shape = real_shape(r.config.data.dataset, real)
+            a = archs[arch_key(r.config, shape)]
+            ntrain = shape.train
+            if r.config.data.subset_per_class:
+                ntrain = min(ntrain, r.config.data.subset_per_class * shape.classes)
+            steps = r.config.train.epochs * math.ceil(ntrain / r.config.train.batch_size)
+            seconds += steps * a.step_s * r.config.train.batch_size / a.batch
+        rep.cpu_hours = seconds / 3600
+
+        stage = "prepare"
+        wd = workdir / key
+        dry = dry_raw(raw, key, rep.batch)
+        (wd).mkdir(parents=True, exist_ok=True)
+        (wd / "params.yaml").write_text(yaml.safe_dump(dry, sort_keys=False))
+        params = load_params(wd / "params.yaml")
+        druns = expand_table(spec, params)
+        per_class = max((int(r.config.runner.get("per_class", 0)) for r in druns), default=0)
+        sizes = {}
+        for name in params.prepare.datasets:
+            classes = real_shape(name, params).classes
+            sizes[name] = (max(2 * rep.batch, per_class * classes), min(rep.batch, 100), min(rep.batch, 100))
+        write_synthetic(params, wd, sizes)
+        if any(m.get("embedding") is not None and m.get("selection") != "random"
+               for r in druns for n, m in r.config.methods.items() if n == "spl_advise"):
+            stage = "pretrain"
+            _cli(["--params", str(wd / "params.yaml"), "--workdir", str(wd), "pretrain", "spl_advise"])
+            rep.notes.append("pretrain@spl_advise ran (2 iterations)")
+        stage = "train"
+        dgroups: dict[str, list] = {}
+        for r in druns:
+            dgroups.setdefault(stable_hash(r.config.model_dump(mode="json", exclude={"seed"})), []).append(r)
+        for i, members in enumerate(dgroups.values()):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"time cap reached after {i} of {len(dgroups)} configurations")
+            lead = members[0]
+            log(f"  {key}: configuration {i + 1}/{len(dgroups)} ({lead.row} | {lead.column})")
+            _train_and_resume(lead, wd, rep)
+            for other in members[1:]:
+                _copy_run(lead.dir(wd), other.dir(wd), other)
+        rep.reached += ["train", "resume"]
+        block, adversarial = split_evaluate(params.evaluate.get(key, {}))
+        if spec.evaluate is not None or adversarial is not None:
+            stage = "evaluate"
+            _cli(["--params", str(wd / "params.yaml"), "--workdir", str(wd), "evaluate", key])
+            rep.reached.append("evaluate")
+        stage = "report"
+        _cli(["--params", str(wd / "params.yaml"), "--workdir", str(wd), "aggregate", "--reports", "reports"])
+        if not (wd / "reports" / "tables" / f"{spec.id}.md").is_file():
+            raise RuntimeError(f"aggregate wrote no reports/tables/{spec.id}.md")
+        rep.reached.append("report")
+    except TimeoutError as e:
+        rep.status, rep.reason = "skipped", f"{stage}: {e}"
+    except Exception as e:  # a table's failure is reported, never swallowed: it fails the command
+        rep.status = "failed"
+        last = traceback.extract_tb(e.__traceback__)[-1]
+        rep.reason = f"{stage}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} " \
+                     f"[{Path(last.filename).name}:{last.lineno}]"
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def dryrun(path: Path, tables: list[str] | None = None, budget_s: float = 1800.0, speedup: float = GPU_SPEEDUP,
+           keep: Path | None = None, log: Callable[[str], None] = print) -> list[TableReport]:
+    import torch
+
+    from curriculab.project import load_params
+    from curriculab.settings_file import load_yaml, resolve_uses
+    from curriculab.tables.spec import get_spec
+
+    real = load_params(path)
+    raw = resolve_uses(load_yaml(path))
+    keys = list(real.tables)
+    if tables:
+        wanted = [table_key(get_spec(t).id) for t in tables]
+        missing = [t for t in wanted if t not in real.tables]
+        if missing:
+            raise ConfigError(f"dryrun --tables: {', '.join(missing)} not in {path}")
+        keys = [k for k in keys if k in wanted]
+    workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="curriculab-dryrun-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    deadline = time.perf_counter() + budget_s
+    archs: dict[str, Arch] = {}
+    before = torch.get_num_threads()
+    log(f"dry run of {path} ({real.profile!r}): {len(keys)} table(s) in {workdir}, time cap {budget_s:.0f} s, "
+        f"{torch.get_num_threads()} CPU thread(s)")
+    reports = []
+    try:
+        for key in keys:
+            log(f"{key}: ...")
+            rep = dry_table(key, raw, real, workdir, archs, deadline, log)
+            log(f"{key}: {rep.status} in {rep.seconds:.0f} s" + (f" ({rep.reason})" if rep.reason else ""))
+            reports.append(rep)
+    finally:
+        torch.set_num_threads(before)
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    log(render(reports, speedup))
+    return reports
+
+
+def render(reports: list[TableReport], speedup: float) -> str:
+    head = ["table", "runs", "configs", "architectures (parameters)", "batch real→dry", "steps/s (CPU, batch 8)",
+            "CPU h", "GPU h (projected)", "reached", "status"]
+    rows = []
+    for r in reports:
+        batch = f"{r.real_batch}→{r.batch}" + (" (shrunk)" if r.shrunk else "") if r.batch else ""
+        rows.append([r.key, str(r.runs), str(r.configs), "; ".join(r.archs), batch, r.steps_per_s,
+                     f"{r.cpu_hours:,.0f}" if r.archs else "", f"{r.cpu_hours / speedup:,.2f}" if r.archs else "",
+                     "+".join(r.reached) or "-", r.status])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    total = sum(r.cpu_hours for r in reports)
+    out = ["", *lines, "",
+           f"total: {sum(r.runs for r in reports)} runs, {sum(r.configs for r in reports)} distinct configurations "
+           f"(runs that differ only in their seed are one), projected {total:,.0f} CPU hours on this machine, "
+           f"{total / speedup:,.2f} GPU hours.",
+           f"How the projection is made: steps/s is MEASURED here (one SGD step of each architecture at batch "
+           f"{SMALL_BATCH}, random input, median of 2 after a warm-up); a step at the real batch size is assumed to "
+           f"take batch/{SMALL_BATCH} times as long; each run takes epochs × ⌈real train split / batch⌉ steps; "
+           f"evaluation, pretrain stages, evaluate steps and the methods' extra passes (e.g. POA's K scored batches, "
+           f"SPL loss passes) are not counted. GPU hours = CPU hours / {speedup:g}: assumes a GPU runs these "
+           f"{speedup:g}× faster than this CPU, {SPEEDUP_BASIS}.",
+           "Dry steps: 2 epochs of 2 training batches on synthetic data with the real channels, image size and "
+           f"classes; the real batch size is kept unless a step at it would take over {STEP_LIMIT_S} s here, then "
+           f"the dry batch is {SMALL_BATCH} (marked 'shrunk')."]
+    for r in reports:
+        for note in r.notes:
+            out.append(f"note {r.key}: {note}")
+    bad = [r for r in reports if r.status != "ok"]
+    if bad:
+        out.append(f"{len(bad)} table(s) did not pass:")
+        out += [f"  {r.key}: {r.status}: {r.reason}" for r in bad]
+    else:
+        out.append(f"all {len(reports)} table(s) passed train + resume + evaluate (where defined) + report")
+    return "\n".join(out)
