@@ -221,7 +221,7 @@ def cmd_dryrun(args) -> int:
 
     path = Path("profiles") / f"{args.profile}.yaml" if args.profile else Path(args.file)
     tables = [t for part in args.tables or [] for t in part.split(",") if t]
-    reports = dryrun(path, tables=tables, budget_s=args.time_budget, speedup=args.gpu_speedup,
+    reports = dryrun(path, main, tables=tables, budget_s=args.time_budget, speedup=args.gpu_speedup,
                      keep=Path(args.keep) if args.keep else None)
     bad = [r.key for r in reports if r.status != "ok"]
     if bad:

@@ -1,0 +1,201 @@
+"""Synthetic stand-ins for the dry run (`curriculab.dryrun`): each dataset's real shape and split sizes
+(`REAL`), synthetic prepared data in the on-disk format of `prepare`, the dry settings of a table, and the
+measured training step of each architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from curriculab.config import ConfigError, Params, RunConfig, stable_hash
+
+DRY_EPOCHS = 2  # trained as 1 epoch, then resumed to 2
+STEP_LIMIT_S = 0.5  # a dry step at the real batch size must be projected to take at most this long
+SMALL_BATCH = 8  # otherwise the dry steps use this batch size (and the output says so)
+EVAL_BATCH = 64
+GPU_SPEEDUP = 1000.0  # a guess: see SPEEDUP_BASIS
+SPEEDUP_BASIS = ("a guess, not a measurement: an H100 (bf16, ~1000 dense TFLOP/s peak, far less achieved on "
+                 "these convnets) against two shared CPU cores (tens of GFLOP/s)")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A dataset as `prepare` writes it from the real source: image shape, classes, split sizes."""
+
+    channels: int
+    size: int
+    classes: int
+    train: int
+    val: int
+    test: int
+    note: str
+
+
+# The real datasets' shapes and split sizes as `prepare` would write them (data/sources.py: official train and
+# test sets, a seeded 10% of train held out for validation). Kept here because the datasets are not on this
+# machine; `imagefolder` and `celeba` take their image side from prepare.imagefolder.image_size.
+REAL: dict[str, Shape] = {
+    "digits": Shape(1, 8, 10, 1257, 180, 360, "sklearn digits (prepare.digits)"),
+    "mnist": Shape(1, 28, 10, 54000, 6000, 10000, "MNIST 60k/10k"),
+    "fashion_mnist": Shape(1, 28, 10, 55000, 5000, 10000, "Fashion-MNIST 60k/10k (prepare.fashion_mnist.val)"),
+    "usps": Shape(1, 16, 10, 6562, 729, 2007, "USPS 7,291/2,007"),
+    "svhn": Shape(3, 32, 10, 65932, 7325, 26032, "SVHN 73,257/26,032 (no extra)"),
+    "cifar10": Shape(3, 32, 10, 45000, 5000, 10000, "CIFAR-10 50k/10k"),
+    "cifar100": Shape(3, 32, 100, 45000, 5000, 10000, "CIFAR-100 50k/10k"),
+    "imagefolder": Shape(3, 64, 200, 95000, 5000, 10000,
+                         "assumed Tiny-ImageNet (200 classes, 100k/10k) at prepare.imagefolder.image_size"),
+    "celeba": Shape(3, 64, 1, 162770, 19867, 19962, "CelebA (labels unused) at prepare.imagefolder.image_size"),
+}
+
+
+def real_shape(name: str, params: Params) -> Shape:
+    if name == "syndigits":
+        s = params.prepare.syndigits
+        return Shape(1, s.size, 10, s.train, s.val, s.test, "syndigits (prepare.syndigits)")
+    if name not in REAL:
+        raise ConfigError(f"dryrun: no known shape for dataset {name!r}; add it to curriculab.dryrun.REAL")
+    shape = REAL[name]
+    if name in ("imagefolder", "celeba"):
+        shape = replace(shape, size=params.prepare.imagefolder.image_size)
+    if name == "fashion_mnist":
+        val = params.prepare.fashion_mnist.val
+        shape = replace(shape, train=60000 - val, val=val)
+    return shape
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+@dataclass
+class Arch:
+    """One architecture at one input shape: its parameters and a measured training step on this CPU."""
+
+    label: str
+    params: int
+    batch: int  # the batch size the step was timed at
+    step_s: float  # seconds per SGD step at `batch` (forward, backward, step), median of 2 after a warm-up
+
+
+def _scalar(out) -> object:
+    """A differentiable scalar from any model output (logits, or a VAE's tuple): for timing only."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.float().mean()
+    parts = [_scalar(o) for o in (out.values() if isinstance(out, dict) else out)
+             if isinstance(o, (torch.Tensor, tuple, list, dict))]
+    return sum(p for p in parts if p is not None)
+
+
+def measure_arch(cfg: RunConfig, shape: Shape, batch: int) -> Arch:
+    import torch
+
+    from curriculab.models import create_model
+
+    ch = cfg.data.channels or shape.channels
+    size = cfg.data.image_size or shape.size
+    m = cfg.model
+    model = create_model(m.name, ch, shape.classes, m.width, image_size=size, **m.kwargs)
+    n = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.rand(batch, ch, size, size)
+    times = []
+    model.train()
+    for _ in range(3):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        _scalar(model(x)).backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    kw = ",".join(f"{k}={v}" for k, v in sorted(m.kwargs.items()))
+    label = f"{m.name}{'×' + str(m.width) if m.width != 1 else ''}{'(' + kw + ')' if kw else ''} @{ch}×{size}²"
+    return Arch(label, n, batch, float(np.median(times[1:])))
+
+
+def arch_key(cfg: RunConfig, shape: Shape) -> str:
+    m = cfg.model
+    return stable_hash({"model": m.model_dump(mode="json"), "ch": cfg.data.channels or shape.channels,
+                        "size": cfg.data.image_size or shape.size, "classes": shape.classes})
+
+
+# --------------------------------------------------------------------------- the dry project
+
+
+def _shrink_embeddings(node) -> None:
+    """Every SPL-ADVisE embedding block (the pretrain one and the rows' copies alike): 2 iterations."""
+    if isinstance(node, dict):
+        if isinstance(node.get("embedding"), dict):
+            emb = node["embedding"]
+            emb.update(iterations=2, refresh=1)
+            for over in (emb.get("per_dataset") or {}).values():
+                over.update(iterations=2, refresh=1)
+        for v in node.values():
+            _shrink_embeddings(v)
+    elif isinstance(node, list):
+        for v in node:
+            _shrink_embeddings(v)
+
+
+def dry_raw(raw: dict, key: str, batch: int) -> dict:
+    """The profile's settings (uses resolved) for one table at dry-run scale: every row trains 2 epochs at
+    `batch` on the CPU; no MLflow, no downloads; evaluate steps shrunk; pretrain stages 2 iterations."""
+    out = copy.deepcopy({k: v for k, v in raw.items() if k not in ("tables", "evaluate")})
+    out["tracking"] = {"enabled": False, "uri": None}
+    out["store"] = {"root": None}
+    out["executor"] = {"workers": 1, "backend": "local"}
+    out["prepare"] = {**out.get("prepare", {}), "root": "data", "download": False}
+    table = copy.deepcopy(raw["tables"][key])
+    for row in table["rows"].values():
+        row.setdefault("train", {})
+        row["train"].update(epochs=DRY_EPOCHS, batch_size=batch, eval_batch_size=EVAL_BATCH, device="cpu",
+                            checkpoint=True, compile=False)
+        runner = row.get("runner")
+        if isinstance(runner, dict) and "eval_batch_size" in runner:
+            runner["eval_batch_size"] = EVAL_BATCH
+    run_runner = table.get("run", {}).get("runner")
+    if isinstance(run_runner, dict):
+        run_runner.update({k: EVAL_BATCH for k in ("eval_batch_size",) if k in run_runner})
+    out["tables"] = {key: table}
+    if key in raw.get("evaluate", {}):
+        ev = copy.deepcopy(raw["evaluate"][key])
+        if "epochs" in ev:
+            ev["epochs"] = 1
+        if "batch_size" in ev:
+            ev["batch_size"] = min(ev["batch_size"], EVAL_BATCH)
+        adv = ev.get("adversarial")
+        if isinstance(adv, dict):
+            adv["limit"] = min(adv.get("limit", 16), 16)
+            adv["batch_size"] = min(adv.get("batch_size", 16), 16)
+        out["evaluate"] = {key: ev}
+    for block in out.get("pretrain", {}).values():
+        block.update(device="cpu", tsne_points=min(block.get("tsne_points", 64), 64),
+                     tsne_iterations=250, eval_batch_size=EVAL_BATCH)
+    _shrink_embeddings(out)
+    _shrink_embeddings(out["tables"])
+    return out
+
+
+def write_synthetic(params: Params, workdir: Path, sizes: dict[str, tuple[int, int, int]]) -> None:
+    """Random uint8 images with the real channels, side and classes; `sizes` gives (train, val, test) per
+    dataset. Written with the settings stamp `prepare` expects, so `prepare_all` keeps them and makes the copies."""
+    from curriculab.data.prepare import _source_settings, prepare_all
+    from curriculab.data.prepared import write_prepared
+
+    root = workdir / params.prepare.root
+    for i, name in enumerate(params.prepare.datasets):
+        shape = real_shape(name, params)
+        ntr, nva, nte = sizes.get(name, (16, 8, 8))
+        n = ntr + nva + nte
+        rng = np.random.default_rng(i)
+        x = rng.integers(0, 256, (n, shape.channels, shape.size, shape.size), dtype=np.uint8)
+        y = (np.arange(n) % shape.classes).astype(np.int64)
+        rng.shuffle(y[:ntr])
+        splits = {"train": np.arange(ntr), "val": np.arange(ntr, ntr + nva), "test": np.arange(ntr + nva, n)}
+        info = {"source": "synthetic (curriculab dryrun)", "settings": stable_hash(_source_settings(params, name))}
+        write_prepared(root, name, x, y, splits, shape.classes, info)
+    prepare_all(params, workdir)  # the derived copies, by the normal code
