@@ -184,3 +184,20 @@ def test_a_moved_project_logs_artifacts_where_it_now_is(workdir, tmp_path_factor
     assert not workdir.exists()
     child = _runs(c, "run")[0]
     assert {a.path for a in c.list_artifacts(child.info.run_id)} >= {"config.yaml", "metrics.json"}
+
+
+def test_an_unreachable_tracking_uri_is_one_clear_line_before_any_training(workdir, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    p = _project(workdir)
+    p.write_text(p.read_text() + f"tracking: {{uri: '{uri}'}}\n")
+    t0 = time.time()
+    assert _train(workdir) == 2
+    err = capsys.readouterr().err
+    assert time.time() - t0 < 60
+    assert uri in err and "tracking.uri" in err and "mlflow server" in err
+    assert not [d for d in workdir.glob("runs/*/*") if d.is_dir()]  # no run folder (only the logger's lock)
