@@ -193,12 +193,15 @@ class TableLog:
     def __init__(self, store: Path, cfg: TrackingParams, table_id: str, profile: str, workdir: Path):
         from mlflow.entities import ViewType
 
-        self.c = client(tracking_uri(store, cfg))
+        uri = tracking_uri(store, cfg)
+        self.c = client(uri)
         self.table_id, self.profile, self.workdir = table_id, profile, Path(workdir)
         exp = self.c.get_experiment_by_name(table_id)
-        location = (Path(store).resolve() / "mlruns" / table_id).as_uri()
+        # our SQLite store keeps artifacts beside it; a server (http://, a database) places them itself
+        # (proxied with --serve-artifacts, so a worker on another machine can upload them)
+        location = (Path(store).resolve() / "mlruns" / table_id).as_uri() if uri.startswith("sqlite:///") else None
         self.exp_id = exp.experiment_id if exp else self.c.create_experiment(table_id, artifact_location=location)
-        if exp and exp.artifact_location != location:
+        if exp and location and exp.artifact_location != location:
             _relocate(tracking_uri(store, cfg), exp, location)
         self.tags = {"table": table_id, "profile": profile, **context_tags(self.workdir)}
         self.parent: str | None = None
