@@ -184,3 +184,74 @@ def test_a_moved_project_logs_artifacts_where_it_now_is(workdir, tmp_path_factor
     assert not workdir.exists()
     child = _runs(c, "run")[0]
     assert {a.path for a in c.list_artifacts(child.info.run_id)} >= {"config.yaml", "metrics.json"}
+
+
+def test_an_unreachable_tracking_uri_is_one_clear_line_before_any_training(workdir, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    p = _project(workdir)
+    p.write_text(p.read_text() + f"tracking: {{uri: '{uri}'}}\n")
+    t0 = time.time()
+    assert _train(workdir) == 2
+    err = capsys.readouterr().err
+    assert time.time() - t0 < 60
+    assert uri in err and "tracking.uri" in err and "mlflow server" in err
+    assert not [d for d in workdir.glob("runs/*/*") if d.is_dir()]  # no run folder (only the logger's lock)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` on 127.0.0.1 with a SQLite backend and proxied artifacts (as a remote worker needs)."""
+    import socket
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'db.sqlite'}",
+                             "--serve-artifacts", "--artifacts-destination", str(root / "artifacts")],
+                            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        yield uri, root / "artifacts"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_a_tracking_server_gets_every_run_and_artifact_once_through_its_proxy(workdir, mlflow_server):
+    from curriculab.tracking import client
+
+    uri, artifacts = mlflow_server
+    p = _project(workdir, workers=2)
+    p.write_text(p.read_text() + f"tracking: {{uri: '{uri}'}}\n")
+    assert _train(workdir) == 0
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "mlruns").exists()
+    c = client(uri)
+    parents, children = _runs(c, "table"), _runs(c, "run")
+    assert len(parents) == 1 and len(children) == 2
+    assert len({r.data.tags["run_id"] for r in children}) == 2 and len(_runs(c, "run", deleted=True)) == 2
+    for child in children:
+        assert child.info.status == "FINISHED" and child.info.artifact_uri.startswith("mlflow-artifacts:")
+        assert sorted(a.path for a in c.list_artifacts(child.info.run_id)) == ["config.yaml", "metrics.json"]
+        assert [m.step for m in c.get_metric_history(child.info.run_id, "val_acc")] == [1, 2]
+        assert "final.test_acc" in child.data.metrics and child.inputs.dataset_inputs
+        assert len(list(artifacts.rglob(f"{child.info.run_id}/artifacts/*"))) == 2  # in the server's store, once
+    assert _train(workdir) == 0 and len(_runs(c, "run", deleted=True)) == 2  # nothing new: nothing logged

@@ -64,6 +64,27 @@ def _problem(uri: str) -> str | None:
     return None
 
 
+def _reachable(uri: str) -> None:
+    """Fail in seconds, in one line, when the tracking server does not answer (MLflow's HTTP client
+    otherwise retries for minutes before any training starts)."""
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)
+    try:
+        client(uri).search_experiments(max_results=1)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"tracking.uri: the MLflow tracking server at {uri} does not answer ({first}); start it "
+                          f"(`mlflow server --host 127.0.0.1 ...`, see README, Tracking), or fix or remove "
+                          f"tracking.uri in params.yaml (or set tracking.enabled: false)") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _count_runs(db: Path) -> int:
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
@@ -82,7 +103,7 @@ def init_store(store: Path, cfg: TrackingParams) -> None:
         return
     uri = tracking_uri(store, cfg)
     if not uri.startswith("sqlite:///"):
-        client(uri).search_experiments(max_results=1)
+        _reachable(uri)
         return
     db = Path(uri[len("sqlite:///"):])
     if db.is_file():
@@ -172,12 +193,15 @@ class TableLog:
     def __init__(self, store: Path, cfg: TrackingParams, table_id: str, profile: str, workdir: Path):
         from mlflow.entities import ViewType
 
-        self.c = client(tracking_uri(store, cfg))
+        uri = tracking_uri(store, cfg)
+        self.c = client(uri)
         self.table_id, self.profile, self.workdir = table_id, profile, Path(workdir)
         exp = self.c.get_experiment_by_name(table_id)
-        location = (Path(store).resolve() / "mlruns" / table_id).as_uri()
+        # our SQLite store keeps artifacts beside it; a server (http://, a database) places them itself
+        # (proxied with --serve-artifacts, so a worker on another machine can upload them)
+        location = (Path(store).resolve() / "mlruns" / table_id).as_uri() if uri.startswith("sqlite:///") else None
         self.exp_id = exp.experiment_id if exp else self.c.create_experiment(table_id, artifact_location=location)
-        if exp and exp.artifact_location != location:
+        if exp and location and exp.artifact_location != location:
             _relocate(tracking_uri(store, cfg), exp, location)
         self.tags = {"table": table_id, "profile": profile, **context_tags(self.workdir)}
         self.parent: str | None = None
