@@ -313,12 +313,12 @@ def _kill_in_epoch(monkeypatch, epoch: int):
 
     real = loop.test_epoch
 
-    def test_epoch(run, state, *a):
+    def killing_test_epoch(run, state, *a):
         if state.epoch == epoch:
             raise _Killed
         return real(run, state, *a)
 
-    monkeypatch.setattr(loop, "test_epoch", test_epoch)
+    monkeypatch.setattr(loop, "test_epoch", killing_test_epoch)
 
 
 def test_resume_rewrites_metrics_from_the_checkpoint(micro, workdir, monkeypatch):

@@ -127,18 +127,12 @@ def cmd_train(args) -> int:
     return 0
 
 
-def evaluation_key(options: dict, checksum: str | None, module: str) -> dict:
-    """What a cached evaluate result was computed from: options, data, and the evaluate step's code."""
-    from curriculab.fingerprint import module_fingerprint
-
-    return {"options": options, "checksum": checksum, "code": module_fingerprint(module)}
-
-
 def cmd_evaluate(args) -> int:
     from curriculab.data.prepared import atomic_write_json
     from curriculab.engine.records import is_done
     from curriculab.evaluate.adversarial import evaluate_table, split_evaluate
     from curriculab.executor import read_record
+    from curriculab.fingerprint import evaluation_key
     from curriculab.tables.spec import expand_table
 
     params, workdir = _params(args)

@@ -87,13 +87,17 @@ def method_modules(method_names, root: Path) -> list[Path]:
     return out
 
 
+def _digest(paths: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{_rel(path, root)}:{_parsed(path)[0]}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 @cache
 def _fingerprint(methods: tuple[str, ...], root: Path) -> str:
     seeds = [f for pkg in SHARED for f in sorted((root / pkg).glob("*.py"))] + method_modules(methods, root)
-    digest = hashlib.sha256()
-    for path in _closure(seeds, root):
-        digest.update(f"{_rel(path, root)}:{_parsed(path)[0]}\n".encode())
-    return digest.hexdigest()[:16]
+    return _digest(_closure(seeds, root), root)
 
 
 def code_fingerprint(methods, root: Path | None = None) -> str:
@@ -101,12 +105,13 @@ def code_fingerprint(methods, root: Path | None = None) -> str:
     return _fingerprint(tuple(sorted(methods)), Path(root or PACKAGE).resolve())
 
 
+def _module_closure(module: str, root: Path) -> list[Path]:
+    return _closure([_file(module, root)], root, EXCLUDED | BOOKKEEPING)
+
+
 @cache
 def _module_fingerprint(module: str, root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in _closure([_file(module, root)], root, EXCLUDED | BOOKKEEPING):
-        digest.update(f"{_rel(path, root)}:{_parsed(path)[0]}\n".encode())
-    return digest.hexdigest()[:16]
+    return _digest(_module_closure(module, root), root)
 
 
 def module_fingerprint(module: str, root: Path | None = None) -> str:
@@ -118,7 +123,7 @@ def module_fingerprint(module: str, root: Path | None = None) -> str:
 def module_files(module: str, root: Path | None = None) -> list[str]:
     """The files behind module_fingerprint, relative to the package."""
     root = Path(root or PACKAGE).resolve()
-    return [_rel(p, root) for p in _closure([_file(module, root)], root, EXCLUDED | BOOKKEEPING)]
+    return [_rel(p, root) for p in _module_closure(module, root)]
 
 
 def code_files(methods=None, root: Path | None = None) -> list[str]:
@@ -129,3 +134,9 @@ def code_files(methods=None, root: Path | None = None) -> list[str]:
     names = sorted(registry()) if methods is None else sorted(methods)
     seeds = [f for pkg in SHARED for f in sorted((root / pkg).glob("*.py"))] + method_modules(names, root)
     return [_rel(p, root) for p in _closure(seeds, root) if p.is_relative_to(root)]
+
+
+def evaluation_key(options: dict, checksum: str | None, module: str, **extra) -> dict:
+    """What a cached evaluate result was computed from: its options, the data, anything in `extra`, and the
+    code of the evaluate step's module (so a change to that code evaluates again)."""
+    return {"options": options, "checksum": checksum, **extra, "code": module_fingerprint(module)}

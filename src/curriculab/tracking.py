@@ -67,22 +67,17 @@ def _problem(uri: str) -> str | None:
 def _reachable(uri: str) -> None:
     """Fail in seconds, in one line, when the tracking server does not answer (MLflow's HTTP client
     otherwise retries for minutes before any training starts)."""
+    from unittest import mock
+
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    saved = {k: os.environ.get(k) for k in quick}
-    os.environ.update(quick)
     try:
-        client(uri).search_experiments(max_results=1)
+        with mock.patch.dict(os.environ, quick):  # restored afterwards
+            client(uri).search_experiments(max_results=1)
     except Exception as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ConfigError(f"tracking.uri: the MLflow tracking server at {uri} does not answer ({first}); start it "
                           f"(`mlflow server --host 127.0.0.1 ...`, see README, Tracking), or fix or remove "
                           f"tracking.uri in params.yaml (or set tracking.enabled: false)") from None
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _count_runs(db: Path) -> int:
@@ -202,7 +197,7 @@ class TableLog:
         location = (Path(store).resolve() / "mlruns" / table_id).as_uri() if uri.startswith("sqlite:///") else None
         self.exp_id = exp.experiment_id if exp else self.c.create_experiment(table_id, artifact_location=location)
         if exp and location and exp.artifact_location != location:
-            _relocate(tracking_uri(store, cfg), exp, location)
+            _relocate(uri, exp, location)
         self.tags = {"table": table_id, "profile": profile, **context_tags(self.workdir)}
         self.parent: str | None = None
         runs = self.c.search_runs([self.exp_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=50000)

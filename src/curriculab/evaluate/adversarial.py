@@ -321,19 +321,13 @@ def out_dir(workdir: Path, key: str) -> Path:
     return Path(workdir) / "runs" / "eval" / key / "adversarial"
 
 
-def evaluation_key(options: dict, checksum: str | None, sanity: bool) -> dict:
-    """What a cached result was computed from: attack settings, data, sanity checks run, this module's code."""
-    from curriculab.fingerprint import module_fingerprint
-
-    return {"options": options, "checksum": checksum, "sanity": sanity, "code": module_fingerprint(__name__)}
-
-
 def evaluate_table(spec, params, runs: list, block: dict, workdir: Path) -> int:
     """The evaluate step of an adversarial block: each selected run once (cached by settings and data), the
     sanity checks on the first. Results go to runs/eval/<table>/adversarial/<run-id>.json and to the run's
     MLflow record. Returns the number of runs attacked now."""
     from curriculab.data.prepared import atomic_write_json
     from curriculab.executor import read_record
+    from curriculab.fingerprint import evaluation_key
     from curriculab.store import store_root
     from curriculab.tracking import log_evaluation
 
@@ -343,7 +337,7 @@ def evaluate_table(spec, params, runs: list, block: dict, workdir: Path) -> int:
     for i, run in enumerate(todo):
         rec = read_record(run.dir(workdir))
         target = out_dir(workdir, spec.key) / f"{run.run_id}.json"
-        key = evaluation_key(p.model_dump(mode="json"), rec.get("data_checksum"), i == 0)
+        key = evaluation_key(p.model_dump(mode="json"), rec.get("data_checksum"), __name__, sanity=i == 0)
         if target.is_file() and json.loads(target.read_text()).get("_key") == key:
             continue
         t0 = time.perf_counter()

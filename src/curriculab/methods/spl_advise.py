@@ -34,6 +34,7 @@ from curriculab.methods.spl_embedding import (
     PRETRAIN_HINT,
     EmbeddingParams,
     PretrainParams,
+    embed,
     load_embedding_clusters,
     load_embedding_model,
     pretrain_dir,
@@ -123,14 +124,8 @@ class _Embedder:
         self.index.set_clusters(np.asarray(assign, np.int64), centroids)
         self.refreshes = 0
 
-    def embed(self, bs: int = 500) -> np.ndarray:
-        self.model.eval()
-        out = []
-        with torch.no_grad():
-            for i in range(0, self.data.n_train, bs):
-                out.append(self.model(self.data.to_input(self.data.train_x[i:i + bs], augment=False)).float().cpu())
-        self.model.train()
-        return torch.cat(out).numpy()
+    def embed_all(self) -> np.ndarray:
+        return embed(self.model, self.data, torch.arange(self.data.n_train, device=self.data.device), 500)
 
     def refresh(self, steps: int) -> np.ndarray:
         """`steps` Magnet-loss iterations, then the new cluster of every training item."""
@@ -140,7 +135,7 @@ class _Embedder:
             for _ in range(steps):
                 magnet_step(self.model, self.opt, self.index, self.data, cfg.alpha, cfg.variance)
         self.refreshes += 1
-        assign, centroids = kmeans_per_class(self.embed(), self.labels, cfg.clusters, self.data.classes,
+        assign, centroids = kmeans_per_class(self.embed_all(), self.labels, cfg.clusters, self.data.classes,
                                              self.seed + 7919 * self.refreshes, what="embedding.clusters")
         self.index.set_clusters(assign, centroids)
         return assign

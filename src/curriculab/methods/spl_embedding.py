@@ -186,7 +186,7 @@ class _Clock:
                                         ("cpu_seconds", self.cpu, time.process_time(), self.start[1]))}
 
 
-def _embed(model: torch.nn.Module, data, positions: torch.Tensor, bs: int) -> np.ndarray:
+def embed(model: torch.nn.Module, data, positions: torch.Tensor, bs: int) -> np.ndarray:
     """Representations of the training items at `positions` (eval mode, batched)."""
     model.eval()
     out = []
@@ -234,11 +234,11 @@ def pretrain_embedding(pp: PretrainParams, dataset: str, workdir: Path) -> str:
 
     def snapshot() -> np.ndarray:
         with clock("snapshots"):
-            return _embed(model, data, tsne_pos, pp.eval_batch_size)
+            return embed(model, data, tsne_pos, pp.eval_batch_size)
 
     def refresh() -> None:
         with clock("refresh"):
-            index.refresh(_embed(model, data, pos_t, pp.eval_batch_size))
+            index.refresh(embed(model, data, pos_t, pp.eval_batch_size))
 
     snaps = {0: snapshot()}
     refresh()
@@ -256,7 +256,7 @@ def pretrain_embedding(pp: PretrainParams, dataset: str, workdir: Path) -> str:
     snaps[cfg.iterations] = snapshot()
 
     with clock("final"):  # the final index: every training item of the prepared split, clustered per class
-        reps = _embed(model, data, torch.arange(data.n_train, device=device), pp.eval_batch_size)
+        reps = embed(model, data, torch.arange(data.n_train, device=device), pp.eval_batch_size)
         assign_train, centroids = kmeans_per_class(reps, labels, cfg.clusters, classes, cfg.seed + 1,
                                                    what=f"{key}.clusters")
         assign = np.full(int(sum(meta["sizes"].values())), -1, np.int64)
