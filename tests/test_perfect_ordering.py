@@ -62,6 +62,33 @@ def test_batched_orders_equal_one_model_at_a_time(arch):
         assert acc[i].item() == (out.argmax(1) == yt).float().mean().item()
 
 
+def test_shared_prefixes_are_trained_once(monkeypatch):
+    """All 24 orders of 4 batches from 2 starts: each distinct (start, prefix) takes its step once, and every
+    network still equals its order trained one model at a time."""
+    import itertools
+
+    import curriculab.runners.perfect_ordering as po
+
+    torch.manual_seed(2)
+    model = create_model("basic_conv", 1, 2, 0.25)
+    xb, yb = torch.randn(4, 6, 1, 8, 8), torch.randint(0, 2, (4, 6))
+    orders = torch.tensor(list(itertools.permutations(range(4)))).repeat(2, 1)
+    start_of = torch.arange(2).repeat_interleave(24)
+    starts = train_orders(model, Stack.of(model, 1), torch.zeros(2, dtype=torch.long), orders[[0, 23]], xb, yb, CFG)
+    sizes, step = [], po.train_step
+    monkeypatch.setattr(po, "train_step", lambda m, st, *a: sizes.append(st.n) or step(m, st, *a))
+    stack = train_orders(model, starts, start_of, orders, xb, yb, CFG)
+    assert sizes == [2 * 4, 2 * 12, 2 * 24, 2 * 24]  # 104 network-steps where one row per order takes 192
+    for i in (0, 7, 24, 47):
+        ref = copy.deepcopy(model)
+        opt = torch.optim.SGD(ref.parameters(), lr=CFG.lr, momentum=CFG.momentum, nesterov=True,
+                              weight_decay=CFG.weight_decay)
+        _loop(ref, opt, xb, yb, orders[[0, 23][i // 24]].tolist())
+        _loop(ref, opt, xb, yb, orders[i].tolist())
+        for k, v in ref.named_parameters():
+            torch.testing.assert_close(stack.params[k][i], v.detach(), atol=1e-5, rtol=1e-5)
+
+
 def test_plain_batchnorm_is_nn_batchnorm():
     torch.manual_seed(1)
     a, b = torch.nn.BatchNorm2d(3), PlainBatchNorm2d(3)

@@ -92,11 +92,17 @@ def _data(run: RunConfig, p: PerfectOrderingParams, workdir: Path, gen: torch.Ge
 
 def train_orders(model: torch.nn.Module, starts: Stack, start_of: torch.Tensor, orders: torch.Tensor,
                  xb: torch.Tensor, yb: torch.Tensor, cfg: SGDConfig) -> Stack:
-    """Network i starts from starts[start_of[i]] and takes one SGD step on each batch xb[orders[i, s]] in turn."""
-    stack = starts.select(start_of)
+    """Network i starts from starts[start_of[i]] and takes one SGD step on each batch xb[orders[i, s]] in turn.
+
+    Networks with the same start and the same first s batches share those s steps, so step s trains each
+    distinct prefix once (the orders' prefix tree): 6 + 30 + 120 + 360 + 720 + 720 = 1,956 network-steps for
+    the 720 orders of 6 batches, where one stack row per order would take 4,320.
+    """
+    stack, node = starts, start_of  # node[i]: the row of `stack` that holds network i's state so far
     for s in range(orders.shape[1]):
-        stack = train_step(model, stack, xb[orders[:, s]], yb[orders[:, s]], cfg)
-    return stack
+        prefix, node = torch.unique(torch.stack([node, orders[:, s]], 1), dim=0, return_inverse=True)
+        stack = train_step(model, stack.select(prefix[:, 0]), xb[prefix[:, 1]], yb[prefix[:, 1]], cfg)
+    return stack.select(node)
 
 
 def pick_starts(losses: np.ndarray, k: int, pick: str, extremes: bool, seed: int) -> np.ndarray:
