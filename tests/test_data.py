@@ -133,3 +133,56 @@ def test_copy_alignment_and_missing_copy(prepared_root, tmp_path):
     assert torch.equal(d.copy("inverted"), 255 - d.train_x)
     with pytest.raises(ConfigError, match="no prepared copy 'blur9'"):
         d.copy("blur9")
+
+
+def _png(path, value):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (10, 8), (value, value, value)).save(path)
+
+
+def _imagefolder(root):
+    return SOURCES["imagefolder"](PrepareParams(imagefolder={"root": str(root), "image_size": 4}))
+
+
+def _test_labels(raw):
+    return raw.y[raw.splits["test"]].tolist(), raw.x[raw.splits["test"], 0, 0, 0].tolist()
+
+
+def test_imagefolder_tiny_imagenet_val_annotations(tmp_path):
+    """Tiny-ImageNet: train/<wnid>/images/, val/images/ labelled by val_annotations.txt (not one class 'images')."""
+    for i, wnid in enumerate(["n01", "n02", "n03"]):
+        _png(tmp_path / "train" / wnid / "images" / f"{wnid}_0.JPEG", 10 * i)
+    for name, value in [("val_0.JPEG", 200), ("val_1.JPEG", 100), ("val_2.JPEG", 50)]:
+        _png(tmp_path / "val" / "images" / name, value)
+    (tmp_path / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn03\t0\t0\t9\t7\nval_1.JPEG\tn01\t0\t0\t9\t7\n"
+                                                          "val_2.JPEG\tn03\t0\t0\t9\t7\n")
+    raw = _imagefolder(tmp_path)
+    assert raw.classes == 3 and _test_labels(raw) == ([2, 0, 2], [200, 100, 50])
+    (tmp_path / "val" / "val_annotations.txt").unlink()  # without it: refused, not read as one class
+    with pytest.raises(ConfigError, match="val/images/ is not a class"):
+        _imagefolder(tmp_path)
+
+
+def test_imagefolder_flat_imagenet_val_uses_the_devkit(tmp_path):
+    """Stock ImageNet: val/ flat, classes from torchvision's meta.bin (the parsed devkit), in file-name order."""
+    for i, wnid in enumerate(["n01", "n02"]):
+        _png(tmp_path / "train" / wnid / f"{wnid}_0.JPEG", i)
+    for k, value in enumerate([30, 60, 90]):
+        _png(tmp_path / "val" / f"ILSVRC2012_val_0000000{k + 1}.JPEG", value)
+    with pytest.raises(DatasetMissing, match="ILSVRC2012_devkit_t12.tar.gz"):
+        _imagefolder(tmp_path)
+    torch.save(({"n01": ("a",), "n02": ("b",)}, ["n02", "n01", "n02"]), tmp_path / "meta.bin")
+    assert _test_labels(_imagefolder(tmp_path)) == ([1, 0, 1], [30, 60, 90])
+
+
+def test_imagefolder_val_classes_indexed_as_train(tmp_path):
+    """val/<class>/ folders get the training classes' indices even when val lacks a class; a stray one is refused."""
+    for i, wnid in enumerate(["a", "b", "c"]):
+        _png(tmp_path / "train" / wnid / "0.png", i)
+    _png(tmp_path / "val" / "c" / "0.png", 77)
+    assert _test_labels(_imagefolder(tmp_path)) == ([2], [77])
+    _png(tmp_path / "val" / "d" / "0.png", 1)
+    with pytest.raises(ConfigError, match="val/d/ is not a class"):
+        _imagefolder(tmp_path)

@@ -175,13 +175,14 @@ for _name, _k in {"mnist": 10, "usps": 10, "svhn": 10, "cifar10": 10, "cifar100"
     SOURCES[_name] = (lambda n, k: (lambda cfg: _from_torchvision(n, cfg, k)))(_name, _k)
 
 
-def _load_folder(root: Path, size: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images of an ImageFolder tree, centre-cropped and resized to size×size uint8."""
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
+Items = list[tuple[Path, int]]
 
-    ds = ImageFolder(str(root))
-    items = ds.samples[:limit] if limit else ds.samples
+
+def _load_images(items: Items, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images, centre-cropped and resized to size×size uint8, and their labels."""
+    from PIL import Image
+
     x = np.empty((len(items), 3, size, size), np.uint8)
     for i, (path, _) in enumerate(items):
         with Image.open(path) as im:
@@ -190,21 +191,74 @@ def _load_folder(root: Path, size: int, limit: int | None = None) -> tuple[np.nd
             left, top = (im.width - s) // 2, (im.height - s) // 2
             im = im.crop((left, top, left + s, top + s)).resize((size, size), Image.BILINEAR)
             x[i] = np.asarray(im).transpose(2, 0, 1)
-    return x, np.array([c for _, c in items], np.int64), ds.classes
+    return x, np.array([c for _, c in items], np.int64)
+
+
+def _train_items(train: Path) -> tuple[Items, list[str]]:
+    """<train>/<class>/**/image: every image under a class folder (Tiny-ImageNet's <class>/images/ too)."""
+    from torchvision.datasets import ImageFolder
+
+    ds = ImageFolder(str(train))
+    return [(Path(p), c) for p, c in ds.samples], ds.classes
+
+
+def _val_items(root: Path, classes: list[str]) -> Items:
+    """The test images of <root>/val with labels indexed as the training classes are, in one of three layouts:
+
+    - Tiny-ImageNet: val/images/ and val/val_annotations.txt (file, class, box) name each image's class;
+    - stock ImageNet: val/ holds the 50,000 images directly; their classes come from the devkit (torchvision's
+      ImageNet meta.bin, made from ILSVRC2012_devkit_t12.tar.gz when only the archive is there), in file order;
+    - val/<class>/ folders, each class a training class.
+    """
+    val, index = root / "val", {c: i for i, c in enumerate(classes)}
+
+    def label(cls: str, where: str) -> int:
+        if cls not in index:
+            raise ConfigError(f"{where}: class {cls!r} is not one of the {len(classes)} classes of {root}/train")
+        return index[cls]
+
+    notes = val / "val_annotations.txt"
+    if notes.is_file():
+        rows = [line.split("\t") for line in notes.read_text().splitlines() if line.strip()]
+        return [(val / "images" / r[0], label(r[1], str(notes))) for r in rows]
+    flat = sorted(f for f in val.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if flat:
+        from torchvision.datasets.imagenet import ARCHIVE_META, META_FILE, load_meta_file, parse_devkit_archive
+
+        devkit = ARCHIVE_META["devkit"][0]
+        if not (root / META_FILE).is_file():
+            if not (root / devkit).is_file():
+                raise DatasetMissing(f"dataset 'imagefolder': {val} holds {len(flat)} images directly (stock "
+                                     f"ImageNet's layout), whose classes are in the devkit: put {devkit} in {root}")
+            parse_devkit_archive(str(root))
+        wnids = load_meta_file(str(root))[1]
+        if len(wnids) != len(flat):
+            raise ConfigError(f"dataset 'imagefolder': {val} has {len(flat)} images, the devkit labels {len(wnids)}")
+        return [(f, label(w, str(root / META_FILE))) for f, w in zip(flat, wnids)]
+    from torchvision.datasets.folder import make_dataset
+
+    folders = sorted(d.name for d in val.iterdir() if d.is_dir())
+    unknown = [d for d in folders if d not in index]
+    if unknown:  # e.g. Tiny-ImageNet's val/images/ without its annotations file: one class, meaningless labels
+        raise ConfigError(f"dataset 'imagefolder': {val}/{unknown[0]}/ is not a class of {root}/train; give val/ one "
+                          "folder per training class, or Tiny-ImageNet's val_annotations.txt, or ImageNet's devkit")
+    found = make_dataset(str(val), {c: index[c] for c in folders}, extensions=tuple(IMAGE_SUFFIXES))
+    return [(Path(p), c) for p, c in found]
 
 
 @source("imagefolder")
 def imagefolder(cfg: PrepareParams) -> Raw:
-    """An ImageNet-style tree: <root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg (val is the test set)."""
+    """An ImageNet-style tree: <root>/train/<class>/ images, and <root>/val/ as the test set (`_val_items`)."""
     c = cfg.imagefolder
     root = Path(c.root).expanduser() if c.root else None
     if root is None or not (root / "train").is_dir() or not (root / "val").is_dir():
         raise DatasetMissing(
             f"dataset 'imagefolder' is not available: expected {root or '<prepare.imagefolder.root>'}/train/<class>/ "
-            "and /val/<class>/ image folders; download ImageNet (or Tiny-ImageNet) and set prepare.imagefolder.root"
+            "and /val/ image folders; download ImageNet (or Tiny-ImageNet) and set prepare.imagefolder.root"
         )
-    xtr, ytr, classes = _load_folder(root / "train", c.image_size, c.limit)
-    xte, yte, _ = _load_folder(root / "val", c.image_size, c.limit)
+    train, classes = _train_items(root / "train")
+    xtr, ytr = _load_images(train[:c.limit], c.image_size)
+    xte, yte = _load_images(_val_items(root, classes)[:c.limit], c.image_size)
     val = max(1, min(10000, len(xtr) // 20))
     return Raw(np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), holdout_val(len(xtr), len(xte), val, cfg.seed),
                len(classes), {"source": str(root), "image_size": c.image_size})
