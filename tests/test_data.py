@@ -186,3 +186,16 @@ def test_imagefolder_val_classes_indexed_as_train(tmp_path):
     _png(tmp_path / "val" / "d" / "0.png", 1)
     with pytest.raises(ConfigError, match="val/d/ is not a class"):
         _imagefolder(tmp_path)
+
+
+def test_celeba_without_gdown_names_the_extra_and_the_files(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gdown", None)  # `import gdown` fails, as without the celeba extra
+    with pytest.raises(DatasetMissing) as e:
+        SOURCES["celeba"](PrepareParams(torchvision_root=str(tmp_path), download=True))
+    msg = str(e.value)
+    assert "pip install -e '.[celeba]'" in msg and f"{tmp_path}/celeba" in msg and "list_eval_partition.txt" in msg
+    assert "\n" not in msg
+    with pytest.raises(DatasetMissing, match=r"the download failed or is off \[RuntimeError\]"):
+        SOURCES["celeba"](PrepareParams(torchvision_root=str(tmp_path), download=False))

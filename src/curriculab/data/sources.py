@@ -264,6 +264,10 @@ def imagefolder(cfg: PrepareParams) -> Raw:
                len(classes), {"source": str(root), "image_size": c.image_size})
 
 
+CELEBA_FILES = ("img_align_celeba/", "list_attr_celeba.txt", "identity_CelebA.txt", "list_bbox_celeba.txt",
+                "list_landmarks_align_celeba.txt", "list_eval_partition.txt")
+
+
 @source("celeba")
 def celeba(cfg: PrepareParams) -> Raw:
     """CelebA through torchvision, centre-cropped to 140 and resized (for the VAE; labels are unused)."""
@@ -277,9 +281,11 @@ def celeba(cfg: PrepareParams) -> Raw:
         sets = [tvd.CelebA(str(root), split=s, target_type="identity", transform=tf, download=cfg.download)
                 for s in ("train", "valid", "test")]
     except Exception as e:
+        why = ("downloading it needs gdown: pip install -e '.[celeba]'" if "gdown" in str(e)
+               else f"the download failed or is off [{type(e).__name__}]")
         raise DatasetMissing(
-            f"dataset 'celeba' is not available: looked in {root}/celeba, the download failed or is off "
-            f"[{type(e).__name__}]; put torchvision's CelebA files under {root}/celeba"
+            f"dataset 'celeba' is not available: looked in {root}/celeba; {why}; or put torchvision's CelebA files "
+            f"there ({', '.join(CELEBA_FILES)})"
         ) from None
     xs = [np.stack([np.asarray(ds[i][0]) for i in range(len(ds))]) for ds in sets]
     n = [len(x) for x in xs]
