@@ -199,3 +199,19 @@ def test_celeba_without_gdown_names_the_extra_and_the_files(tmp_path, monkeypatc
     assert "\n" not in msg
     with pytest.raises(DatasetMissing, match=r"the download failed or is off \[RuntimeError\]"):
         SOURCES["celeba"](PrepareParams(torchvision_root=str(tmp_path), download=False))
+
+
+def test_channel_stats_in_chunks_match_one_pass():
+    from curriculab.data.loader import channel_stats
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (50, 3, 5, 4), generator=gen, dtype=torch.uint8)
+    x[:, 1] //= 4  # channels with different moments
+    xf = x.float() / 255
+    mean, std = channel_stats(x)  # one chunk: the float32 formula, unchanged
+    assert torch.equal(mean, xf.mean((0, 2, 3), keepdim=True)) and torch.equal(std, xf.std((0, 2, 3), keepdim=True))
+    for chunk in (1, 60, 7 * 60):  # 1 image per chunk, 1, 7 (the last chunk shorter)
+        m, s = channel_stats(x, chunk=chunk)
+        assert m.shape == (1, 3, 1, 1) and m.dtype == torch.float32
+        torch.testing.assert_close(m, mean, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(s, std, rtol=1e-6, atol=1e-7)

@@ -45,6 +45,28 @@ def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(mask[:, None, None, None], x.flip(3), x)
 
 
+def channel_stats(x: torch.Tensor, chunk: int = 1 << 28) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (unbiased) std of uint8 images (N, C, H, W) scaled to [0, 1], each (1, C, 1, 1) float32.
+
+    One float32 pass when the images fit in `chunk` elements (every offline dataset); above that, each chunk's
+    float32 moments are merged in float64 (Chan et al.'s pairwise update), so that the statistics of 64 px
+    ImageNet never need a float copy of its 15 GiB uint8 training split.
+    """
+    per = max(1, chunk // max(1, x[0].numel()))
+    if len(x) <= per:
+        xf = x.float() / 255
+        return xf.mean((0, 2, 3), keepdim=True), xf.std((0, 2, 3), keepdim=True)
+    n, mean, m2 = 0, 0.0, 0.0
+    for i in range(0, len(x), per):
+        xf = x[i:i + per].float() / 255
+        k = xf.numel() // xf.shape[1]
+        mu = xf.mean((0, 2, 3), keepdim=True, dtype=torch.float64)
+        d = mu - mean
+        m2 = m2 + ((xf - mu.float()) ** 2).sum((0, 2, 3), keepdim=True, dtype=torch.float64) + d ** 2 * n * k / (n + k)
+        mean, n = mean + d * k / (n + k), n + k
+    return mean.float(), (m2 / (n - 1)).sqrt().float()
+
+
 class DeviceData:
     """One run's data on its device: train (possibly noisy or subset), val and test, plus derived copies."""
 
@@ -72,10 +94,11 @@ class DeviceData:
         val_pos = prep.splits["val"][: cfg.val_limit] if cfg.val_limit else prep.splits["val"]
         self.val = (self._to_device(prep.x[val_pos]), torch.from_numpy(prep.y[val_pos]).to(device))
         self.test = (self._to_device(prep.x[test_pos]), torch.from_numpy(prep.y[test_pos]).to(device))
-        xf = self.train_x.float() / 255
-        self.mean = xf.mean((0, 2, 3), keepdim=True) if cfg.augment.normalize else torch.zeros(1, device=device)
-        self.std = (xf.std((0, 2, 3), keepdim=True).clamp_min(1e-3) if cfg.augment.normalize
-                    else torch.ones(1, device=device))
+        if cfg.augment.normalize:
+            self.mean, std = channel_stats(self.train_x)
+            self.std = std.clamp_min(1e-3)
+        else:
+            self.mean, self.std = torch.zeros(1, device=device), torch.ones(1, device=device)
         self.augment: AugmentParams = cfg.augment
         self.gen = torch.Generator(device=device)
         self.memory_format = torch.contiguous_format  # the model's (engine.loop.build sets channels_last)
