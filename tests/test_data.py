@@ -215,3 +215,60 @@ def test_channel_stats_in_chunks_match_one_pass():
         assert m.shape == (1, 3, 1, 1) and m.dtype == torch.float32
         torch.testing.assert_close(m, mean, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(s, std, rtol=1e-6, atol=1e-7)
+
+
+def test_prepare_records_a_missing_dataset_and_goes_on(tmp_path):
+    from curriculab.data.prepare import prepare_all
+    from curriculab.data.prepared import missing_datasets
+
+    params = Params.model_validate({"prepare": {"datasets": ["digits", "cifar10"], "download": False,
+                                                "torchvision_root": str(tmp_path / "tv")}})
+    assert prepare_all(params, tmp_path) == ["digits"]
+    root = tmp_path / "data"
+    reason = missing_datasets(root, ["digits", "cifar10"])
+    assert list(reason) == ["cifar10"] and "dataset 'cifar10' is not available" in reason["cifar10"]
+    with pytest.raises(DatasetMissing, match=r"not available.*dvc repro -f prepare@cifar10"):
+        load_prepared(root, "cifar10")
+    assert load_prepared(root, "digits").classes == 10
+    with pytest.raises(ConfigError, match="'nosuch' is not in prepare.datasets"):
+        prepare_all(params, tmp_path, names=["nosuch"])
+
+
+def test_train_and_evaluate_of_a_table_whose_data_is_missing(tmp_path, capsys, monkeypatch):
+    """train: one line, exit 0, the stage's (empty) output folder; evaluate: a missing target is one line too."""
+    import dataclasses
+
+    import yaml
+
+    import curriculab.cli as cli
+    from curriculab.data.prepared import MISSING, atomic_write_json, dataset_dir
+    from curriculab.engine.records import write_record
+    from curriculab.project import load_params
+    from curriculab.tables.spec import expand_table
+
+    table = {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25}, "train": {"epochs": 1}},
+             "columns": {"c": {"data": {"dataset": "cifar10"}}}, "rows": {"baseline": {"methods": {"baseline": {}}}}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"prepare": {"datasets": ["cifar10", "digits"]},
+                                                     "tracking": {"enabled": False}, "evaluate": {"cbs_t3": {}},
+                                                     "tables": {"cbs_t3": table}}))
+    args = ["--params", str(tmp_path / "p.yaml"), "--workdir", str(tmp_path)]
+    atomic_write_json(dataset_dir(tmp_path / "data", "cifar10") / MISSING, {"reason": "cifar10 is not here"})
+    assert cli.main([*args, "train", "cbs_t3"]) == 0
+    assert "cbs.t3: not run: cifar10 is not here" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "cbs_t3").is_dir() and not any((tmp_path / "runs" / "cbs_t3").iterdir())
+    assert cli.main([*args, "evaluate", "cbs_t3"]) == 0
+    assert "cbs.t3: not run: cifar10 is not here" in capsys.readouterr().out
+    # the training data is there, an evaluation target is not: the evaluation stops in one line, exit 0
+    (dataset_dir(tmp_path / "data", "cifar10") / MISSING).unlink()
+    params = load_params(tmp_path / "p.yaml")
+    for run in expand_table(cli._table(params, "cbs_t3"), params):
+        write_record(run.dir(tmp_path) / "metrics.json", {"run_id": run.run_id, "status": "done", "final": {}})
+
+    def target_missing(*a):
+        raise DatasetMissing("dataset 'digits' is not available: looked there")
+
+    target_missing.__module__ = "curriculab.evaluate.transfer"  # its cache key fingerprints that module
+    real = cli._table
+    monkeypatch.setattr(cli, "_table", lambda p, k: dataclasses.replace(real(p, k), evaluate=target_missing))
+    assert cli.main([*args, "evaluate", "cbs_t3"]) == 0
+    assert "cbs.t3: evaluation not run: dataset 'digits' is not available" in capsys.readouterr().out

@@ -17,7 +17,8 @@ from tests.conftest import ROOT, copy_project
 MICRO = {
     "profile": "micro",
     "description": "test profile: digits only, one epoch",
-    "prepare": {"datasets": ["digits"]},
+    # cifar10 is not on this machine (no download, an empty torchvision root): its table is reported as not run
+    "prepare": {"datasets": ["digits", "cifar10"], "download": False, "torchvision_root": "no-torchvision-data"},
     "executor": {"workers": 2, "threads": 1},  # the default path: spawned workers import the stage module
     "defaults": {},  # tracked by the stages (a block they `use`)
     "pretrain": {},
@@ -35,6 +36,11 @@ MICRO = {
         "columns": {"digits_noise20": {}},
         "rows": {"baseline": {"methods": {"baseline": {}}},
                  "instance": {"methods": {"data_parameters": {"curriculum": "instance"}}}},
+    }, "cbs_t1": {
+        "seeds": [0],
+        "run": {"model": {"name": "small_cnn", "width": 0.25}, "train": {"epochs": 1, "batch_size": 64}},
+        "columns": {"cifar10": {"data": {"dataset": "cifar10"}}},
+        "rows": {"baseline": {"methods": {"baseline": {}}}},
     }},
 }
 
@@ -59,7 +65,12 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_builds_reports_then_is_a_no_op_then_reruns_only_what_changed(project):
     out = _dvc(project, "repro")
-    assert "Running stage 'prepare'" in out and "Running stage 'train@baseline'" in out
+    assert "Running stage 'prepare@digits'" in out and "Running stage 'train@baseline'" in out
+    # one missing dataset stops nothing: its table is reported as not run, saying what is missing
+    assert "Running stage 'prepare@cifar10'" in out and "cbs.t1: not run: dataset 'cifar10' is not available" in out
+    assert "**Not run:** dataset 'cifar10' is not available" in (project / "reports/tables/cbs.t1.md").read_text()
+    index = (project / "reports" / "README.md").read_text()
+    assert "| not run (data missing) |" in index and "| 3 / 3 |" in index
     assert "Running stage 'train@dp_t2b'" in out and (project / "reports" / "tables" / "dp.t2b.md").is_file()
     md = (project / "reports" / "tables" / "baseline.md").read_text()
     assert "Profile: **micro**" in md and "Runs finished: 3 of 3" in md
@@ -77,7 +88,7 @@ def test_repro_builds_reports_then_is_a_no_op_then_reruns_only_what_changed(proj
     params["tables"]["baseline"]["seeds"] = [0, 1, 2, 3]
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     third = _dvc(project, "repro")
-    assert "Running stage 'train@baseline'" in third and "Running stage 'prepare'" not in third
+    assert "Running stage 'train@baseline'" in third and "Running stage 'prepare@" not in third
     assert "Running stage 'train@dp_t2b'" not in third
     assert "3 already finished, 1 to train" in third
     assert "Runs finished: 4 of 4" in (project / "reports" / "tables" / "baseline.md").read_text()
@@ -95,7 +106,7 @@ def test_repro_rebuilds_corrupt_or_missing_prepared_files(project):
     raw[len(raw) // 2] ^= 0xFF
     f.write_bytes(bytes(raw))
     out = _dvc(project, "repro")
-    assert "Running stage 'prepare'" in out and "Running stage 'train@" not in out  # same bytes again
+    assert "Running stage 'prepare@digits'" in out and "Running stage 'train@" not in out  # same bytes again
     assert f.read_bytes() == good
     f.unlink()
     out = _dvc(project, "repro")

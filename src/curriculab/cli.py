@@ -42,18 +42,42 @@ def cmd_prepare(args) -> int:
 
     params, workdir = _params(args)
     init_store(store_root(workdir, params.store.root), params.tracking)  # once, before any stage fans out
-    written = prepare_all(params, workdir, progress=progress_enabled())
+    written = prepare_all(params, workdir, progress=progress_enabled(), names=args.datasets or None)
     print("prepared: " + (", ".join(written) if written else "nothing to do (all up to date)"))
+    for name, reason in _missing(params, workdir, args.datasets or params.prepare.datasets).items():
+        print(f"not available: {reason}; the tables that use {name!r} are reported as not run")
     return 0
 
 
+def _missing(params, workdir: Path, datasets) -> dict[str, str]:
+    """dataset → why `prepare` could not get it, among `datasets`."""
+    from curriculab.data.prepared import missing_datasets
+
+    return missing_datasets(Path(workdir) / params.prepare.root, datasets)
+
+
+def _not_run(params, workdir: Path, spec, runs, out: Path) -> bool:
+    """When a dataset the table trains on is missing: say so in one line, leave the stage's output folder
+    (empty) for DVC, and return True; the report shows the table as not run."""
+    missing = _missing(params, workdir, {r.config.data.dataset for r in runs})
+    if missing:
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"{spec.id}: not run: {'; '.join(missing.values())}")
+    return bool(missing)
+
+
 def cmd_pretrain(args) -> int:
+    from curriculab.data.prepared import DatasetMissing
     from curriculab.methods import run_pretrain
 
     params, workdir = _params(args)
     if args.method not in params.pretrain:
         raise ConfigError(f"pretrain.{args.method}: no such block in {args.params}")
-    run_pretrain(args.method, params, workdir)
+    try:
+        run_pretrain(args.method, params, workdir)
+    except DatasetMissing as e:  # the tables that need this pretraining are not run either (their data is missing)
+        (workdir / params.prepare.root / "pretrained" / args.method).mkdir(parents=True, exist_ok=True)
+        print(f"pretrain {args.method}: not run: {e}")
     return 0
 
 
@@ -77,6 +101,8 @@ def cmd_train(args) -> int:
     params, workdir = _params(args)
     spec = _table(params, args.table)
     runs = expand_table(spec, params)
+    if _not_run(params, workdir, spec, runs, workdir / "runs" / spec.key):
+        return 0
     store = st.store_root(workdir, params.store.root)
     if args.rerun:
         for root in {workdir, store}:
@@ -128,7 +154,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from curriculab.data.prepared import atomic_write_json
+    from curriculab.data.prepared import DatasetMissing, atomic_write_json
     from curriculab.engine.records import is_done
     from curriculab.evaluate.adversarial import evaluate_table, split_evaluate
     from curriculab.executor import read_record
@@ -141,6 +167,8 @@ def cmd_evaluate(args) -> int:
     if spec.evaluate is None and adversarial is None:
         raise ConfigError(f"table {spec.id!r} has no evaluate step")
     runs = expand_table(spec, params)
+    if _not_run(params, workdir, spec, runs, workdir / "runs" / "eval" / spec.key):
+        return 0
     for run in runs:
         rec = read_record(run.dir(workdir))
         if not is_done(rec):
@@ -159,7 +187,12 @@ def cmd_evaluate(args) -> int:
         key = evaluation_key(opts.model_dump(mode="json"), rec.get("data_checksum"), spec.evaluate.__module__)
         if target.is_file() and json.loads(target.read_text()).get("_key") == key:
             continue
-        metrics = spec.evaluate(run, rec, opts, workdir)
+        try:
+            metrics = spec.evaluate(run, rec, opts, workdir)
+        except DatasetMissing as e:  # e.g. a transfer target: the report shows what was not evaluated
+            out.mkdir(parents=True, exist_ok=True)
+            print(f"{spec.id}: evaluation not run: {e}")
+            return 0
         atomic_write_json(target, {**metrics, "_key": key})
     print(f"{spec.id}: evaluated")
     return 0
@@ -232,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a params file; exit non-zero with a one-line message if invalid")
     v.add_argument("file", nargs="?", default=None, help="the settings file (default: --params)")
     v.add_argument("--stamp", help="write this file when the params are valid (the `validate` DVC stage)")
-    sub.add_parser("prepare", help="write the prepared datasets and their copies; create the MLflow store")
+    pr = sub.add_parser("prepare", help="write the prepared datasets and their copies; create the MLflow store")
+    pr.add_argument("datasets", nargs="*", help="these only (the prepare@<dataset> stages); default: all")
     pt = sub.add_parser("pretrain", help="a method's pretraining stage (e.g. spl_advise)")
     pt.add_argument("method")
     t = sub.add_parser("train", help="train every unfinished run of a table")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from curriculab.config import Params, stable_hash
+from curriculab.config import ConfigError, Params, stable_hash
 from curriculab.data.copies import check_copies
 from curriculab.data.prepared import (
+    MISSING,
+    DatasetMissing,
     atomic_write_json,
     dataset_dir,
     intact,
@@ -37,18 +39,32 @@ def _meta_or_none(path: Path) -> dict | None:
     return meta if isinstance(meta, dict) and "checksum" in meta and "info" in meta else None
 
 
-def prepare_all(params: Params, workdir: Path, progress: bool = False) -> list[str]:
-    """Write what is missing, stale or corrupt (every file's checksum is verified); return the names written."""
+def prepare_all(params: Params, workdir: Path, progress: bool = False, names: list[str] | None = None) -> list[str]:
+    """Write what is missing, stale or corrupt (every file's checksum is verified); return the names written.
+
+    `names`: these datasets only (default: all of prepare.datasets). A dataset that is not on this machine
+    does not stop the others: its folder gets `missing.json` with the one-line reason, and the tables that
+    use it are reported as not run.
+    """
     root = Path(workdir) / params.prepare.root
     copies = check_copies(params.prepare.copies)
+    unknown = [n for n in names or [] if n not in params.prepare.datasets]
+    if unknown:
+        raise ConfigError(f"prepare: {unknown[0]!r} is not in prepare.datasets {params.prepare.datasets}")
     written = []
-    for name in tqdm(params.prepare.datasets, desc="prepare", disable=not progress):
+    for name in tqdm(names or params.prepare.datasets, desc="prepare", disable=not progress):
         settings = stable_hash(_source_settings(params, name))
         d = dataset_dir(root, name)
         current = _meta_or_none(d / "meta.json")
         if (current is None or current["info"].get("settings") != settings
                 or not intact(d / "arrays.npz", current["checksum"])):
-            raw = SOURCES[name](params.prepare)
+            try:
+                raw = SOURCES[name](params.prepare)
+            except DatasetMissing as e:
+                (d / "meta.json").unlink(missing_ok=True)  # a stale dataset is not used in its place
+                atomic_write_json(d / MISSING, {"reason": str(e)})
+                continue
+            (d / MISSING).unlink(missing_ok=True)
             digest = write_prepared(root, name, raw.x, raw.y, raw.splits, raw.classes,
                                     {**raw.info, "settings": settings})
             if current is not None and current.get("checksum") == digest and current.get("copies"):

@@ -16,6 +16,11 @@ import numpy as np
 from curriculab.config import ConfigError
 
 SPLITS = ("train", "val", "test")
+MISSING = "missing.json"  # written by `prepare` in place of a dataset it could not get: {"reason": one line}
+
+
+class DatasetMissing(ConfigError):
+    """A dataset that is not on this machine: the message says where we looked and how to get it."""
 
 
 @dataclass
@@ -137,11 +142,27 @@ def read_json(path: Path, fix: str):
         raise ConfigError(f"{path}: truncated or corrupt ({getattr(e, 'msg', type(e).__name__)}); {fix}") from None
 
 
+def missing_reason(root: Path, name: str) -> str | None:
+    """Why `prepare` could not write the dataset (its one line), or None when it did or has not tried."""
+    path = dataset_dir(root, name) / MISSING
+    if (dataset_dir(root, name) / "meta.json").is_file() or not path.is_file():
+        return None
+    return str(read_json(path, f"delete it and run `dvc repro -f prepare@{name}`").get("reason", "not available"))
+
+
+def missing_datasets(root: Path, names) -> dict[str, str]:
+    """dataset → why it is missing, for the named datasets `prepare` could not get."""
+    return {n: r for n in sorted(set(names)) if (r := missing_reason(root, n)) is not None}
+
+
 def read_meta(root: Path, name: str) -> dict:
     path = dataset_dir(root, name) / "meta.json"
+    reason = missing_reason(root, name)
+    if reason is not None:
+        raise DatasetMissing(f"{reason}; then `dvc repro -f prepare@{name}`")
     if not path.is_file():
         raise ConfigError(
-            f"dataset {name!r} is not prepared: {path} is missing; run `dvc repro prepare` "
+            f"dataset {name!r} is not prepared: {path} is missing; run `dvc repro prepare@{name}` "
             f"(or `curriculab prepare`) with {name!r} in prepare.datasets"
         )
     return read_json(path, "run `dvc repro prepare` (or `curriculab prepare`) to rebuild the dataset")

@@ -10,10 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from curriculab.config import ConfigError, PrepareParams
-
-
-class DatasetMissing(ConfigError):
-    """A dataset that is not on this machine: the message says where we looked and how to get it."""
+from curriculab.data.prepared import DatasetMissing  # noqa: F401  (raised by the sources below)
 
 
 @dataclass

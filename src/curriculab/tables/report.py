@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from curriculab.config import Params, table_key
+from curriculab.data.prepared import missing_datasets
 from curriculab.engine.records import is_done
 from curriculab.executor import read_record
 from curriculab.tables.spec import RunSpec, TableSpec, expand_table, get_spec, options, paper_key
@@ -295,6 +296,9 @@ def _diverged_note(diverged: list[tuple[RunSpec, dict]]) -> list[str]:
 
 def write_table(res: TableResult, reports: Path) -> dict:
     """Write the table's .md and .csv and its figures; return an index entry."""
+    missing = missing_datasets(res.workdir / res.params.prepare.root, {r.config.data.dataset for r in res.runs})
+    if missing:
+        return write_not_run(res, reports, "; ".join(missing.values()))
     md, summary, claims = render_table(res)
     out = Path(reports) / "tables"
     out.mkdir(parents=True, exist_ok=True)
@@ -307,6 +311,17 @@ def write_table(res: TableResult, reports: Path) -> dict:
     return {"id": res.spec.id, "title": res.spec.title,
             "done": sum(1 for r in res.records if is_done(r)), "runs": len(res.runs),
             "verdicts": verdicts, "figures": [Path(f).name for f in figs], "metrics": _metrics(summary, claims)}
+
+
+def write_not_run(res: TableResult, reports: Path, reason: str) -> dict:
+    """The report of a table whose data `prepare` could not get: what is missing and how to provide it."""
+    lines = _header(res) + [f"**Not run:** {reason}. Nothing of this table was measured.", ""]
+    out = Path(reports) / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{res.spec.id}.md").write_text("\n".join(lines))
+    pd.DataFrame(columns=["row", "column", "metric", "mean"]).to_csv(out / f"{res.spec.id}.csv", index=False)
+    return {"id": res.spec.id, "title": res.spec.title, "done": 0, "runs": len(res.runs), "not_run": reason,
+            "verdicts": [], "figures": [], "metrics": {"cells": {}, "claims": {}}}
 
 
 def _finite(v) -> float | None:
@@ -341,7 +356,8 @@ def write_index(entries: list[dict], params: Params, reports: Path) -> None:
     for e in entries:
         counts = [str(sum(kind(v) == k for v in e["verdicts"])) if e["verdicts"] else "–" for k in KINDS]
         figs = ", ".join(f"[{f}](figures/{f})" for f in e["figures"]) or "–"
-        lines.append(f"| [{e['id']}](tables/{e['id']}.md) | {e['title']} | {e['done']} / {e['runs']} | "
+        done = "not run (data missing)" if e.get("not_run") else f"{e['done']} / {e['runs']}"
+        lines.append(f"| [{e['id']}](tables/{e['id']}.md) | {e['title']} | {done} | "
                      + " | ".join(counts) + f" | {figs} |")
     Path(reports).mkdir(parents=True, exist_ok=True)
     (Path(reports) / "README.md").write_text("\n".join(lines) + "\n")
