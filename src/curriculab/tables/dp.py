@@ -348,7 +348,9 @@ register_table(TableSpec(
           "training. Lower is better here: it means the curriculum did not memorise. The paper explains the "
           "effect by the class parameters (all classes are misclassified, so every class σ grows and the "
           "gradients shrink, eq. (4)); the `class` row is that curriculum, the `instance` row is shown beside"
-          " it. Curves: figures/dp.rand.png." + SWEEP_NOTE,
+          " it. As in Zhang et al.'s memorisation setup, which the paper replicates: no augmentation and no "
+          "weight decay (the schedule, not given in the paper, is the profile's CIFAR / offline one). "
+          "Curves: figures/dp.rand.png." + SWEEP_NOTE,
 ))
 
 register_table(sweep_spec(
