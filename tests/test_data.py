@@ -44,7 +44,7 @@ def test_unprepared_dataset_message(tmp_path):
         load_prepared(tmp_path, "digits")
 
 
-@pytest.mark.parametrize("name", ["cifar10", "svhn", "mnist", "usps", "cifar100"])
+@pytest.mark.parametrize("name", ["cifar10", "svhn", "svhn_extra", "mnist", "usps", "cifar100"])
 def test_missing_torchvision_dataset_fails_in_one_sentence(tmp_path, name):
     cfg = PrepareParams(torchvision_root=str(tmp_path), download=False)
     with pytest.raises(DatasetMissing) as e:
@@ -109,6 +109,27 @@ def test_crop_and_flip_are_per_sample_and_seeded():
     f = random_flip(x, torch.Generator().manual_seed(0))
     flipped = [torch.equal(f[i], x[i].flip(2)) for i in range(len(x))]
     assert 0 < sum(flipped) < len(x)
+
+    v = random_flip(x, torch.Generator().manual_seed(0), dim=2)
+    assert 0 < sum(torch.equal(v[i], x[i].flip(1)) for i in range(len(x))) < len(x)
+
+
+def test_random_affine_turns_and_shifts_each_image():
+    from curriculab.data.loader import random_affine
+
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, :, 4, 2:7] = 1.0  # a horizontal bar through the centre
+    same = random_affine(x, 0.0, 0.0, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(same, x, atol=1e-6, rtol=0)  # zero angle and shift: the identity
+    quarter = random_affine(x, 90.0, 0.0, torch.Generator().manual_seed(1))
+    turned = x.transpose(2, 3)  # the bar upright: the rotation of ±90° (bilinear, so compare where it lands)
+    near = [(quarter[i] - turned[i]).abs().max() < 0.5 for i in range(len(x))]
+    assert 0 < sum(near) < len(x)  # per-image angles: some near ±90°, others not
+    shifted = random_affine(x, 0.0, 0.25, torch.Generator().manual_seed(2))
+    rows = (shifted[:, 0].sum(2) > 0.5).float().argmax(1)  # the row the bar moved to, per image
+    assert len(set(rows.tolist())) > 1 and all(abs(r - 4) <= 3 for r in rows.tolist())
+    again = random_affine(x, 90.0, 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(again, quarter)  # seeded
 
 
 def test_device_data_batches_cover_the_training_set(prepared_root):
@@ -272,3 +293,22 @@ def test_train_and_evaluate_of_a_table_whose_data_is_missing(tmp_path, capsys, m
     monkeypatch.setattr(cli, "_table", lambda p, k: dataclasses.replace(real(p, k), evaluate=target_missing))
     assert cli.main([*args, "evaluate", "cbs_t3"]) == 0
     assert "cbs.t3: evaluation not run: dataset 'digits' is not available" in capsys.readouterr().out
+
+
+def test_svhn_extra_trains_on_train_and_extra(monkeypatch):
+    """svhn_extra: SVHN's train + extra splits as the training images (SPL-ADVisE §4), its test split as test."""
+    import torchvision.datasets as tvd
+
+    sizes = {"train": 30, "extra": 50, "test": 20}
+
+    class FakeSVHN:  # torchvision's layout: data (N, 3, 32, 32) uint8, labels (N,)
+        def __init__(self, root, split, download):
+            self.data = np.full((sizes[split], 3, 32, 32), list(sizes).index(split), np.uint8)
+            self.labels = np.arange(sizes[split]) % 10
+
+    monkeypatch.setattr(tvd, "SVHN", FakeSVHN)
+    both, plain = SOURCES["svhn_extra"](PrepareParams()), SOURCES["svhn"](PrepareParams())
+    assert len(both.x) == 100 and len(plain.x) == 50
+    train = np.concatenate([both.splits["train"], both.splits["val"]])
+    assert sorted(both.x[train, 0, 0, 0].tolist()) == [0] * 30 + [1] * 50  # train, then extra
+    assert both.x[both.splits["test"], 0, 0, 0].tolist() == [2] * 20 and len(both.splits["val"]) == 8

@@ -183,7 +183,10 @@ class AugmentParams(Strict):
     """Batched on-device augmentation."""
 
     crop_pad: NonNegInt = 0
-    flip: bool = False
+    flip: bool = False  # left-right, half of the batch
+    vflip: bool = False  # up-down, half of the batch
+    rotate: Annotated[float, Field(ge=0, le=180)] = 0.0  # degrees: each image turned by U(-rotate, rotate)
+    translate: Annotated[float, Field(ge=0, lt=1)] = 0.0  # each image shifted by U(-t, t) × its size, per axis
     normalize: bool = True
 
 

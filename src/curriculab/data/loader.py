@@ -1,6 +1,6 @@
 """The device loader: the dataset lives on the device as uint8; batches are drawn by indexing.
 
-Augmentation (pad-and-crop, flip) and normalisation act on whole batches on the device, as in
+Augmentation (pad-and-crop, flips, rotation and translation) and normalisation act on whole batches on the device, as in
 KellerJordan/airbench. Nothing here loops over samples in Python.
 """
 
@@ -39,10 +39,23 @@ def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor
     return xp.gather(2, rows).gather(3, cols)
 
 
-def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the batch left-right."""
+def random_flip(x: torch.Tensor, gen: torch.Generator, dim: int = 3) -> torch.Tensor:
+    """Mirror a random half of the batch left-right (dim 3) or up-down (dim 2)."""
     mask = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
-    return torch.where(mask[:, None, None, None], x.flip(3), x)
+    return torch.where(mask[:, None, None, None], x.flip(dim), x)
+
+
+def random_affine(x: torch.Tensor, degrees: float, translate: float, gen: torch.Generator) -> torch.Tensor:
+    """Turn each image by U(-degrees, degrees) and shift it by U(-translate, translate) of its size per axis,
+    about its centre (bilinear, zeros outside): one affine_grid + grid_sample for the batch."""
+    n = x.shape[0]
+    u = torch.rand(n, 3, generator=gen, device=x.device) * 2 - 1
+    a = torch.deg2rad(u[:, 0] * degrees)
+    cos, sin = torch.cos(a), torch.sin(a)
+    shift = u[:, 1:] * translate * 2  # grid coordinates span [-1, 1]: a shift of t × size is 2t
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 1 << 28) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,6 +149,10 @@ class DeviceData:
             x = random_crop(x, self.augment.crop_pad, self.gen)
         if augment and self.augment.flip:
             x = random_flip(x, self.gen)
+        if augment and self.augment.vflip:
+            x = random_flip(x, self.gen, dim=2)
+        if augment and (self.augment.rotate or self.augment.translate):
+            x = random_affine(x, self.augment.rotate, self.augment.translate, self.gen)
         return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
     def permutation(self, n: int | None = None) -> torch.Tensor:

@@ -113,6 +113,7 @@ def syndigits(cfg: PrepareParams) -> Raw:
 class _TV:
     train: object
     test: object
+    extra: object = None  # SVHN's extra split (svhn_extra)
 
 
 _TV_CLASSES = {
@@ -122,6 +123,7 @@ _TV_CLASSES = {
     "cifar10": ("CIFAR10", "train"),
     "cifar100": ("CIFAR100", "train"),
     "svhn": ("SVHN", "split"),
+    "svhn_extra": ("SVHN", "split"),  # train + extra (604,388 images; SPL-ADVisE §4), the same test split
 }
 
 
@@ -135,7 +137,8 @@ def _torchvision(name: str, cfg: PrepareParams, extra: str = "") -> _TV:
     try:
         if kind == "split":
             return _TV(cls(str(root), split="train", download=cfg.download),
-                       cls(str(root), split="test", download=cfg.download))
+                       cls(str(root), split="test", download=cfg.download),
+                       cls(str(root), split="extra", download=cfg.download) if name.endswith("_extra") else None)
         return _TV(cls(str(root), train=True, download=cfg.download),
                    cls(str(root), train=False, download=cfg.download))
     except Exception as e:  # torchvision raises RuntimeError when absent, URLError/OSError offline
@@ -151,24 +154,26 @@ def _torchvision(name: str, cfg: PrepareParams, extra: str = "") -> _TV:
 def _from_torchvision(name: str, cfg: PrepareParams, classes: int) -> Raw:
     tv = _torchvision(name, cfg)
     parts = []
-    for ds in (tv.train, tv.test):
+    for ds in (tv.train, tv.test, *([tv.extra] if tv.extra is not None else [])):
         data = ds.data
         data = data.numpy() if hasattr(data, "numpy") else np.asarray(data)
         labels = getattr(ds, "targets", None)
         if labels is None:
             labels = ds.labels
         labels = labels.numpy() if hasattr(labels, "numpy") else np.asarray(labels)
-        if name == "svhn":  # already (N, C, H, W)
+        if name.startswith("svhn"):  # already (N, C, H, W)
             parts.append((data.astype(np.uint8), labels))
         else:
             parts.append((to_nchw(data), labels))
-    (xtr, ytr), (xte, yte) = parts
+    (xtr, ytr), (xte, yte), *extra = parts
+    if extra:  # training images: train, then extra
+        xtr, ytr = np.concatenate([xtr, extra[0][0]]), np.concatenate([ytr, extra[0][1]])
     val = max(1, len(xtr) // 10)
     return Raw(np.concatenate([xtr, xte]), np.concatenate([ytr, yte]).astype(np.int64),
                holdout_val(len(xtr), len(xte), val, cfg.seed), classes, {"source": "torchvision"})
 
 
-for _name, _k in {"mnist": 10, "usps": 10, "svhn": 10, "cifar10": 10, "cifar100": 100}.items():
+for _name, _k in {"mnist": 10, "usps": 10, "svhn": 10, "svhn_extra": 10, "cifar10": 10, "cifar100": 100}.items():
     SOURCES[_name] = (lambda n, k: (lambda cfg: _from_torchvision(n, cfg, k)))(_name, _k)
 
 

@@ -132,7 +132,8 @@ register_table(TableSpec(
         "with the Magnet loss alongside the student; every R = 100 student steps it runs 20 more Magnet "
         "iterations and every training item is re-clustered, so the offline runs refresh only twice or so "
         "and stay cheap); the official code's `clusters: frozen` keeps the pretrained clusters."
-        " Paper profile: the paper trains SVHN on train + extra (604,388 images); the svhn source here reads "
-        "the train split only (73,257 images) until it offers `extra`."
+        " Paper profile: SVHN is `svhn_extra`, train + extra (604,388 images, as the paper), less the 10% "
+        "validation holdout; Fashion-MNIST is augmented as the paper lists (crop, flips both ways, "
+        "translation, rotation), with ranges chosen here (pad 4, ±10% shift, ±10°), which the paper does not give."
     ),
 ))
