@@ -80,6 +80,11 @@ def _execute(run: RunSpec, workdir: Path, position: int) -> dict:
         sort_keys=False).encode())
     from curriculab.tables.spec import get_spec
 
+    if run.config.train.ddp:  # torchrun's processes train it; rank 0 writes the record
+        from curriculab.distributed import launch
+
+        launch(run, d, workdir)
+        return read_record(d)
     train = get_spec(run.table).runner or fit
     record = train(run.config, d, workdir, run_id=run.run_id, position=position, meta={"labels": labels,
                  "data_checksum": checksum})
@@ -156,11 +161,14 @@ def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dic
     Results come back in the order of `runs` whatever the mode. Every unfinished run passes its
     methods' preflight checks before any run starts.
     """
+    from curriculab.distributed import check
     from curriculab.methods import preflight
 
     for r in runs:
         if not is_finished(r, workdir):
             preflight(r.config, workdir)
+            if r.config.train.ddp:
+                check(r)
     if cfg.backend == "ray":
         return _run_ray(runs, workdir, cfg.threads)
     if cfg.workers == 1 or len(runs) <= 1:
