@@ -81,23 +81,35 @@ def ddp_env(tmp_path_factory):
     mp.undo()
 
 
+def _pair(root, tmp, name, **row):
+    """The run in one process and over 2 gloo processes, each in its own project under tmp/name."""
+    single = run_all(_runs(**row), _project(tmp, root, f"{name}1"), ExecutorParams())[0]
+    ddp = run_all(_runs(2, **row), _project(tmp, root, f"{name}2"), ExecutorParams())[0]
+    return {"single": single, "ddp": ddp, "dir": _runs(2, **row)[0].dir(tmp / f"{name}2"), "log": tmp / "writes.log"}
+
+
+def _assert_same_curve(single: dict, ddp: dict, keys=CURVE):
+    assert ddp["status"] == "done" and len(single["history"]) == len(ddp["history"]) == 3
+    for a, b in zip(single["history"], ddp["history"], strict=True):
+        assert a["train_seen"] == b["train_seen"]  # the ranks' slices add up to the whole epoch
+        for k in keys:
+            assert b[k] == pytest.approx(a[k], rel=RTOL), (a["epoch"], k)
+    assert single["history"][-1]["train_loss"] < single["history"][0]["train_loss"] - 0.05  # it trained
+
+
 @pytest.fixture(scope="module")
 def trained(prepared_root, ddp_env):
-    """The table's run in one process and over 2 gloo processes."""
-    tmp, _ = ddp_env
-    single = run_all(_runs(), _project(tmp, prepared_root, "single"), ExecutorParams())[0]
-    ddp = run_all(_runs(2), _project(tmp, prepared_root, "ddp"), ExecutorParams())[0]
-    return {"single": single, "ddp": ddp, "dir": _runs(2)[0].dir(tmp / "ddp"), "log": tmp / "writes.log"}
+    return _pair(prepared_root, ddp_env[0], "baseline")
 
 
 def test_the_ddp_loss_curve_matches_one_process_with_the_same_global_batch(trained):
-    single, ddp = trained["single"]["history"], trained["ddp"]["history"]
-    assert len(single) == len(ddp) == 3 and trained["ddp"]["status"] == "done"
-    for a, b in zip(single, ddp):
-        assert a["train_seen"] == b["train_seen"]  # the ranks' shards add up to the whole epoch
-        for k in CURVE:
-            assert b[k] == pytest.approx(a[k], rel=RTOL), (a["epoch"], k)
-    assert single[-1]["train_loss"] < single[0]["train_loss"] - 0.05  # it trained
+    _assert_same_curve(trained["single"], trained["ddp"])
+
+
+def test_data_parameters_under_ddp_take_the_one_process_steps(prepared_root, ddp_env):
+    got = _pair(prepared_root, ddp_env[0], "dp", methods={"data_parameters": {"curriculum": "joint"}})
+    _assert_same_curve(got["single"], got["ddp"], CURVE + ("dp_class_sigma_std", "dp_inst_sigma_std"))
+    assert got["ddp"]["history"][-1]["dp_inst_sigma_std"] > 0  # σ^inst moved (global ids, both ranks' rows)
 
 
 @pytest.mark.slow  # two more torchrun launches (~45 s on 2 busy cores)

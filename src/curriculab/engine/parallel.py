@@ -29,6 +29,15 @@ class Single:
     def total(self, sums: torch.Tensor, seen: int):
         return sums, seen
 
+    def batch_size(self, n: int) -> int:
+        return n
+
+    def union(self, rows: torch.Tensor, size: int) -> torch.Tensor:
+        return rows
+
+    def average_(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
 
 class Group(Single):
     """This process's rank in an initialised process group."""
@@ -62,6 +71,21 @@ class Group(Single):
         both = torch.cat([sums, sums.new_tensor([float(seen)])])
         dist.all_reduce(both)
         return both[:-1], int(both[-1].item())
+
+    def batch_size(self, n: int) -> int:
+        return self.n  # the global batch's, not this slice's
+
+    def union(self, rows: torch.Tensor, size: int) -> torch.Tensor:
+        """The rows (of a vector of `size`) that any rank's slice holds, each once, in order."""
+        mask = torch.zeros(size, dtype=torch.int32, device=rows.device)
+        mask[rows] = 1
+        dist.all_reduce(mask, op=dist.ReduceOp.MAX)
+        return mask.nonzero().squeeze(1)
+
+    def average_(self, t: torch.Tensor) -> torch.Tensor:
+        """In place, the mean of `t` over the ranks (as DDP averages the model's gradients)."""
+        dist.all_reduce(t)
+        return t.div_(self.world)
 
 
 def group() -> Single:
