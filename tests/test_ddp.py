@@ -185,3 +185,14 @@ def test_a_method_that_cannot_run_under_ddp_is_refused_before_any_process_starts
         run_all(runs, workdir, ExecutorParams())
     assert "\n" not in str(e.value)
     assert not (workdir / "runs").exists()
+
+
+def test_more_nccl_processes_than_gpus_are_refused_before_any_process_starts(workdir, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    table = {**TABLE, "run": {**TABLE["run"], "train": {**TABLE["run"]["train"], "device": "cuda"}}}
+    with pytest.raises(ConfigError, match=r"^train\.ddp: 2 NCCL processes need 2 GPUs .* 1 visible; "):
+        run_all(_runs(2, table=table), workdir, ExecutorParams())
+    assert not (workdir / "runs").exists()

@@ -49,7 +49,7 @@ def check(run) -> None:
         raise ConfigError(f"table {run.table!r} has its own runner, which cannot run under DDP (train.ddp: {n})")
     gpus = torch.cuda.device_count()
     if resolve_device(run.config.train.device).type == "cuda" and n > gpus:
-        raise ConfigError(f"train.ddp: {n} NCCL processes but {gpus} visible GPUs (one each); "
+        raise ConfigError(f"train.ddp: {n} NCCL processes need {n} GPUs (one each), {gpus} visible; "
                           f"use train.device: cpu for gloo")
 
 
