@@ -120,7 +120,8 @@ def test_a_killed_ddp_run_resumes_and_ends_as_an_uninterrupted_one(trained, prep
     killed = _project(tmp, prepared_root, "killed")
     mp.setenv("DDP_TEST_KILL_EPOCH", "1")
     try:
-        with pytest.raises(RuntimeError, match=r"DDP run \w+ \(baseline, all, seed 0\) failed"):
+        with pytest.raises(RuntimeError, match=r"DDP run \w+ \(baseline, all, seed 0\) failed \(exit 1\): "
+                                               r"a worker died without a traceback"):
             run_all(_runs(2), killed, ExecutorParams())
     finally:
         mp.delenv("DDP_TEST_KILL_EPOCH")
@@ -185,6 +186,11 @@ def test_a_method_that_cannot_run_under_ddp_is_refused_before_any_process_starts
         run_all(runs, workdir, ExecutorParams())
     assert "\n" not in str(e.value)
     assert not (workdir / "runs").exists()
+
+
+def test_ddp_runs_on_the_ray_backend_are_refused(workdir):
+    with pytest.raises(ConfigError, match=r"^train\.ddp: .*executor\.backend: local"):
+        run_all(_runs(2), workdir, ExecutorParams(backend="ray"))
 
 
 def test_more_nccl_processes_than_gpus_are_refused_before_any_process_starts(workdir, monkeypatch):

@@ -13,6 +13,7 @@ from metrics.json, as for any run. All ranks resume from rank 0's checkpoint.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ import torch
 import torch.distributed as dist
 
 from curriculab.config import ConfigError
+
+ERROR = re.compile(r"^[\w.]+(Error|Exception|Interrupt): ")  # a traceback's last line
 
 
 def processes(asked: int, gpus: int | None = None) -> int:
@@ -61,9 +64,11 @@ def launch(run, run_dir: Path, workdir: Path) -> None:
            "-m", "curriculab.distributed", str(run_dir), str(workdir)]
     proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode:
-        last = next((ln for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
+        sys.stderr.write(proc.stderr)  # the workers' tracebacks, then torchrun's summary
+        cause = next((ln for ln in proc.stderr.splitlines()
+                      if ERROR.match(ln) and "ChildFailedError" not in ln), "a worker died without a traceback")
         raise RuntimeError(f"DDP run {run.run_id} ({run.row}, {run.column}, seed {run.seed}) failed "
-                           f"(exit {proc.returncode}): {last.strip()}")
+                           f"(exit {proc.returncode}): {cause.strip()}")
 
 
 def main(argv: list[str]) -> None:

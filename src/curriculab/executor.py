@@ -159,7 +159,7 @@ def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dic
     """Execute runs in order (workers = 1), over local worker processes, or on a Ray cluster.
 
     Results come back in the order of `runs` whatever the mode. Every unfinished run passes its
-    methods' preflight checks before any run starts.
+    methods' preflight checks before any run starts. Tables with DDP runs train one run at a time.
     """
     from curriculab.distributed import check
     from curriculab.methods import preflight
@@ -169,9 +169,12 @@ def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dic
             preflight(r.config, workdir)
             if r.config.train.ddp:
                 check(r)
+    ddp = any(r.config.train.ddp for r in runs)  # one DDP run at a time: each takes every device it sees
     if cfg.backend == "ray":
+        if ddp:
+            raise ConfigError("train.ddp: DDP runs need executor.backend: local (torchrun on this machine)")
         return _run_ray(runs, workdir, cfg.threads)
-    if cfg.workers == 1 or len(runs) <= 1:
+    if cfg.workers == 1 or len(runs) <= 1 or ddp:
         return _sequential(runs, workdir, cfg.threads)
     workers = min(cfg.workers, len(runs))
     devices = torch.cuda.device_count()
