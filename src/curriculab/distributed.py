@@ -45,9 +45,11 @@ def check(run) -> None:
     from curriculab.tables.spec import get_spec
 
     n = run.config.train.ddp
-    for name in run.config.methods:
-        if not METHODS.get(name).ddp:
-            raise ConfigError(f"methods.{name}: cannot run under DDP (train.ddp: {n}); train it in one process")
+    for name, params in run.config.methods.items():
+        cls = METHODS.get(name)
+        why = cls.ddp_refusal(cls.Params.model_validate(params or {}))
+        if why:
+            raise ConfigError(f"methods.{name}: {why} (train.ddp: {n}); train it in one process")
     if get_spec(run.table).runner is not None:
         raise ConfigError(f"table {run.table!r} has its own runner, which cannot run under DDP (train.ddp: {n})")
     gpus = torch.cuda.device_count()

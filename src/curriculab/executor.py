@@ -166,9 +166,9 @@ def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dic
 
     for r in runs:
         if not is_finished(r, workdir):
-            preflight(r.config, workdir)
             if r.config.train.ddp:
                 check(r)
+            preflight(r.config, workdir)
     ddp = any(r.config.train.ddp for r in runs)  # one DDP run at a time: each takes every device it sees
     if cfg.backend == "ray":
         if ddp:

@@ -38,6 +38,9 @@ class Single:
     def average_(self, t: torch.Tensor) -> torch.Tensor:
         return t
 
+    def selection(self, sel: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
+        return sel
+
 
 class Group(Single):
     """This process's rank in an initialised process group."""
@@ -86,6 +89,14 @@ class Group(Single):
         """In place, the mean of `t` over the ranks (as DDP averages the model's gradients)."""
         dist.all_reduce(t)
         return t.div_(self.world)
+
+    def selection(self, sel: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
+        """Rank 0's selection of positions in 0..n-1 (sorted; None: all) on every rank."""
+        mask = torch.zeros(n + 1, dtype=torch.uint8, device=device)
+        if self.main:
+            mask[n if sel is None else sel] = 1
+        dist.broadcast(mask, 0)
+        return None if bool(mask[n]) else mask[:n].nonzero().squeeze(1)
 
 
 def group() -> Single:

@@ -152,6 +152,11 @@ class Method:
 
     # -- checks before training
     @classmethod
+    def ddp_refusal(cls, params: BaseModel) -> str | None:
+        """Why a run with these settings cannot run under DDP (curriculab.distributed.check); None: it can."""
+        return None if cls.ddp else "cannot run under DDP"
+
+    @classmethod
     def check_run(cls, params: BaseModel, run: RunConfig, path: str) -> None:
         """Checks of the params against the whole resolved run (e.g. a schedule against train.epochs)."""
 
