@@ -90,6 +90,16 @@ def _table(params, key: str):
     return spec
 
 
+def _with_ddp(params, key: str, asked: int):
+    """The params with `train.ddp` set in the table's `run` block (so the run ids are those of DDP runs)."""
+    from curriculab.config import deep_merge
+    from curriculab.distributed import processes
+
+    table = params.tables[key]
+    table = table.model_copy(update={"run": deep_merge(table.run, {"train": {"ddp": processes(asked)}})})
+    return params.model_copy(update={"tables": {**params.tables, key: table}})
+
+
 def cmd_train(args) -> int:
     from curriculab import store as st
     from curriculab.executor import BUSY, current_checksum, ended, run_all, run_finished
@@ -100,6 +110,8 @@ def cmd_train(args) -> int:
 
     params, workdir = _params(args)
     spec = _table(params, args.table)
+    if args.ddp is not None:
+        params = _with_ddp(params, spec.key, args.ddp)
     runs = expand_table(spec, params)
     if _not_run(params, workdir, spec, runs, workdir / "runs" / spec.key):
         return 0
@@ -273,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("table")
     t.add_argument("--workers", type=int, default=None, help="override executor.workers")
     t.add_argument("--rerun", action="store_true", help="delete the table's runs and train them again")
+    t.add_argument("--ddp", type=int, nargs="?", const=0, metavar="N",
+                   help="train each run with torchrun over N processes (default: one per visible GPU); sets "
+                        "train.ddp, so the runs are distinct from one-process ones")
     e = sub.add_parser("evaluate", help="the evaluate step of a table, on its trained checkpoints")
     e.add_argument("table")
     a = sub.add_parser("aggregate", help="write reports/ from the runs")

@@ -240,6 +240,9 @@ class TrainParams(Strict):
     channels_last: bool = True  # CUDA only
     compile: bool = False
     checkpoint: bool = True
+    # processes of one DistributedDataParallel run (torchrun: NCCL, one per GPU, or gloo on the CPU);
+    # null: one process. Part of the run id only when set (curriculab.distributed)
+    ddp: Annotated[int, Field(ge=2)] | None = None
 
 
 class RunConfig(Strict):
@@ -253,6 +256,12 @@ class RunConfig(Strict):
     train: TrainParams = TrainParams()
     methods: dict[str, dict[str, Any]] = {"baseline": {}}
     runner: dict[str, Any] = {}  # settings of a table's own runner (validated by its spec), e.g. Perfect Ordering
+
+
+def identity(cfg: RunConfig) -> dict:
+    """The settings that name a run (its id): all of them, less `train.ddp` when unset, so one-process runs
+    keep the ids they had before DDP existed."""
+    return cfg.model_dump(mode="json", exclude={"train": {"ddp"}} if cfg.train.ddp is None else None)
 
 
 # --------------------------------------------------------------------------- top-level params

@@ -80,6 +80,11 @@ def _execute(run: RunSpec, workdir: Path, position: int) -> dict:
         sort_keys=False).encode())
     from curriculab.tables.spec import get_spec
 
+    if run.config.train.ddp:  # torchrun's processes train it; rank 0 writes the record
+        from curriculab.distributed import launch
+
+        launch(run, d, workdir)
+        return read_record(d)
     train = get_spec(run.table).runner or fit
     record = train(run.config, d, workdir, run_id=run.run_id, position=position, meta={"labels": labels,
                  "data_checksum": checksum})
@@ -154,16 +159,22 @@ def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dic
     """Execute runs in order (workers = 1), over local worker processes, or on a Ray cluster.
 
     Results come back in the order of `runs` whatever the mode. Every unfinished run passes its
-    methods' preflight checks before any run starts.
+    methods' preflight checks before any run starts. Tables with DDP runs train one run at a time.
     """
+    from curriculab.distributed import check
     from curriculab.methods import preflight
 
     for r in runs:
         if not is_finished(r, workdir):
+            if r.config.train.ddp:
+                check(r)
             preflight(r.config, workdir)
+    ddp = any(r.config.train.ddp for r in runs)  # one DDP run at a time: each takes every device it sees
     if cfg.backend == "ray":
+        if ddp:
+            raise ConfigError("train.ddp: DDP runs need executor.backend: local (torchrun on this machine)")
         return _run_ray(runs, workdir, cfg.threads)
-    if cfg.workers == 1 or len(runs) <= 1:
+    if cfg.workers == 1 or len(runs) <= 1 or ddp:
         return _sequential(runs, workdir, cfg.threads)
     workers = min(cfg.workers, len(runs))
     devices = torch.cuda.device_count()

@@ -16,6 +16,7 @@ from curriculab.data.loader import DeviceData
 from curriculab.engine.checkpoint import load_checkpoint, save_checkpoint
 from curriculab.engine.devices import autocast, resolve_device, seed_everything
 from curriculab.engine.optim import Schedule, build_optimizer
+from curriculab.engine.parallel import group
 from curriculab.engine.records import has_ended, is_done, new_record, read_timing, write_record, write_timing
 from curriculab.engine.tasks import get_task
 from curriculab.methods import build_methods
@@ -124,20 +125,22 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
     The shape of pycls's train_model: restore, then per epoch train_epoch → test_epoch → save.
     """
     run_dir, workdir = Path(run_dir), Path(workdir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    par = group()  # a DDP rank (curriculab.distributed), or the one process; only rank 0 writes run_dir
+    if par.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(run.train.device)
     seed_everything(run.seed)
     data, hooks, model = build(run, run_dir, workdir, device)
     task = get_task(run.task, run.task_params)
-    forward = torch.compile(model) if run.train.compile else model
+    forward = torch.compile(par.wrap(model)) if run.train.compile else par.wrap(model)
     opt = build_optimizer(model.parameters(), run.train.optimizer)
     schedule = Schedule(opt, run.train.schedule, run.train.epochs)
     steps = (math.floor if run.train.compile else math.ceil)(data.n_train / run.train.batch_size)
     state = TrainState(model=forward, optimizer=opt, data=data, epochs=run.train.epochs,
-                       extra_optimizers=hooks.optimizers(model), steps_per_epoch=steps)
+                       extra_optimizers=hooks.optimizers(model), steps_per_epoch=steps, group=par)
     ckpt_path = run_dir / "checkpoint.pt"
     record = restore(ckpt_path, model, state, schedule, hooks) if run.train.checkpoint else None
-    if record is not None:  # the checkpoint's record is the truth: metrics.json may be an epoch behind
+    if record is not None and par.main:  # the checkpoint's record is the truth: metrics.json may lag an epoch
         write_record(run_dir / "metrics.json", record)
     record = record or new_record(run_id, meta)
     if has_ended(record):
@@ -172,16 +175,18 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
             record.update(status="diverged", final={"diverged_epoch": epoch + 1})
         elif epoch + 1 == run.train.epochs or state.stop_requested:
             finish(record, task, model, data, predict, run, stopped=state.stop_requested)
-        if run.train.checkpoint:
-            save(ckpt_path, model, state, schedule, hooks, record)
-        write_record(run_dir / "metrics.json", record)
-        write_timing(run_dir, seconds)
+        if par.main:
+            if run.train.checkpoint:
+                save(ckpt_path, model, state, schedule, hooks, record)
+            write_record(run_dir / "metrics.json", record)
+            write_timing(run_dir, seconds)
         epochs.set_postfix(val=f"{row.get('val_' + task.primary, float('nan')):.3f}")
         if has_ended(record):
             break
     if not has_ended(record):  # resumed after the last epoch was trained
         finish(record, task, model, data, predict, run, stopped=False)
-        write_record(run_dir / "metrics.json", record)
+        if par.main:
+            write_record(run_dir / "metrics.json", record)
     return record
 
 
@@ -197,13 +202,14 @@ def train_epoch(run: RunConfig, state: TrainState, hooks: Hooks, task, show: boo
     hooks.call("on_epoch_start", state)
     sums = torch.zeros(2, device=device)  # loss·n, correct: summed on the device, read once per epoch
     seen = 0
-    batches = hooks.train_batches(state.epoch, state, lambda: train_batch_iter(run, data))
+    par = state.group
+    batches = par.shard(hooks.train_batches(state.epoch, state, lambda: train_batch_iter(run, data)))
     for batch in tqdm(batches, total=state.steps_per_epoch, leave=False, disable=not show,
                       desc=f"epoch {state.epoch + 1}"):
         with autocast(device, run.train.bf16):
             outputs = forward(batch.x)
         per = hooks.loss(outputs, batch, state, task.loss)
-        loss = per.mean() if per.ndim else per
+        loss = par.mean(per)
         for o in state.optimizers:
             o.zero_grad(set_to_none=True)
         loss.backward()
@@ -212,10 +218,11 @@ def train_epoch(run: RunConfig, state: TrainState, hooks: Hooks, task, show: boo
         state.step += 1
         n = len(batch.index)
         correct = hooks.correct(outputs, batch, state, task.correct)  # SA: top-K against the K labels
-        sums += torch.stack([loss.detach().float() * n, correct.float()])
+        sums += torch.stack([loss.detach().float() * par.count(n), correct.float()])
         seen += n
         hooks.call("on_step_end", state)
     hooks.call("on_epoch_end", state)
+    sums, seen = par.total(sums, seen)
     tl, tc = sums.tolist()
     return {"train_loss": tl / max(seen, 1), "train_acc": tc / max(seen, 1), "train_seen": int(seen),
             "step": state.step}

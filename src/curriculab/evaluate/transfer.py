@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from curriculab.config import ConfigError, RunConfig, Strict, stable_hash, table_key
+from curriculab.config import ConfigError, RunConfig, Strict, identity, stable_hash, table_key
 from curriculab.data.loader import DeviceData
 from curriculab.engine.records import is_done
 
@@ -180,7 +180,7 @@ def oracle_record(run, target: str, workdir: Path) -> dict:
     from curriculab.executor import read_record
 
     cfg = run.config.model_copy(update={"data": run.config.data.model_copy(update={"dataset": target})})
-    rid = stable_hash(cfg.model_dump(mode="json"))
+    rid = stable_hash(identity(cfg))
     key = table_key(run.table)
     for d in (Path(workdir) / "runs" / key / rid, Path(workdir) / "runs" / "eval" / key / "oracle" / rid):
         rec = read_record(d)

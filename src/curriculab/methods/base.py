@@ -18,6 +18,7 @@ from torch import nn
 
 from curriculab.config import ConfigError, Strict
 from curriculab.data.loader import Batch, DeviceData
+from curriculab.engine.parallel import Single
 from curriculab.registry import Registry
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class TrainState:
     epochs: int = 0
     extra_optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
     stop_requested: bool = False
+    group: Single = field(default_factory=Single)  # this process's DDP rank (engine.parallel), or the one process
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -133,6 +135,9 @@ class Method:
     # and the `prepare.copies` it needs in `contract_copies`.
     contract_params: ClassVar[dict[str, Any]] = {}
     contract_copies: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Safe under DDP (train.ddp): the method keeps no state that would differ between ranks. A method left
+    # False is refused, with one line, before any process starts (curriculab.distributed.check).
+    ddp: ClassVar[bool] = False
     # Hooks where two methods of one run cannot both act; the others compose.
     EXCLUSIVE: ClassVar[tuple[str, ...]] = ("train_batches", "loss", "predict", "train_correct")
 
@@ -146,6 +151,11 @@ class Method:
         self.ctx = ctx
 
     # -- checks before training
+    @classmethod
+    def ddp_refusal(cls, params: BaseModel) -> str | None:
+        """Why a run with these settings cannot run under DDP (curriculab.distributed.check); None: it can."""
+        return None if cls.ddp else "cannot run under DDP"
+
     @classmethod
     def check_run(cls, params: BaseModel, run: RunConfig, path: str) -> None:
         """Checks of the params against the whole resolved run (e.g. a schedule against train.epochs)."""

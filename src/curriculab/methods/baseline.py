@@ -7,3 +7,4 @@ class Baseline(Method):
     """The control row of every table."""
 
     name = "baseline"
+    ddp = True

@@ -28,6 +28,8 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from curriculab.config import NonNegFloat, PosFloat, Strict
+from curriculab.engine.parallel import Single
+from curriculab.engine.parallel import group as rank_group
 from curriculab.methods.base import Batch, Method, MethodContext, TrainState
 
 Sigma = Annotated[float, Field(gt=0)]
@@ -53,7 +55,7 @@ class SparseSGD(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float, momentum: float = 0.9,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
-                 bounds: tuple[float, float] | None = None):
+                 bounds: tuple[float, float] | None = None, group: Single | None = None):
         if lr < 0:
             raise ValueError(f"SparseSGD: lr must be >= 0, got {lr}")
         if not 0 <= momentum < 1:
@@ -65,6 +67,7 @@ class SparseSGD(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov, bounds=bounds))
         self._present: dict[torch.Tensor, torch.Tensor] = {}
+        self.group = group or Single()  # under DDP: gradients averaged over the ranks before the step
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """As torch's, without its per-call bookkeeping (this runs every step on a few small tensors)."""
@@ -98,6 +101,7 @@ class SparseSGD(torch.optim.Optimizer):
                                        "present(p, index) with the minibatch's rows before step()")
                 if p.grad.is_sparse:
                     raise RuntimeError("SparseSGD takes dense gradients")
+                self.group.average_(p.grad)
                 # a repeated row reads the same values, so its copies write the same result
                 rows = p.index_select(0, idx)
                 d = p.grad.index_select(0, idx)
@@ -128,6 +132,9 @@ class DataParameters(Method):
     """Class / instance / joint curriculum over learnable temperatures σ (§2.1-2.2, §3.1)."""
 
     name = "data_parameters"
+    # Under DDP σ is indexed by global sample id on every rank: presence is the union of the ranks' slices
+    # and the σ gradients are averaged over the ranks, so every copy takes the one-process step.
+    ddp = True
 
     class Params(Strict):
         curriculum: Literal["class", "instance", "joint"] = "class"  # σ*_i = σ^class_y, σ^inst_i, or the sum
@@ -166,6 +173,7 @@ class DataParameters(Method):
         self._clamped = False  # whole vectors clamped once (then the optimiser clamps the rows it updates)
         self._stats: dict[str, float] = {}
         self._class_sigma: list[float] = []
+        self.group = rank_group()  # this process's DDP rank, or the one process
 
     # -- optimiser: one SparseSGD, one parameter group (own lr, own momentum buffers) per data-parameter group
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
@@ -182,7 +190,8 @@ class DataParameters(Method):
         if self.use_inst:
             groups.append({"params": [self.inst_log], "lr": p.inst_lr,
                            "weight_decay": p.inst_weight_decay if wd else 0.0})
-        self._opt = SparseSGD(groups, lr=groups[0]["lr"], momentum=p.momentum, bounds=self.bounds)
+        self._opt = SparseSGD(groups, lr=groups[0]["lr"], momentum=p.momentum, bounds=self.bounds,
+                              group=self.group)
         return [self._opt]
 
     # -- objective
@@ -216,13 +225,13 @@ class DataParameters(Method):
         out = outputs if outputs.dtype == torch.float32 else outputs.float()
         per = F.cross_entropy(out * inv.unsqueeze(1), y, reduction="none")
         if self.params.weight_decay_mode == "minibatch":  # official: 0.5·wd·Σ_batch p² per occurrence
-            n = len(batch.index)
+            n = self.group.batch_size(len(batch.index))
             for (_, _, wd), mb in zip(groups, mbs, strict=True):
                 if wd:
                     per = per.addcmul(mb, mb, value=0.5 * wd * n)
         if self._opt is not None:
             for whole, rows, _ in groups:
-                self._opt.present(whole, rows)
+                self._opt.present(whole, self.group.union(rows, len(whole)))
         return per
 
     # -- after every step: project log σ into the clamp range (official code)

@@ -218,6 +218,17 @@ class SPLAdvise(Method):
     # The default clusters come from the pretrain stage; the contract tests use per-class k-means on pixels
     # (the embedding path is tested with a tiny pretrained embedding in tests/test_spl_advise.py).
     contract_params = {"clusters": "pixels", "k": 2}
+    # Under DDP every rank computes the fresh losses of the whole training set (identical weights) and the
+    # selection, and rank 0's selection is broadcast, so every rank draws its slices from the same epoch.
+    ddp = True
+
+    @classmethod
+    def ddp_refusal(cls, params: SPLAdviseParams) -> str | None:
+        if params.selection == "spld" and params.losses == "last_epoch":
+            return "losses: last_epoch records only each rank's own samples; use losses: fresh under DDP"
+        if params.selection != "random" and params.clusters == "adaptive":
+            return "clusters: adaptive trains an embedding on each rank; use frozen or pixels under DDP"
+        return None
 
     @classmethod
     def preflight(cls, params: SPLAdviseParams, run, workdir) -> None:
@@ -329,7 +340,7 @@ class SPLAdvise(Method):
         return torch.cat([sel.repeat(reps), sel[data.permutation(s)[:n - reps * s]]])
 
     def train_batches(self, epoch: int, state: TrainState) -> Iterator[Batch]:
-        sel = self.select(epoch, state)
+        sel = state.group.selection(self.select(epoch, state), state.data.n_train, state.data.device)
         bs = self.ctx.run.train.batch_size
         if sel is None:
             return state.data.batches(bs)

@@ -21,6 +21,7 @@ from curriculab.config import (
     Strict,
     check_name,
     deep_merge,
+    identity,
     stable_hash,
     suggest,
     table_key,
@@ -175,7 +176,7 @@ def run_id(cfg: RunConfig) -> str:
     """Hash of the resolved settings and of the code the run executes (curriculab.fingerprint)."""
     from curriculab.fingerprint import code_fingerprint
 
-    return stable_hash({"config": cfg.model_dump(mode="json"), "code": code_fingerprint(cfg.methods)})
+    return stable_hash({"config": identity(cfg), "code": code_fingerprint(cfg.methods)})
 
 
 def _check_runner(spec: TableSpec, cfg: RunConfig, path: str) -> None:
