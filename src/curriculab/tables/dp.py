@@ -277,7 +277,9 @@ register_table(TableSpec(
           "made them (option `analogues`): the offline digits and fashion_mnist stand in for CIFAR100 (small, "
           "clean, WRN-28-10 in the paper), so only the DCL-beats-baseline claim (made on all three datasets) is "
           "tested there; the class-only and joint-vs-class claims (ImageNet) and the instance claim (WebVision, "
-          "web-scale noisy labels) have no stand-in here and are listed as not testable.",
+          "web-scale noisy labels) have no stand-in here and are listed as not testable. Paper profile: "
+          "WRN-28-10 with the WideResNet paper's schedule, as §3.3 says (200 epochs, Nesterov, ×0.2 at "
+          "60/120/160); the official code's 120 epochs ÷10 at 80/100 is `dp_official_train`.",
 ))
 
 register_table(TableSpec(
