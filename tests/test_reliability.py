@@ -12,6 +12,7 @@ from curriculab.cli import main
 from curriculab.config import ConfigError, RunConfig
 from curriculab.engine.checkpoint import load_checkpoint
 from curriculab.engine.loop import fit
+from curriculab.methods.base import Method
 from curriculab.tables.spec import TableSpec, register_table
 from tests.test_guards import Disk
 
@@ -377,3 +378,37 @@ def test_pretrained_files_do_not_depend_on_the_machines_threads(prepared_root, t
     assert set(files[0]) == {"model.pt", "clusters.npz", "tsne.npz", "meta.json"}
     assert files[0] == files[1]
     assert "seconds" not in json.loads(files[0]["meta.json"])
+
+
+class _BoomOnStart(Method):
+    """Fails as its run starts training (registered in this process only: a spawned worker does not know it,
+    which fails that run too)."""
+
+    name = "boom_on_start"
+
+    def on_train_start(self, state):
+        raise RuntimeError("boom: this run fails by design")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_run_is_named_in_one_line_and_the_others_finish(workdir, tmp_path, capsys, workers):
+    """Sequential and worker-pool executors: the other runs train to the end; the stage exits 1 with one line
+    naming the failed run (row, column, seed) and its error, after that run's traceback."""
+    import yaml
+
+    table = {"seeds": [0, 1, 2], "run": {"model": {"name": "small_cnn", "width": 0.25},
+                                       "train": {"epochs": 1, "batch_size": 32},
+                                       "data": {"dataset": "digits", "subset_per_class": 10}},
+             "rows": {"baseline": {}},
+             "columns": {"ok": {"methods": {"baseline": {}}}, "bad": {"methods": {"boom_on_start": {}}}}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({
+        "prepare": {"datasets": ["digits"]}, "tracking": {"enabled": False},
+        "executor": {"workers": workers, "threads": 1}, "tables": {"baseline": table}}))
+    code = main(["--params", str(tmp_path / "p.yaml"), "--workdir", str(workdir), "train", "baseline"])
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("error:")]
+    assert code == 1 and len(line) == 1, err[-2000:]
+    assert "baseline run" in line[0] and "(baseline, bad, seed 0)" in line[0] and "(and 2 more)" in line[0]
+    assert "Traceback" in err and (workers == 2 or "RuntimeError: boom: this run fails by design" in line[0])
+    done = [json.loads(p.read_text())["status"] for p in (workdir / "runs" / "baseline").glob("*/metrics.json")]
+    assert done == ["done"] * 3  # the three runs of the good column

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from curriculab.config import ConfigError
+from curriculab.config import ConfigError, RunsFailed
 from curriculab.project import load_params
 
 
@@ -337,6 +337,9 @@ def main(argv: list[str] | None = None, stage: bool = False) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunsFailed as e:  # each failed run's traceback was printed above
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         msg = os_error_message(e)
         if msg is None:

@@ -21,6 +21,10 @@ class ConfigError(ValueError):
     """A user error in the settings: the message is one line naming the key and the fix."""
 
 
+class RunsFailed(RuntimeError):
+    """Runs of a table failed (named in one line); every other run ran to its end and kept its results."""
+
+
 # --------------------------------------------------------------------------- merging and hashing
 
 

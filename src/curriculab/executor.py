@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from curriculab.config import ConfigError, ExecutorParams
+from curriculab.config import ConfigError, ExecutorParams, RunsFailed
 from curriculab.data.prepared import atomic_write_bytes, read_json, read_meta
 from curriculab.engine.records import has_ended, is_done, write_record
 from curriculab.runlock import RunLock, die_with_parent
@@ -140,11 +142,31 @@ def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, slots))
 
 
+def _outcome(run: RunSpec, get) -> dict | BaseException:
+    """get()'s record, or the exception it raised, whose traceback goes to stderr as it happens."""
+    try:
+        return get()
+    except Exception as e:
+        print(f"{_name(run)} failed:", file=sys.stderr)
+        traceback.print_exception(e, file=sys.stderr)
+        return e
+
+
+def _records(runs: list[RunSpec], outcomes: list) -> list[dict]:
+    """The records, or one line naming the first failed run (and how many more failed)."""
+    failed = [(r, e) for r, e in zip(runs, outcomes, strict=True) if isinstance(e, BaseException)]
+    if failed:
+        (run, e), more = failed[0], f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise RunsFailed(f"{_name(run)}: {type(e).__name__}: {first}{more}; the other runs kept their results")
+    return outcomes
+
+
 def _sequential(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    try:
-        return [execute(r, workdir, position=1) for r in runs]  # below the stage's overall bar
+    try:  # each below the stage's overall bar
+        return _records(runs, [_outcome(r, lambda r=r: execute(r, workdir, position=1)) for r in runs])
     finally:
         torch.set_num_threads(before)
 
@@ -180,7 +202,7 @@ def run_all(runs: list[RunSpec], workdir: Path, cfg: ExecutorParams) -> list[dic
     devices = torch.cuda.device_count()
     with worker_pool(workers, cfg.threads) as pool:
         futures = [pool.submit(_execute_on, r, str(workdir), devices) for r in runs]
-        return [f.result() for f in futures]
+        return _records(runs, [_outcome(r, f.result) for r, f in zip(runs, futures)])
 
 
 def _execute_ray(run: RunSpec, workdir: str, threads: int) -> dict:
@@ -204,16 +226,10 @@ def _run_ray(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
     gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
     remote = ray.remote(num_gpus=gpus, max_retries=0)(_execute_ray)
     refs = [remote.remote(r, str(Path(workdir).resolve()), threads) for r in runs]
-    records, failed = [], []
-    for run, ref in zip(runs, refs):
+    outcomes = []
+    for ref in refs:
         try:
-            records.append(ray.get(ref))
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause if isinstance(e.cause, BaseException) else e
-            failed.append(f"{_name(run)}: {type(cause).__name__}: {cause}")
-            records.append(None)
-    if failed:
-        first = failed[0].splitlines()[0]
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise RuntimeError(f"{first}{more}; the other runs kept their results") from None
-    return records
+            outcomes.append(ray.get(ref))
+        except ray.exceptions.RayTaskError as e:  # Ray logs the task's traceback itself
+            outcomes.append(e.cause if isinstance(e.cause, BaseException) else e)
+    return _records(runs, outcomes)
