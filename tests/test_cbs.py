@@ -321,7 +321,6 @@ def test_fit_logs_sigma_and_load_trained_restores_it(workdir):
 
 
 def test_feature_probe_and_zero_shot_oracle_reuse(workdir):
-    from curriculab.config import stable_hash
     from curriculab.evaluate.transfer import (
         ProbeParams,
         ZeroShotParams,
@@ -330,12 +329,12 @@ def test_feature_probe_and_zero_shot_oracle_reuse(workdir):
         zero_shot,
     )
     from curriculab.executor import execute
-    from curriculab.tables.spec import RunSpec
+    from curriculab.tables.spec import RunSpec, run_id
 
     def spec(column: str, dataset: str) -> RunSpec:
         data = {"dataset": dataset, "image_size": 16, "channels": 1, "subset_per_class": 20}
         cfg = micro_run(CBS_RUN, data=data, train={"epochs": 3})
-        return RunSpec("cbs.t5", "cbs", column, 0, cfg, stable_hash(cfg.model_dump(mode="json")))
+        return RunSpec("cbs.t5", "cbs", column, 0, cfg, run_id(cfg))  # named as the table names it
 
     fwd, back = spec("d2s", "digits"), spec("s2d", "syndigits")
     for r in (fwd, back):
@@ -360,13 +359,12 @@ def test_feature_probe_and_zero_shot_oracle_reuse(workdir):
 
 
 def test_an_oracle_no_run_of_the_table_provides_is_trained_and_named(workdir, capsys):
-    from curriculab.config import stable_hash
     from curriculab.evaluate.transfer import oracle_record
-    from curriculab.tables.spec import RunSpec
+    from curriculab.tables.spec import RunSpec, run_id
 
     data = {"dataset": "digits", "image_size": 16, "channels": 1, "subset_per_class": 20}
     cfg = micro_run(CBS_RUN, data=data, train={"epochs": 1})
-    run = RunSpec("cbs.t5", "cbs", "d2s", 0, cfg, stable_hash(cfg.model_dump(mode="json")))
+    run = RunSpec("cbs.t5", "cbs", "d2s", 0, cfg, run_id(cfg))
     rec = oracle_record(run, "syndigits", workdir)  # nothing to reuse: trained under runs/eval
     assert rec["status"] == "done" and rec["labels"]["oracle_of"] == run.run_id
     assert (workdir / "runs" / "eval" / "cbs_t5" / "oracle" / rec["run_id"] / "metrics.json").is_file()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from curriculab.config import ConfigError, RunConfig, Strict, identity, stable_hash, table_key
+from curriculab.config import ConfigError, RunConfig, Strict, table_key
 from curriculab.data.loader import DeviceData
 from curriculab.engine.records import is_done
 
@@ -178,9 +178,10 @@ def oracle_record(run, target: str, workdir: Path) -> dict:
     """
     from curriculab.engine.loop import fit
     from curriculab.executor import read_record
+    from curriculab.tables.spec import run_id
 
     cfg = run.config.model_copy(update={"data": run.config.data.model_copy(update={"dataset": target})})
-    rid = stable_hash(identity(cfg))
+    rid = run_id(cfg)  # as the table names its runs: settings and code
     key = table_key(run.table)
     for d in (Path(workdir) / "runs" / key / rid, Path(workdir) / "runs" / "eval" / key / "oracle" / rid):
         rec = read_record(d)
