@@ -146,6 +146,8 @@ def _outcome(run: RunSpec, get) -> dict | BaseException:
     """get()'s record, or the exception it raised, whose traceback goes to stderr as it happens."""
     try:
         return get()
+    except (ConfigError, OSError):  # settings or machine (a full disk): every run would fail; one line each
+        raise
     except Exception as e:
         print(f"{_name(run)} failed:", file=sys.stderr)
         traceback.print_exception(e, file=sys.stderr)

@@ -45,6 +45,7 @@ REAL: dict[str, Shape] = {
     "fashion_mnist": Shape(1, 28, 10, 55000, 5000, 10000, "Fashion-MNIST 60k/10k (prepare.fashion_mnist.val)"),
     "usps": Shape(1, 16, 10, 6562, 729, 2007, "USPS 7,291/2,007"),
     "svhn": Shape(3, 32, 10, 65932, 7325, 26032, "SVHN 73,257/26,032 (no extra)"),
+    "svhn_extra": Shape(3, 32, 10, 543950, 60438, 26032, "SVHN train + extra 604,388/26,032"),
     "cifar10": Shape(3, 32, 10, 45000, 5000, 10000, "CIFAR-10 50k/10k"),
     "cifar100": Shape(3, 32, 100, 45000, 5000, 10000, "CIFAR-100 50k/10k"),
     "imagefolder": Shape(3, 64, 200, 95000, 5000, 10000,
