@@ -24,6 +24,7 @@ A table that fails is reported with the stage and the error, and the command exi
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -79,7 +80,7 @@ def _copy_run(src: Path, dst: Path, run, workdir: Path) -> None:
     from curriculab.executor import current_checksum, read_record
 
     shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
+    shutil.copytree(src, dst, copy_function=os.link)  # hard links: files are rewritten by atomic replace
     labels = {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed, "run_id": run.run_id}
     conf = yaml.safe_load((dst / "config.yaml").read_text())
     conf.update(labels=labels, config=run.config.model_dump(mode="json"))
@@ -211,6 +212,7 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
         dgroups: dict[str, list] = {}
         for r in druns:
             dgroups.setdefault(config_key(r.config, params), []).append(r)
+        rep.configs = len(dgroups)  # at dry settings (e.g. epochs, patience) more runs are alike
         for i, members in enumerate(dgroups.values()):
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"time cap reached after {i} of {len(dgroups)} configurations")
