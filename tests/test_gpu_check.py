@@ -7,9 +7,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
+@pytest.mark.slow  # ~5 min on the 2 loaded cores here (3 interpreters, 2 dry-run configurations); run by .ci/run
 def test_gpu_check_cpu_mode():
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--device", "cpu"], cwd=ROOT, env=env,
