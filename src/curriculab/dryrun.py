@@ -90,6 +90,13 @@ def _copy_run(src: Path, dst: Path, run, workdir: Path) -> None:
                                         "data_checksum": current_checksum(run, workdir)})
 
 
+def same_epoch(a: dict, b: dict) -> bool:
+    """Two records of one epoch are equal, NaN metrics included (as metrics.json writes them: null)."""
+    from curriculab.data.prepared import finite_json
+
+    return finite_json(a) == finite_json(b)
+
+
 def _train_and_resume(run, workdir: Path, rep: TableReport) -> None:
     """All but the last epoch through the executor (1 of 2 for most), then `fit` resumes the checkpoint to the
     last; epoch 1 must be kept."""
@@ -121,7 +128,7 @@ def _train_and_resume(run, workdir: Path, rep: TableReport) -> None:
     if rec.get("status") != "done" or len(rec["history"]) != run.config.train.epochs:
         raise RuntimeError(f"resumed run ended with status {rec.get('status')!r} after "
                            f"{len(rec['history'])} epoch(s)")
-    if rec["history"][0] != first["history"][0]:
+    if not same_epoch(rec["history"][0], first["history"][0]):
         raise RuntimeError("resuming changed the record of epoch 1")
     conf = yaml.safe_load((d / "config.yaml").read_text())
     conf["config"] = run.config.model_dump(mode="json")
