@@ -56,6 +56,76 @@ def test_dryrun_unknown_table_is_one_line(capsys, monkeypatch):
     assert "unknown table" in capsys.readouterr().err
 
 
+def _paper_raw():
+    from curriculab.settings_file import load_yaml, resolve_uses
+
+    return resolve_uses(load_yaml(PAPER))
+
+
+def test_dry_raw_scales_the_blur_schedule():
+    """ps_t1's switch schedule (every 4 epochs over 4 copies) is scaled to every epoch, and its rows train
+    two epochs more than it has copies, so that its first leg (all but the last epoch) is valid too."""
+    from curriculab.config import Params
+    from curriculab.methods import preflight
+    from curriculab.synthetic import dry_raw
+    from curriculab.tables.spec import expand_table, get_spec
+
+    dry = dry_raw(_paper_raw(), "ps_t1", 8)
+    rows = dry["tables"]["ps_t1"]["rows"]
+    assert rows["progressive_sharpening"]["methods"]["progressive_sharpening"]["every"] == 1
+    assert rows["progressive_sharpening"]["train"]["epochs"] == 6 and rows["baseline"]["train"]["epochs"] == 2
+    for run in expand_table(get_spec("ps_t1"), Params.model_validate(dry)):
+        preflight(run.config, None)
+
+
+def test_dry_raw_device_switches():
+    """`dryrun --device cuda` (bench/gpu_check.sh): every row and the pretrain stage on the device, with the
+    bf16 / channels_last / compile switches as given; the CPU default turns them off."""
+    from curriculab.synthetic import dry_raw
+
+    raw = _paper_raw()
+    gpu = dry_raw(raw, "spl_t1", 8, device="cuda", bf16=True, channels_last=True, compile=True)
+    for row in gpu["tables"]["spl_t1"]["rows"].values():
+        assert {k: row["train"][k] for k in ("device", "bf16", "channels_last", "compile")} == \
+            {"device": "cuda", "bf16": True, "channels_last": True, "compile": True}
+    assert gpu["pretrain"]["spl_advise"]["device"] == "cuda"
+    cpu = dry_raw(raw, "baseline", 8)["tables"]["baseline"]["rows"]["baseline"]["train"]
+    assert (cpu["device"], cpu["bf16"], cpu["channels_last"], cpu["compile"]) == ("cpu", False, False, False)
+
+
+def test_dry_raw_caps_clusters():
+    """SPL-ADVisE's clusters per class (embedding and pixel k-means) are capped at DRY_CLUSTERS, and
+    cluster_need says how many training items per class the synthetic split must then hold."""
+    from curriculab.synthetic import DRY_CLUSTERS, cluster_need, dry_raw
+
+    raw = _paper_raw()
+    dry = dry_raw(raw, "spl_t1", 8)
+    rows = dry["tables"]["spl_t1"]["rows"]
+    assert rows["SPLD"]["methods"]["spl_advise"]["k"] == DRY_CLUSTERS
+    assert rows["SPL-ADVisE"]["methods"]["spl_advise"]["embedding"]["clusters"] == DRY_CLUSTERS
+    assert dry["pretrain"]["spl_advise"]["embedding"]["clusters"] == DRY_CLUSTERS
+    assert cluster_need(dry) == DRY_CLUSTERS
+    assert cluster_need(dry_raw(raw, "baseline", 8)) == 0
+
+
+def test_config_key_merges_same_shape_runs():
+    """Runs differing only in seed, learning rate or a same-shape dataset train through one code path:
+    one configuration. Another model or another image shape is another."""
+    from curriculab.config import RunConfig
+    from curriculab.project import load_params
+    from curriculab.synthetic import config_key
+
+    real = load_params(PAPER)
+    base = {"data": {"dataset": "cifar10"}, "model": {"name": "resnet18"}}
+    key = config_key(RunConfig.model_validate(base), real)
+    same = {"seed": 3, "data": {"dataset": "svhn"}, "model": {"name": "resnet18"},
+            "train": {"optimizer": {"lr": 0.5}}}
+    assert config_key(RunConfig.model_validate(same), real) == key
+    for other in ({**base, "data": {"dataset": "cifar100"}}, {**base, "data": {"dataset": "mnist"}},
+                  {**base, "model": {"name": "vgg16"}}, {**base, "methods": {"mixup": {}}}):
+        assert config_key(RunConfig.model_validate(other), real) != key
+
+
 @pytest.mark.slow
 def test_dryrun_paper_profile(capsys, monkeypatch):
     """Every table of the paper profile (slow: minutes on 2 CPU cores)."""
@@ -65,3 +135,13 @@ def test_dryrun_paper_profile(capsys, monkeypatch):
     code = main(["dryrun", "--profile", "paper", "--time-budget", "1500"])
     out = capsys.readouterr().out
     assert code == 0, out
+
+
+def test_same_epoch_record_treats_nan_as_equal():
+    """A metric that is NaN on the tiny dry data (dp_rand: no clean items, so their σ mean is NaN) is the same
+    after a resume; any other difference is not."""
+    from curriculab.dryrun import same_epoch
+
+    nan = float("nan")
+    assert same_epoch({"a": 1.0, "b": nan}, {"a": 1.0, "b": nan})
+    assert not same_epoch({"a": 1.0, "b": nan}, {"a": 2.0, "b": nan})

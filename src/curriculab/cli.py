@@ -260,8 +260,12 @@ def cmd_dryrun(args) -> int:
 
     path = Path("profiles") / f"{args.profile}.yaml" if args.profile else Path(args.file)
     tables = [t for part in args.tables or [] for t in part.split(",") if t]
-    reports = dryrun(path, main, tables=tables, budget_s=args.time_budget, speedup=args.gpu_speedup,
-                     keep=Path(args.keep) if args.keep else None)
+    gpu = args.device == "cuda"  # --bf16/--channels-last/--compile default to on with CUDA, off on the CPU
+    run = {"device": args.device, **{k: gpu if getattr(args, k) is None else getattr(args, k)
+                                     for k in ("bf16", "channels_last", "compile")}}
+    speedup = args.gpu_speedup or (1.0 if gpu else 1000.0)
+    reports = dryrun(path, main, tables=tables, budget_s=args.time_budget, speedup=speedup,
+                     keep=Path(args.keep) if args.keep else None, run=run)
     bad = [r.key for r in reports if r.status != "ok"]
     if bad:
         print(f"error: dry run failed for {len(bad)} table(s): {', '.join(bad)}", file=sys.stderr)
@@ -301,9 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--profile", help="profiles/NAME.yaml instead of FILE (e.g. paper)")
     d.add_argument("--tables", action="append", help="only these tables (comma-separated; repeatable)")
     d.add_argument("--time-budget", type=float, default=1800.0, help="seconds; tables not reached are skipped")
-    d.add_argument("--gpu-speedup", type=float, default=1000.0,
-                   help="assumed GPU speed-up over this CPU for the GPU-hour projection (a guess)")
+    d.add_argument("--gpu-speedup", type=float, default=None,
+                   help="assumed GPU speed-up over this CPU for the GPU-hour projection (a guess; default 1000, "
+                        "1 with --device cuda, where the steps are measured on the GPU)")
     d.add_argument("--keep", help="build the dry project in this folder and keep it (default: a temporary one)")
+    d.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="train.device of the dry runs")
+    for flag in ("bf16", "channels-last", "compile"):
+        d.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"train.{flag.replace('-', '_')} of the dry runs (default: on with --device cuda)")
     return p
 
 

@@ -2,13 +2,16 @@
 
 For each table of a profile (the paper profile by default) the dry run
 
-- expands the table as `train` does and counts its runs; runs that differ only in their seed are one
-  configuration, trained once and copied to the other seeds (labels rewritten);
+- expands the table as `train` does and counts its runs; runs that run the same code at the same shapes (differing
+  only in seed, optimiser/schedule numbers, noise rate, or a dataset of the same shape: `synthetic.config_key`) are
+  one configuration, trained once and copied to the others (labels and data checksum rewritten);
 - writes synthetic prepared datasets (random uint8 images in the on-disk format of `prepare`) with the real
   dataset's channels, image size and classes (`curriculab.synthetic.REAL`) but only 2 training batches and one batch of
-  validation and of test images, into a temporary project of its own, never into the user's data/, runs/ or
+  validation and of test images (more where SPL-ADVisE's per-class clusters need them), into a temporary project
+  of its own, never into the user's data/, runs/ or
   reports/; `prepare` itself then makes the derived copies (blurred ones) from them;
-- trains each configuration 1 epoch (2 steps), then resumes it from its checkpoint to 2 epochs and checks
+- trains each configuration 1 epoch (2 steps), then resumes it from its checkpoint to 2 epochs (a blur schedule's
+  rows: one epoch per copy plus one, then resumed to one more) and checks
   that the resumed run kept epoch 1 as it was; runs the method's pretrain stage first where a run needs it;
 - runs the table's evaluate step (if it has one) and renders its report with the normal commands;
 - measures a training step of each architecture at the dry batch size and projects the table's cost at the
@@ -21,6 +24,7 @@ A table that fails is reported with the stage and the error, and the command exi
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -31,15 +35,17 @@ from pathlib import Path
 
 import yaml
 
-from curriculab.config import ConfigError, Params, stable_hash, table_key
+from curriculab.config import ConfigError, Params, table_key
 from curriculab.synthetic import (
-    DRY_EPOCHS,
+    DRY_CLUSTERS,
     GPU_SPEEDUP,
     SMALL_BATCH,
     SPEEDUP_BASIS,
     STEP_LIMIT_S,
     Arch,
     arch_key,
+    cluster_need,
+    config_key,
     dry_raw,
     measure_arch,
     real_shape,
@@ -67,24 +73,33 @@ class TableReport:
     notes: list[str] = field(default_factory=list)
 
 
-def _copy_run(src: Path, dst: Path, run) -> None:
-    """A trained configuration's folder as another seed's run (labels, seed and run id rewritten)."""
+def _copy_run(src: Path, dst: Path, run, workdir: Path) -> None:
+    """A trained configuration's folder as another run of it (labels, seed, run id, data checksum rewritten)."""
     from curriculab.data.prepared import atomic_write_bytes
     from curriculab.engine.records import write_record
-    from curriculab.executor import read_record
+    from curriculab.executor import current_checksum, read_record
 
     shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
+    shutil.copytree(src, dst, copy_function=os.link)  # hard links: files are rewritten by atomic replace
     labels = {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed, "run_id": run.run_id}
     conf = yaml.safe_load((dst / "config.yaml").read_text())
     conf.update(labels=labels, config=run.config.model_dump(mode="json"))
     atomic_write_bytes(dst / "config.yaml", yaml.safe_dump(conf, sort_keys=False).encode())
     rec = read_record(dst)
-    write_record(dst / "metrics.json", {**rec, "labels": labels, "run_id": run.run_id, "dryrun_copy_of": src.name})
+    write_record(dst / "metrics.json", {**rec, "labels": labels, "run_id": run.run_id, "dryrun_copy_of": src.name,
+                                        "data_checksum": current_checksum(run, workdir)})
+
+
+def same_epoch(a: dict, b: dict) -> bool:
+    """Two records of one epoch are equal, NaN metrics included (as metrics.json writes them: null)."""
+    from curriculab.data.prepared import finite_json
+
+    return finite_json(a) == finite_json(b)
 
 
 def _train_and_resume(run, workdir: Path, rep: TableReport) -> None:
-    """1 epoch through the executor, then `fit` resumes the checkpoint to 2 epochs; epoch 1 must be kept."""
+    """All but the last epoch through the executor (1 of 2 for most), then `fit` resumes the checkpoint to the
+    last; epoch 1 must be kept."""
     from curriculab.data.prepared import atomic_write_bytes
     from curriculab.engine.loop import fit
     from curriculab.executor import current_checksum, execute, read_record
@@ -101,19 +116,19 @@ def _train_and_resume(run, workdir: Path, rep: TableReport) -> None:
             rep.notes.append("own runner: trained once, resume not checked")
         return
     one = run.config.model_copy(deep=True)
-    one.train.epochs = 1
+    one.train.epochs = run.config.train.epochs - 1
     first = execute(RunSpec(run.table, run.row, run.column, run.seed, one, run.run_id), workdir)
-    if first.get("status") != "done" or len(first["history"]) != 1:
+    if first.get("status") != "done" or len(first["history"]) != one.train.epochs:
         raise RuntimeError(f"first epoch ended with status {first.get('status')!r}")
     if not (d / "checkpoint.pt").is_file():
-        raise RuntimeError("no checkpoint after the first epoch")
+        raise RuntimeError("no checkpoint after the first leg")
     meta = {"labels": {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed,
                        "run_id": run.run_id}, "data_checksum": current_checksum(run, workdir)}
     rec = fit(run.config, d, workdir, run_id=run.run_id, meta=meta)
-    if rec.get("status") != "done" or len(rec["history"]) != DRY_EPOCHS:
+    if rec.get("status") != "done" or len(rec["history"]) != run.config.train.epochs:
         raise RuntimeError(f"resumed run ended with status {rec.get('status')!r} after "
                            f"{len(rec['history'])} epoch(s)")
-    if rec["history"][0] != first["history"][0]:
+    if not same_epoch(rec["history"][0], first["history"][0]):
         raise RuntimeError("resuming changed the record of epoch 1")
     conf = yaml.safe_load((d / "config.yaml").read_text())
     conf["config"] = run.config.model_dump(mode="json")
@@ -135,7 +150,9 @@ def _cli(command: Callable[[list[str]], int], argv: list[str]) -> None:
 
 
 def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str, Arch], deadline: float,
-              log: Callable[[str], None], command: Callable[[list[str]], int]) -> TableReport:
+              log: Callable[[str], None], command: Callable[[list[str]], int], run: dict | None = None
+              ) -> TableReport:
+    """`run`: the dry runs' device settings (device, bf16, channels_last, compile), passed to `dry_raw`."""
     from curriculab.evaluate.adversarial import split_evaluate
     from curriculab.project import load_params
     from curriculab.tables.spec import expand_table, get_spec
@@ -149,7 +166,7 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
         rep.runs = len(runs)
         groups: dict[str, list] = {}
         for r in runs:
-            groups.setdefault(stable_hash(r.config.model_dump(mode="json", exclude={"seed"})), []).append(r)
+            groups.setdefault(config_key(r.config, real), []).append(r)
         rep.configs = len(groups)
         stage = "measure"
         real_batches, need = set(), {}
@@ -159,7 +176,7 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
             if k not in archs:
                 if time.perf_counter() > deadline:
                     raise TimeoutError("time cap reached before its architectures were measured")
-                archs[k] = measure_arch(r.config, shape, SMALL_BATCH)
+                archs[k] = measure_arch(r.config, shape, SMALL_BATCH, (run or {}).get("device", "cpu"))
             real_batches.add(r.config.train.batch_size)
             need[k] = max(need.get(k, 0), r.config.train.batch_size)
         labels = [archs[k] for k in need]
@@ -182,12 +199,12 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
 
         stage = "prepare"
         wd = workdir / key
-        dry = dry_raw(raw, key, rep.batch)
+        dry = dry_raw(raw, key, rep.batch, **(run or {}))
         (wd).mkdir(parents=True, exist_ok=True)
         (wd / "params.yaml").write_text(yaml.safe_dump(dry, sort_keys=False))
         params = load_params(wd / "params.yaml")
         druns = expand_table(spec, params)
-        per_class = max((int(r.config.runner.get("per_class", 0)) for r in druns), default=0)
+        per_class = max([cluster_need(dry)] + [int(r.config.runner.get("per_class", 0)) for r in druns])
         sizes = {}
         for name in params.prepare.datasets:
             classes = real_shape(name, params).classes
@@ -201,7 +218,8 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
         stage = "train"
         dgroups: dict[str, list] = {}
         for r in druns:
-            dgroups.setdefault(stable_hash(r.config.model_dump(mode="json", exclude={"seed"})), []).append(r)
+            dgroups.setdefault(config_key(r.config, params), []).append(r)
+        rep.configs = len(dgroups)  # at dry settings (e.g. epochs, patience) more runs are alike
         for i, members in enumerate(dgroups.values()):
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"time cap reached after {i} of {len(dgroups)} configurations")
@@ -209,7 +227,7 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
             log(f"  {key}: configuration {i + 1}/{len(dgroups)} ({lead.row} | {lead.column})")
             _train_and_resume(lead, wd, rep)
             for other in members[1:]:
-                _copy_run(lead.dir(wd), other.dir(wd), other)
+                _copy_run(lead.dir(wd), other.dir(wd), other, wd)
         rep.reached += ["train", "resume"]
         block, adversarial = split_evaluate(params.evaluate.get(key, {}))
         if spec.evaluate is not None or adversarial is not None:
@@ -237,8 +255,9 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
 
 def dryrun(path: Path, command: Callable[[list[str]], int], tables: list[str] | None = None,
            budget_s: float = 1800.0, speedup: float = GPU_SPEEDUP, keep: Path | None = None,
-           log: Callable[[str], None] = print) -> list[TableReport]:
-    """Dry-run the tables of the profile at `path`; `command` runs a curriculab command (the CLI's main)."""
+           log: Callable[[str], None] = print, run: dict | None = None) -> list[TableReport]:
+    """Dry-run the tables of the profile at `path`; `command` runs a curriculab command (the CLI's main);
+    `run`: train settings of every dry run (device, bf16, channels_last, compile; default: CPU, all off)."""
     import torch
 
     from curriculab.project import load_params
@@ -265,20 +284,21 @@ def dryrun(path: Path, command: Callable[[list[str]], int], tables: list[str] | 
     try:
         for key in keys:
             log(f"{key}: ...")
-            rep = dry_table(key, raw, real, workdir, archs, deadline, log, command)
+            rep = dry_table(key, raw, real, workdir, archs, deadline, log, command, run)
             log(f"{key}: {rep.status} in {rep.seconds:.0f} s" + (f" ({rep.reason})" if rep.reason else ""))
             reports.append(rep)
     finally:
         torch.set_num_threads(before)
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    log(render(reports, speedup))
+    log(render(reports, speedup, (run or {}).get("device", "cpu")))
     return reports
 
 
-def render(reports: list[TableReport], speedup: float) -> str:
-    head = ["table", "runs", "configs", "architectures (parameters)", "batch real→dry", "steps/s (CPU, batch 8)",
-            "CPU h", "GPU h (projected)", "reached", "status"]
+def render(reports: list[TableReport], speedup: float, device: str = "cpu") -> str:
+    head = ["table", "runs", "configs", "architectures (parameters)", "batch real→dry",
+            f"steps/s ({device.upper()}, batch {SMALL_BATCH})",
+            f"{device.upper()} h", "GPU h (projected)", "reached", "status"]
     rows = []
     for r in reports:
         batch = f"{r.real_batch}→{r.batch}" + (" (shrunk)" if r.shrunk else "") if r.batch else ""
@@ -290,7 +310,8 @@ def render(reports: list[TableReport], speedup: float) -> str:
     total = sum(r.cpu_hours for r in reports)
     out = ["", *lines, "",
            f"total: {sum(r.runs for r in reports)} runs, {sum(r.configs for r in reports)} distinct configurations "
-           f"(runs that differ only in their seed are one), projected {total:,.0f} CPU hours on this machine, "
+           f"(runs that run the same code at the same shapes are one), projected {total:,.0f} "
+           f"{device.upper()} hours on this machine, "
            f"{total / speedup:,.2f} GPU hours.",
            f"How the projection is made: steps/s is MEASURED here (one SGD step of each architecture at batch "
            f"{SMALL_BATCH}, random input, median of 2 after a warm-up); a step at the real batch size is assumed to "
@@ -298,8 +319,11 @@ def render(reports: list[TableReport], speedup: float) -> str:
            f"evaluation, pretrain stages, evaluate steps and the methods' extra passes (e.g. POA's K scored batches, "
            f"SPL loss passes) are not counted. GPU hours = CPU hours / {speedup:g}: assumes a GPU runs these "
            f"{speedup:g}× faster than this CPU, {SPEEDUP_BASIS}.",
-           "Dry steps: 2 epochs of 2 training batches on synthetic data with the real channels, image size and "
-           f"classes; the real batch size is kept unless a step at it would take over {STEP_LIMIT_S} s here, then "
+           "Dry steps: 2 epochs of 2 training batches (a blur schedule scaled to one epoch per copy, "
+           f"plus two; "
+           f"SPL-ADVisE: {DRY_CLUSTERS} clusters per class and that many items per class) on synthetic data with "
+           f"the real channels, image size and classes; the real batch size is kept unless a step at it would "
+           f"take over {STEP_LIMIT_S} s here, then "
            f"the dry batch is {SMALL_BATCH} (marked 'shrunk')."]
     for r in reports:
         for note in r.notes:

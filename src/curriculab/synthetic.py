@@ -14,7 +14,8 @@ import numpy as np
 
 from curriculab.config import ConfigError, Params, RunConfig, stable_hash
 
-DRY_EPOCHS = 2  # trained as 1 epoch, then resumed to 2
+DRY_EPOCHS = 2  # trained as 1 epoch, then resumed to 2 (more where a method's schedule needs it)
+DRY_CLUSTERS = 1  # SPL-ADVisE clusters per class in the dry run, so the split needs one item per class
 STEP_LIMIT_S = 0.5  # a dry step at the real batch size must be projected to take at most this long
 SMALL_BATCH = 8  # otherwise the dry steps use this batch size (and the output says so)
 EVAL_BATCH = 64
@@ -93,25 +94,31 @@ def _scalar(out) -> object:
     return sum(p for p in parts if p is not None)
 
 
-def measure_arch(cfg: RunConfig, shape: Shape, batch: int) -> Arch:
+def measure_arch(cfg: RunConfig, shape: Shape, batch: int, device: str = "cpu") -> Arch:
     import torch
 
     from curriculab.models import create_model
 
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     ch = cfg.data.channels or shape.channels
     size = cfg.data.image_size or shape.size
     m = cfg.model
-    model = create_model(m.name, ch, shape.classes, m.width, image_size=size, **m.kwargs)
+    model = create_model(m.name, ch, shape.classes, m.width, image_size=size, **m.kwargs).to(device)
     n = sum(p.numel() for p in model.parameters())
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.rand(batch, ch, size, size)
+    x = torch.rand(batch, ch, size, size, device=device)
     times = []
     model.train()
     for _ in range(3):
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         _scalar(model(x)).backward()
         opt.step()
+        sync()
         times.append(time.perf_counter() - t0)
     kw = ",".join(f"{k}={v}" for k, v in sorted(m.kwargs.items()))
     label = f"{m.name}{'×' + str(m.width) if m.width != 1 else ''}{'(' + kw + ')' if kw else ''} @{ch}×{size}²"
@@ -127,14 +134,58 @@ def arch_key(cfg: RunConfig, shape: Shape) -> str:
 # --------------------------------------------------------------------------- the dry project
 
 
+def config_key(cfg: RunConfig, params: Params) -> str:
+    """Runs with one key run the same code at the same shapes, so the dry run trains one of them: the seed,
+    the optimiser's and schedule's numbers and the noise rate are left out, and the dataset counts only by
+    its shape (channels, side, classes)."""
+    d = cfg.model_dump(mode="json", exclude={"seed"})
+    s = real_shape(cfg.data.dataset, params)
+    d["data"]["dataset"] = [s.channels, s.size, s.classes]
+    d["data"]["noise"]["rate"] = d["data"]["noise"]["rate"] > 0
+    d["data"]["subset_per_class"] = d["data"]["subset_per_class"] is not None
+    for k in ("lr", "momentum", "weight_decay", "betas"):
+        d["train"]["optimizer"].pop(k)
+    for k in ("milestones", "gamma", "step_size", "patience"):
+        d["train"]["schedule"].pop(k)
+    return stable_hash(d)
+
+
+def _fit_schedule(methods: dict) -> int:
+    """Epochs a row's methods need, after scaling a blur schedule to one epoch per copy (in place): one per
+    copy, one on the original data, and one more, so that the first leg (all but the last epoch) is valid."""
+    from curriculab.methods.progressive_sharpening import ProgressiveSharpening
+
+    ps = methods.get("progressive_sharpening")
+    if not isinstance(ps, dict):
+        return DRY_EPOCHS
+    ps.pop("boundaries", None)
+    ps["every"] = 1
+    return max(DRY_EPOCHS, len(ProgressiveSharpening.Params.model_validate(ps).copies.levels()) + 2)
+
+
+def cluster_need(dry: dict) -> int:
+    """Training items per class the dry settings' clusters need (0: none use per-class clusters)."""
+    for row in dry["tables"].values():
+        for r in [row.get("run", {}), *row["rows"].values()]:
+            spl = (r.get("methods") or {}).get("spl_advise")
+            if isinstance(spl, dict) and spl.get("selection") != "random":
+                return DRY_CLUSTERS
+    return 0
+
+
 def _shrink_embeddings(node) -> None:
-    """Every SPL-ADVisE embedding block (the pretrain one and the rows' copies alike): 2 iterations."""
+    """Every SPL-ADVisE embedding block (the pretrain one and the rows' copies alike): 2 iterations and
+    DRY_CLUSTERS clusters per class; a pixel k-means (`k`) too."""
     if isinstance(node, dict):
+        if isinstance(node.get("k"), int) and node.get("clusters") == "pixels":
+            node["k"] = min(node["k"], DRY_CLUSTERS)
         if isinstance(node.get("embedding"), dict):
             emb = node["embedding"]
-            emb.update(iterations=2, refresh=1)
+            emb.update(iterations=2, refresh=1, clusters=min(emb.get("clusters", DRY_CLUSTERS), DRY_CLUSTERS))
             for over in (emb.get("per_dataset") or {}).values():
                 over.update(iterations=2, refresh=1)
+                if "clusters" in over:
+                    over["clusters"] = min(over["clusters"], DRY_CLUSTERS)
         for v in node.values():
             _shrink_embeddings(v)
     elif isinstance(node, list):
@@ -142,9 +193,12 @@ def _shrink_embeddings(node) -> None:
             _shrink_embeddings(v)
 
 
-def dry_raw(raw: dict, key: str, batch: int) -> dict:
+def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = False,
+            channels_last: bool = False, compile: bool = False) -> dict:
     """The profile's settings (uses resolved) for one table at dry-run scale: every row trains 2 epochs at
-    `batch` on the CPU; no MLflow, no downloads; evaluate steps shrunk; pretrain stages 2 iterations."""
+    `batch` on `device` with the given bf16/channels_last/compile switches (a blur schedule is scaled to one
+    epoch per copy, and its row trains two epochs more
+    than it has copies); no MLflow, no downloads; evaluate steps shrunk; pretrain stages 2 iterations."""
     out = copy.deepcopy({k: v for k, v in raw.items() if k not in ("tables", "evaluate")})
     out["tracking"] = {"enabled": False, "uri": None}
     out["store"] = {"root": None}
@@ -153,8 +207,9 @@ def dry_raw(raw: dict, key: str, batch: int) -> dict:
     table = copy.deepcopy(raw["tables"][key])
     for row in table["rows"].values():
         row.setdefault("train", {})
-        row["train"].update(epochs=DRY_EPOCHS, batch_size=batch, eval_batch_size=EVAL_BATCH, device="cpu",
-                            checkpoint=True, compile=False)
+        epochs = max(_fit_schedule(row.get("methods") or {}), _fit_schedule(table.get("run", {}).get("methods") or {}))
+        row["train"].update(epochs=epochs, batch_size=batch, eval_batch_size=EVAL_BATCH, device=device,
+                            bf16=bf16, channels_last=channels_last, compile=compile, checkpoint=True)
         runner = row.get("runner")
         if isinstance(runner, dict) and "eval_batch_size" in runner:
             runner["eval_batch_size"] = EVAL_BATCH
@@ -174,7 +229,7 @@ def dry_raw(raw: dict, key: str, batch: int) -> dict:
             adv["batch_size"] = min(adv.get("batch_size", 16), 16)
         out["evaluate"] = {key: ev}
     for block in out.get("pretrain", {}).values():
-        block.update(device="cpu", tsne_points=min(block.get("tsne_points", 64), 64),
+        block.update(device=device, tsne_points=min(block.get("tsne_points", 64), 64),
                      tsne_iterations=250, eval_batch_size=EVAL_BATCH)
     _shrink_embeddings(out)
     _shrink_embeddings(out["tables"])
