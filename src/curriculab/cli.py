@@ -56,14 +56,18 @@ def _missing(params, workdir: Path, datasets) -> dict[str, str]:
     return missing_datasets(Path(workdir) / params.prepare.root, datasets)
 
 
-def _not_run(params, workdir: Path, spec, runs, out: Path) -> bool:
-    """When a dataset the table trains on is missing: say so in one line, leave the stage's output folder
-    (empty) for DVC, and return True; the report shows the table as not run."""
+def _data_missing(params, workdir: Path, runs) -> str | None:
+    """Why the datasets the runs train on are not there (one line), or None when they are."""
     missing = _missing(params, workdir, {r.config.data.dataset for r in runs})
-    if missing:
-        out.mkdir(parents=True, exist_ok=True)
-        print(f"{spec.id}: not run: {'; '.join(missing.values())}")
-    return bool(missing)
+    return "; ".join(missing.values()) if missing else None
+
+
+def _skipped(what: str, out: Path, reason: str) -> int:
+    """A stage whose data is missing succeeds without doing anything: one line, and its (empty) output
+    folder for DVC; the report shows the table as not run."""
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{what} not run: {reason}")
+    return 0
 
 
 def cmd_pretrain(args) -> int:
@@ -76,8 +80,7 @@ def cmd_pretrain(args) -> int:
     try:
         run_pretrain(args.method, params, workdir)
     except DatasetMissing as e:  # the tables that need this pretraining are not run either (their data is missing)
-        (workdir / params.prepare.root / "pretrained" / args.method).mkdir(parents=True, exist_ok=True)
-        print(f"pretrain {args.method}: not run: {e}")
+        return _skipped(f"pretrain {args.method}:", workdir / params.prepare.root / "pretrained" / args.method, str(e))
     return 0
 
 
@@ -113,8 +116,8 @@ def cmd_train(args) -> int:
     if args.ddp is not None:
         params = _with_ddp(params, spec.key, args.ddp)
     runs = expand_table(spec, params)
-    if _not_run(params, workdir, spec, runs, workdir / "runs" / spec.key):
-        return 0
+    if reason := _data_missing(params, workdir, runs):
+        return _skipped(f"{spec.id}:", workdir / "runs" / spec.key, reason)
     store = st.store_root(workdir, params.store.root)
     if args.rerun:
         for root in {workdir, store}:
@@ -179,8 +182,9 @@ def cmd_evaluate(args) -> int:
     if spec.evaluate is None and adversarial is None:
         raise ConfigError(f"table {spec.id!r} has no evaluate step")
     runs = expand_table(spec, params)
-    if _not_run(params, workdir, spec, runs, workdir / "runs" / "eval" / spec.key):
-        return 0
+    out = workdir / "runs" / "eval" / spec.key
+    if reason := _data_missing(params, workdir, runs):
+        return _skipped(f"{spec.id}:", out, reason)
     for run in runs:
         rec = read_record(run.dir(workdir))
         if not is_done(rec):
@@ -192,7 +196,6 @@ def cmd_evaluate(args) -> int:
     if spec.evaluate is None:
         return 0
     opts = spec.EvalParams.model_validate(block)
-    out = workdir / "runs" / "eval" / spec.key
     for run in runs:
         rec = read_record(run.dir(workdir))
         target = out / f"{run.run_id}.json"
@@ -202,9 +205,7 @@ def cmd_evaluate(args) -> int:
         try:
             metrics = spec.evaluate(run, rec, opts, workdir)
         except DatasetMissing as e:  # e.g. a transfer target: the report shows what was not evaluated
-            out.mkdir(parents=True, exist_ok=True)
-            print(f"{spec.id}: evaluation not run: {e}")
-            return 0
+            return _skipped(f"{spec.id}: evaluation", out, str(e))
         atomic_write_json(target, {**metrics, "_key": key})
     print(f"{spec.id}: evaluated")
     return 0
