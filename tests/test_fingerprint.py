@@ -9,7 +9,7 @@ import yaml
 
 from curriculab import fingerprint
 from curriculab.config import Params
-from curriculab.tables.spec import expand_table, get_spec
+from curriculab.tables.spec import TABLES, expand_table, get_spec
 from tests.conftest import ROOT
 
 TABLE = {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25}, "data": {"dataset": "digits"}},
@@ -42,6 +42,28 @@ def test_a_change_to_cbs_retrains_cbs_runs_only_and_comments_retrain_nothing(tmp
     assert after["plain"] == before["plain"] and after["dp"] == before["dp"]
 
 
+def test_a_change_to_a_tables_runner_retrains_that_tables_runs_only(tmp_path, monkeypatch):
+    """A table with its own runner (thesis.t21's Perfect Ordering) names its runs by the runner's code too."""
+    po = {"seeds": [0], "run": {"model": {"name": "basic_conv", "width": 0.25}, "data": {"dataset": "digits"},
+                                "train": {"epochs": 2, "batch_size": 8}, "runner": {"per_class": 24}},
+          "rows": {"po": {"methods": {"baseline": {}}}}, "columns": {"digits": {}}}
+
+    def ids(root):
+        monkeypatch.setattr(fingerprint, "PACKAGE", root)
+        params = Params.model_validate({"prepare": {"datasets": ["digits"]},
+                                        "tables": {"cbs_t7": TABLE, "thesis_t21": po}})
+        return {r.row: r.run_id for t in ("cbs_t7", "thesis_t21") for r in expand_table(get_spec(t), params)}
+
+    before = ids(fingerprint.HERE)
+    root = tmp_path / "changed" / "curriculab"
+    shutil.copytree(fingerprint.HERE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    path = root / "runners" / "perfect_ordering.py"
+    path.write_text(path.read_text() + "\nCHANGED = 1\n")
+    after = ids(root)
+    assert after["po"] != before["po"]
+    assert all(after[row] == before[row] for row in before if row != "po")
+
+
 def test_train_stages_depend_on_every_fingerprinted_file():
     deps = [d for d in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["do"]["deps"]
             if d.startswith("src/")]
@@ -49,7 +71,9 @@ def test_train_stages_depend_on_every_fingerprinted_file():
 
     # the package's methods (test modules define methods of their own, registered while they are collected)
     ours = [name for name, cls in registry().items() if cls.__module__.startswith("curriculab.")]
-    for f in fingerprint.code_files(ours):
+    runners = {spec.runner.__module__ for _, spec in TABLES.items() if spec.runner is not None}
+    assert runners  # the thesis ordering tables train with their own runner
+    for f in fingerprint.code_files(ours, modules=runners):
         assert any(f"src/curriculab/{f}" == d or f"src/curriculab/{f}".startswith(d + "/") for d in deps), f
 
 

@@ -1,10 +1,10 @@
 """Code fingerprints: a digest of the source a run executes, hashed into its run id.
 
-A run executes the engine, data and model packages, and its methods' modules (plus whatever
-`curriculab` modules those import, transitively). Each file is parsed and dumped without comments
-and docstrings, so editing those retrains nothing, while any change to code a run executes gives it
-a new run id. Settings parsing (config, project, the registries) is excluded: what it produces is
-hashed as the resolved settings.
+A run executes the engine, data and model packages, its methods' modules and, for a table with its own
+runner, the runner's module (plus whatever `curriculab` modules those import, transitively). Each file is
+parsed and dumped without comments and docstrings, so editing those retrains nothing, while any change to
+code a run executes gives it a new run id. Settings parsing (config, project, the registries) is
+excluded: what it produces is hashed as the resolved settings.
 """
 
 from __future__ import annotations
@@ -94,15 +94,21 @@ def _digest(paths: list[Path], root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _seeds(methods, modules, root: Path) -> list[Path]:
+    """The shared packages' files, the methods' modules and the extra `modules` (e.g. a table's runner)."""
+    return [f for pkg in SHARED for f in sorted((root / pkg).glob("*.py"))] + method_modules(methods, root) \
+        + [f for m in modules if (f := _file(m, root)) is not None]
+
+
 @cache
-def _fingerprint(methods: tuple[str, ...], root: Path) -> str:
-    seeds = [f for pkg in SHARED for f in sorted((root / pkg).glob("*.py"))] + method_modules(methods, root)
-    return _digest(_closure(seeds, root), root)
+def _fingerprint(methods: tuple[str, ...], modules: tuple[str, ...], root: Path) -> str:
+    return _digest(_closure(_seeds(methods, modules, root), root), root)
 
 
-def code_fingerprint(methods, root: Path | None = None) -> str:
-    """Digest of the code a run with these methods executes (order of methods does not matter)."""
-    return _fingerprint(tuple(sorted(methods)), Path(root or PACKAGE).resolve())
+def code_fingerprint(methods, root: Path | None = None, modules=()) -> str:
+    """Digest of the code a run with these methods executes, plus `modules` (a table's runner; order of
+    either does not matter)."""
+    return _fingerprint(tuple(sorted(methods)), tuple(sorted(modules)), Path(root or PACKAGE).resolve())
 
 
 def _module_closure(module: str, root: Path) -> list[Path]:
@@ -126,14 +132,13 @@ def module_files(module: str, root: Path | None = None) -> list[str]:
     return [_rel(p, root) for p in _module_closure(module, root)]
 
 
-def code_files(methods=None, root: Path | None = None) -> list[str]:
+def code_files(methods=None, root: Path | None = None, modules=()) -> list[str]:
     """The files behind a fingerprint, relative to the package (all methods when None)."""
     from curriculab.methods import registry
 
     root = Path(root or PACKAGE).resolve()
     names = sorted(registry()) if methods is None else sorted(methods)
-    seeds = [f for pkg in SHARED for f in sorted((root / pkg).glob("*.py"))] + method_modules(names, root)
-    return [_rel(p, root) for p in _closure(seeds, root) if p.is_relative_to(root)]
+    return [_rel(p, root) for p in _closure(_seeds(names, modules, root), root) if p.is_relative_to(root)]
 
 
 def evaluation_key(options: dict, checksum: str | None, module: str, **extra) -> dict:

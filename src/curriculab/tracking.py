@@ -238,7 +238,7 @@ class TableLog:
         from mlflow.entities import DatasetInput, InputTag, Param
 
         from curriculab.config import stable_hash
-        from curriculab.fingerprint import code_fingerprint
+        from curriculab.tables.spec import get_spec, run_code
 
         cfg = run.config
         settings = stable_hash(cfg.model_dump(mode="json"))
@@ -247,7 +247,7 @@ class TableLog:
                 "column": run.column, "seed": str(run.seed), "methods": ",".join(cfg.methods),
                 "dataset": cfg.data.dataset, "arch": cfg.model.name, "run_id": run.run_id,
                 "data_checksum": str(checksum), "settings_hash": settings,
-                "code_fingerprint": code_fingerprint(cfg.methods)}
+                "code_fingerprint": run_code(cfg, get_spec(run.table).runner)}
         child = self.c.create_run(self.exp_id, start_time=start_ms, tags=tags,
                                   run_name=f"{run.row} | {run.column} | seed {run.seed}").info.run_id
         params = [Param(k, v[:6000]) for k, v in flatten(cfg.model_dump(mode="json")).items()]

@@ -169,14 +169,20 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
     check_methods(cfg.methods, _source_path(spec.key, frags, "methods"), run=cfg)
     _check_runner(spec, cfg, _source_path(spec.key, frags, "runner"))
     cfg.methods = resolve_methods(cfg.methods)
-    return RunSpec(spec.id, row, column, seed, cfg, run_id(cfg))
+    return RunSpec(spec.id, row, column, seed, cfg, run_id(cfg, spec.runner))
 
 
-def run_id(cfg: RunConfig) -> str:
-    """Hash of the resolved settings and of the code the run executes (curriculab.fingerprint)."""
+def run_id(cfg: RunConfig, runner: Callable | None = None) -> str:
+    """Hash of the resolved settings and of the code the run executes (`run_code`)."""
+    return stable_hash({"config": identity(cfg), "code": run_code(cfg, runner)})
+
+
+def run_code(cfg: RunConfig, runner: Callable | None = None) -> str:
+    """Fingerprint of the code a run executes (curriculab.fingerprint): its methods and, for a table with its
+    own runner, the runner's module."""
     from curriculab.fingerprint import code_fingerprint
 
-    return stable_hash({"config": identity(cfg), "code": code_fingerprint(cfg.methods)})
+    return code_fingerprint(cfg.methods, modules=(runner.__module__,) if runner is not None else ())
 
 
 def _check_runner(spec: TableSpec, cfg: RunConfig, path: str) -> None:
