@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pandas as pd
@@ -137,6 +138,11 @@ def test_runner_trains_every_order_and_writes_the_network_table(workdir):
     # chunk size does not change the numbers
     run_perfect_ordering(_run(chunk=64), workdir / "r2", workdir)
     pd.testing.assert_frame_equal(nets, read_networks(workdir / "r2"), atol=1e-5, rtol=0)
+    # the same run again writes the same metrics.json, byte for byte: wall-clock seconds go to timing.json
+    run_perfect_ordering(_run(), workdir / "r3", workdir, run_id="x")
+    assert (workdir / "r3" / "metrics.json").read_bytes() == (workdir / "r" / "metrics.json").read_bytes()
+    timing = json.loads((workdir / "r" / "timing.json").read_text())
+    assert len(timing["epoch_seconds"]) == 3 and timing["seconds"] > 0
 
 
 def test_claim_counts_on_the_thesis_table():

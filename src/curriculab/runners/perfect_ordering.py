@@ -23,7 +23,7 @@ from curriculab.config import ConfigError, RunConfig, Strict
 from curriculab.data.prepared import atomic_write_bytes, load_prepared
 from curriculab.engine.batched import SGDConfig, Stack, evaluate, train_step
 from curriculab.engine.devices import resolve_device, seed_everything
-from curriculab.engine.records import new_record, write_record
+from curriculab.engine.records import new_record, write_record, write_timing
 from curriculab.models import create_model
 
 NETWORKS_FILE = "networks.csv.gz"
@@ -123,16 +123,17 @@ def pick_starts(losses: np.ndarray, k: int, pick: str, extremes: bool, seed: int
     return np.array(sorted(set(int(c) for c in chosen)))
 
 
-def _summary(epoch: int, loss: torch.Tensor, acc: torch.Tensor, starts: int, seconds: float) -> dict:
+def _summary(epoch: int, loss: torch.Tensor, acc: torch.Tensor, starts: int) -> dict:
     return {"epoch": epoch, "networks": len(acc), "start_networks": starts,
             "test_acc_min": acc.min().item(), "test_acc_mean": acc.mean().item(), "test_acc_max": acc.max().item(),
             "test_loss_min": loss.min().item(), "test_loss_mean": loss.mean().item(),
-            "test_loss_max": loss.max().item(), "time": seconds}
+            "test_loss_max": loss.max().item()}
 
 
 def run_perfect_ordering(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position: int = 0,
                          meta: dict | None = None) -> dict:
-    """The whole experiment for one seed; writes metrics.json and the per-network table (networks.csv.gz)."""
+    """The whole experiment for one seed; writes metrics.json, the per-network table (networks.csv.gz) and the
+    wall-clock seconds per epoch (timing.json, apart, so that metrics.json repeats byte for byte)."""
     p = PerfectOrderingParams.model_validate(run.runner)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,9 +149,9 @@ def run_perfect_ordering(run: RunConfig, run_dir: Path, workdir: Path, run_id: s
     perms = torch.tensor(list(itertools.permutations(range(nb))), device=device)  # (nb!, nb)
     starts, parent_rows = Stack.of(model, 1), np.array([-1])
     record = {**new_record(run_id, meta), "files": [NETWORKS_FILE]}
-    tables, row0 = [], 0
+    tables, row0, seconds = [], 0, []
     for epoch in range(run.train.epochs):
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0 = time.perf_counter()
         split = torch.randperm(len(y), generator=gen).to(device).view(nb, bs)
         xb, yb = x[split], y[split]
         n = starts.n * len(perms)
@@ -176,19 +177,18 @@ def run_perfect_ordering(run: RunConfig, run_dir: Path, workdir: Path, run_id: s
             starts = everything.select(torch.from_numpy(chosen).to(device))
             parent_rows = row0 + chosen
         row0 += n
-        record["history"].append({**_summary(epoch + 1, loss, acc, len(parent_rows) if epoch else 1,
-                                             time.perf_counter() - t0), "cpu_time": time.process_time() - c0})
+        record["history"].append(_summary(epoch + 1, loss, acc, len(parent_rows) if epoch else 1))
+        seconds.append(time.perf_counter() - t0)
         print(f"perfect ordering {run_id or ''} seed {run.seed}: epoch {epoch + 1}/{run.train.epochs}, {n} networks, "
-              f"{record['history'][-1]['time']:.1f} s", flush=True)
+              f"{seconds[-1]:.1f} s", flush=True)
         record["artifacts"].append({})
     networks = pd.concat(tables, ignore_index=True)
     atomic_write_bytes(run_dir / NETWORKS_FILE, _gzip_csv(networks))
     last = record["history"][-1]
     record["final"] = {**{k: v for k, v in last.items() if k.startswith("test_")},
-                       "networks": int(len(networks)), "epochs": run.train.epochs,
-                       "seconds": sum(h["time"] for h in record["history"]),
-                       "cpu_seconds": sum(h["cpu_time"] for h in record["history"])}
+                       "networks": int(len(networks)), "epochs": run.train.epochs}
     record["status"] = "done"
+    write_timing(run_dir, seconds)
     write_record(run_dir / "metrics.json", record)
     return record
 
