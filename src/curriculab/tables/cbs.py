@@ -40,6 +40,10 @@ PAPER_SCHEDULES = ("Paper profile: each architecture trains with its own paper's
                    "schedule is `cbs_official_train`. \"Wide-ResNet-50\" is WRN-50-2 (66.8M parameters); the "
                    "official code's WRN-52-2 with dropout 0.3 (3.0M) is `cbs_wrn52_2_official`.")
 
+IMAGENET_SCHEDULES = ("Paper profile: VGG-16 trains with Simonyan & Zisserman's recipe (lr 0.01 ÷10 on a validation "
+                      "plateau, 74 epochs), ResNet-18 with He et al.'s as torchvision's reference runs it (lr 0.1 "
+                      "÷10 every 30 of 90 epochs); the CBS paper gives no ImageNet schedule.")
+
 
 def _paper(rows: dict[str, list[float]], cols: list[str]) -> dict[str, dict[str, float]]:
     return {row: dict(zip(cols, vals, strict=True)) for row, vals in rows.items()}
@@ -113,8 +117,8 @@ register_table(TableSpec(
                "(period 0.5).",
     claims=[BEATS, Claim("CBS beats the baseline (top-5)", "cbs", "baseline", metric="test_top5")],
     figures=[sigma_curve("cbs.t2")],
-    notes=SELECTION + " ImageNet comes through the `imagefolder` source (prepare.imagefolder.root); the "
-                      "offline profile has no block for this table.",
+    notes=SELECTION + " " + IMAGENET_SCHEDULES + " ImageNet comes through the `imagefolder` source "
+                      "(prepare.imagefolder.root); the offline profile has no block for this table.",
 ))
 
 # --------------------------------------------------------------------------- Table 3
@@ -145,7 +149,7 @@ register_table(TableSpec(
           "epoch (only the final checkpoint is kept); `test_acc` is its own source accuracy. The paper's "
           "\"3 layer fully connected network with 500 hidden units in each layer\" is read as 3 linear layers, "
           "i.e. 2 hidden layers of 500 (`evaluate.cbs_t3.layers: 3`); `layers: 4` is the other reading (3 "
-          "hidden layers).",
+          "hidden layers). " + IMAGENET_SCHEDULES,
 ))
 
 # --------------------------------------------------------------------------- Table 5
