@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from curriculab.config import ConfigError, ExecutorParams, Params, identity
+from curriculab.config import ConfigError, ExecutorParams, Params, RunsFailed, identity
 from curriculab.executor import run_all
 from curriculab.tables.spec import expand_table, get_spec
 
@@ -120,9 +120,10 @@ def test_a_killed_ddp_run_resumes_and_ends_as_an_uninterrupted_one(trained, prep
     killed = _project(tmp, prepared_root, "killed")
     mp.setenv("DDP_TEST_KILL_EPOCH", "1")
     try:
-        with pytest.raises(RuntimeError, match=r"DDP run \w+ \(baseline, all, seed 0\) failed \(exit 1\): "
-                                               r"a worker died without a traceback"):
+        with pytest.raises(RunsFailed, match=r"^\S+ run \w+ \(baseline, all, seed 0\): RuntimeError: its 2 DDP "
+                                             r"processes failed \(exit 1\): a worker died without a traceback; ") as e:
             run_all(_runs(2), killed, ExecutorParams())
+        assert str(e.value).count("seed 0") == 1  # the run is named once
     finally:
         mp.delenv("DDP_TEST_KILL_EPOCH")
     d = _runs(2)[0].dir(killed)

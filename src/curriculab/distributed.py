@@ -69,8 +69,8 @@ def launch(run, run_dir: Path, workdir: Path) -> None:
         sys.stderr.write(proc.stderr)  # the workers' tracebacks, then torchrun's summary
         cause = next((ln for ln in proc.stderr.splitlines()
                       if ERROR.match(ln) and "ChildFailedError" not in ln), "a worker died without a traceback")
-        raise RuntimeError(f"DDP run {run.run_id} ({run.row}, {run.column}, seed {run.seed}) failed "
-                           f"(exit {proc.returncode}): {cause.strip()}")
+        # the executor's one line names the run: "<table> run <id> (...): RuntimeError: its 2 DDP processes ..."
+        raise RuntimeError(f"its {n} DDP processes failed (exit {proc.returncode}): {cause.strip()}")
 
 
 def main(argv: list[str]) -> None:
