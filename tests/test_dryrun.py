@@ -108,6 +108,18 @@ def test_dry_raw_caps_clusters():
     assert cluster_need(dry_raw(raw, "baseline", 8)) == 0
 
 
+def test_dry_raw_caps_vae_importance_samples():
+    """cbs_t6's test NLL takes 500 importance samples per image; the dry run takes DRY_NLL_SAMPLES."""
+    from curriculab.synthetic import DRY_NLL_SAMPLES, dry_raw
+
+    raw = _paper_raw()
+    assert raw["tables"]["cbs_t6"]["run"]["task_params"]["nll_samples"] > DRY_NLL_SAMPLES
+    dry = dry_raw(raw, "cbs_t6", 8)["tables"]["cbs_t6"]
+    assert dry["run"]["task_params"]["nll_samples"] == DRY_NLL_SAMPLES
+    assert all(row.get("task_params", {}).get("nll_samples", DRY_NLL_SAMPLES) == DRY_NLL_SAMPLES
+               for row in dry["rows"].values())
+
+
 def test_config_key_merges_same_shape_runs():
     """Runs differing only in seed, learning rate or a same-shape dataset train through one code path:
     one configuration. Another model or another image shape is another."""

@@ -38,6 +38,7 @@ import yaml
 from curriculab.config import ConfigError, Params, table_key
 from curriculab.synthetic import (
     DRY_CLUSTERS,
+    DRY_NLL_SAMPLES,
     GPU_SPEEDUP,
     SMALL_BATCH,
     SPEEDUP_BASIS,
@@ -326,7 +327,8 @@ def render(reports: list[TableReport], speedup: float, device: str = "cpu") -> s
            f"SPL-ADVisE: {DRY_CLUSTERS} clusters per class and that many items per class) on synthetic data with "
            f"the real channels, image size and classes; the real batch size is kept unless a step at it would "
            f"take over {STEP_LIMIT_S} s here, then "
-           f"the dry batch is {SMALL_BATCH} (marked 'shrunk')."]
+           f"the dry batch is {SMALL_BATCH} (marked 'shrunk'); evaluate steps shrunk (1 probe epoch, 16 attacked "
+           f"images), a VAE's test NLL with {DRY_NLL_SAMPLES} importance samples."]
     for r in reports:
         for note in r.notes:
             out.append(f"note {r.key}: {note}")

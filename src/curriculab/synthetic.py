@@ -19,6 +19,7 @@ DRY_CLUSTERS = 1  # SPL-ADVisE clusters per class in the dry run, so the split n
 STEP_LIMIT_S = 0.5  # a dry step at the real batch size must be projected to take at most this long
 SMALL_BATCH = 8  # otherwise the dry steps use this batch size (and the output says so)
 EVAL_BATCH = 64
+DRY_NLL_SAMPLES = 4  # importance samples of a VAE's test NLL (CBS Table 6 uses 500)
 GPU_SPEEDUP = 1000.0  # a guess: see SPEEDUP_BASIS
 SPEEDUP_BASIS = ("a guess, not a measurement: an H100 (bf16, ~1000 dense TFLOP/s peak, far less achieved on "
                  "these convnets) against two shared CPU cores (tens of GFLOP/s)")
@@ -198,7 +199,8 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
     """The profile's settings (uses resolved) for one table at dry-run scale: every row trains 2 epochs at
     `batch` on `device` with the given bf16/channels_last/compile switches (a blur schedule is scaled to one
     epoch per copy, and its row trains two epochs more
-    than it has copies); no MLflow, no downloads; evaluate steps shrunk; pretrain stages 2 iterations."""
+    than it has copies); no MLflow, no downloads; evaluate steps and a VAE's importance samples shrunk; pretrain
+    stages 2 iterations."""
     out = copy.deepcopy({k: v for k, v in raw.items() if k not in ("tables", "evaluate")})
     out["tracking"] = {"enabled": False, "uri": None}
     out["store"] = {"root": None}
@@ -213,6 +215,10 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
         runner = row.get("runner")
         if isinstance(runner, dict) and "eval_batch_size" in runner:
             runner["eval_batch_size"] = EVAL_BATCH
+    for frag in [table.get("run", {}), *table.get("columns", {}).values(), *table["rows"].values()]:
+        task = frag.get("task_params")
+        if isinstance(task, dict) and "nll_samples" in task:
+            task["nll_samples"] = min(task["nll_samples"], DRY_NLL_SAMPLES)
     run_runner = table.get("run", {}).get("runner")
     if isinstance(run_runner, dict):
         run_runner.update({k: EVAL_BATCH for k in ("eval_batch_size",) if k in run_runner})
