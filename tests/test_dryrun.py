@@ -108,6 +108,24 @@ def test_dry_raw_caps_clusters():
     assert cluster_need(dry_raw(raw, "baseline", 8)) == 0
 
 
+def test_dry_raw_fits_the_cascades():
+    """CSA trains one epoch per phase (K = 8, 4, 2, 1: 4, plus one for the first leg); GCSA's gradual
+    cascade (100 epochs in thesis Table 3.4) takes one epoch, then a clean one."""
+    from curriculab.synthetic import dry_raw
+
+    raw = _paper_raw()
+    rows = dry_raw(raw, "thesis_t34", 8)["tables"]["thesis_t34"]["rows"]
+    assert rows["csa_k8"]["train"]["epochs"] == 5 and rows["baseline"]["train"]["epochs"] == 2
+    assert rows["gcsa_k8"]["methods"]["gcsa"]["cascade_epochs"] == 1 and rows["gcsa_k8"]["train"]["epochs"] == 3
+
+
+def test_dry_raw_caps_perfect_orderings_start_networks():
+    from curriculab.synthetic import DRY_START_NETWORKS, EVAL_BATCH, dry_raw
+
+    runner = dry_raw(_paper_raw(), "thesis_t21", 8)["tables"]["thesis_t21"]["run"]["runner"]
+    assert runner["clusters"] == DRY_START_NETWORKS and runner["eval_batch_size"] == EVAL_BATCH
+
+
 def test_dry_raw_caps_vae_importance_samples():
     """cbs_t6's test NLL takes 500 importance samples per image; the dry run takes DRY_NLL_SAMPLES."""
     from curriculab.synthetic import DRY_NLL_SAMPLES, dry_raw

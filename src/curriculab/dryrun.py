@@ -39,6 +39,7 @@ from curriculab.config import ConfigError, Params, table_key
 from curriculab.synthetic import (
     DRY_CLUSTERS,
     DRY_NLL_SAMPLES,
+    DRY_START_NETWORKS,
     GPU_SPEEDUP,
     SMALL_BATCH,
     SPEEDUP_BASIS,
@@ -328,7 +329,8 @@ def render(reports: list[TableReport], speedup: float, device: str = "cpu") -> s
            f"the real channels, image size and classes; the real batch size is kept unless a step at it would "
            f"take over {STEP_LIMIT_S} s here, then "
            f"the dry batch is {SMALL_BATCH} (marked 'shrunk'); evaluate steps shrunk (1 probe epoch, 16 attacked "
-           f"images), a VAE's test NLL with {DRY_NLL_SAMPLES} importance samples."]
+           f"images), a VAE's test NLL with {DRY_NLL_SAMPLES} importance samples, Perfect Ordering from "
+           f"{DRY_START_NETWORKS} start networks after epoch 1."]
     for r in reports:
         for note in r.notes:
             out.append(f"note {r.key}: {note}")

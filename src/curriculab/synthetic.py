@@ -20,6 +20,7 @@ STEP_LIMIT_S = 0.5  # a dry step at the real batch size must be projected to tak
 SMALL_BATCH = 8  # otherwise the dry steps use this batch size (and the output says so)
 EVAL_BATCH = 64
 DRY_NLL_SAMPLES = 4  # importance samples of a VAE's test NLL (CBS Table 6 uses 500)
+DRY_START_NETWORKS = 2  # Perfect Ordering's k-means picks per later epoch (thesis §2.2: 12, so 8,640 networks)
 GPU_SPEEDUP = 1000.0  # a guess: see SPEEDUP_BASIS
 SPEEDUP_BASIS = ("a guess, not a measurement: an H100 (bf16, ~1000 dense TFLOP/s peak, far less achieved on "
                  "these convnets) against two shared CPU cores (tens of GFLOP/s)")
@@ -152,16 +153,27 @@ def config_key(cfg: RunConfig, params: Params) -> str:
 
 
 def _fit_schedule(methods: dict) -> int:
-    """Epochs a row's methods need, after scaling a blur schedule to one epoch per copy (in place): one per
-    copy, one on the original data, and one more, so that the first leg (all but the last epoch) is valid."""
+    """Epochs a row's methods need at dry scale, plus one so that the first leg (all but the last epoch) is
+    valid too. In place: a blur schedule is scaled to one epoch per copy (then one per copy and one on the
+    original data), a gradual cascade (GCSA) to one epoch (then one clean epoch); a cascade (CSA) keeps its
+    phases, one epoch each."""
+    from curriculab.methods.cascading import CascadingSumAugmentation
     from curriculab.methods.progressive_sharpening import ProgressiveSharpening
 
+    need = DRY_EPOCHS
     ps = methods.get("progressive_sharpening")
-    if not isinstance(ps, dict):
-        return DRY_EPOCHS
-    ps.pop("boundaries", None)
-    ps["every"] = 1
-    return max(DRY_EPOCHS, len(ProgressiveSharpening.Params.model_validate(ps).copies.levels()) + 2)
+    if isinstance(ps, dict):
+        ps.pop("boundaries", None)
+        ps["every"] = 1
+        need = max(need, len(ProgressiveSharpening.Params.model_validate(ps).copies.levels()) + 2)
+    csa = methods.get("csa")
+    if isinstance(csa, dict):
+        need = max(need, len(CascadingSumAugmentation.Params.model_validate(csa).cascade) + 1)
+    gcsa = methods.get("gcsa")
+    if isinstance(gcsa, dict):
+        gcsa["cascade_epochs"] = 1
+        need = max(need, 3)
+    return need
 
 
 def cluster_need(dry: dict) -> int:
@@ -199,8 +211,8 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
     """The profile's settings (uses resolved) for one table at dry-run scale: every row trains 2 epochs at
     `batch` on `device` with the given bf16/channels_last/compile switches (a blur schedule is scaled to one
     epoch per copy, and its row trains two epochs more
-    than it has copies); no MLflow, no downloads; evaluate steps and a VAE's importance samples shrunk; pretrain
-    stages 2 iterations."""
+    than it has copies); no MLflow, no downloads; evaluate steps, a VAE's importance samples and Perfect
+    Ordering's start networks shrunk; pretrain stages 2 iterations."""
     out = copy.deepcopy({k: v for k, v in raw.items() if k not in ("tables", "evaluate")})
     out["tracking"] = {"enabled": False, "uri": None}
     out["store"] = {"root": None}
@@ -212,16 +224,16 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
         epochs = max(_fit_schedule(row.get("methods") or {}), _fit_schedule(table.get("run", {}).get("methods") or {}))
         row["train"].update(epochs=epochs, batch_size=batch, eval_batch_size=EVAL_BATCH, device=device,
                             bf16=bf16, channels_last=channels_last, compile=compile, checkpoint=True)
-        runner = row.get("runner")
-        if isinstance(runner, dict) and "eval_batch_size" in runner:
-            runner["eval_batch_size"] = EVAL_BATCH
     for frag in [table.get("run", {}), *table.get("columns", {}).values(), *table["rows"].values()]:
         task = frag.get("task_params")
         if isinstance(task, dict) and "nll_samples" in task:
             task["nll_samples"] = min(task["nll_samples"], DRY_NLL_SAMPLES)
-    run_runner = table.get("run", {}).get("runner")
-    if isinstance(run_runner, dict):
-        run_runner.update({k: EVAL_BATCH for k in ("eval_batch_size",) if k in run_runner})
+        runner = frag.get("runner")
+        if isinstance(runner, dict):
+            if "eval_batch_size" in runner:
+                runner["eval_batch_size"] = EVAL_BATCH
+            if "clusters" in runner:  # Perfect Ordering's start networks of each later epoch
+                runner["clusters"] = min(runner["clusters"], DRY_START_NETWORKS)
     out["tables"] = {key: table}
     if key in raw.get("evaluate", {}):
         ev = copy.deepcopy(raw["evaluate"][key])
