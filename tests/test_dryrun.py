@@ -126,6 +126,19 @@ def test_dry_raw_caps_perfect_orderings_start_networks():
     assert runner["clusters"] == DRY_START_NETWORKS and runner["eval_batch_size"] == EVAL_BATCH
 
 
+def test_dry_raw_caps_poa_candidates_and_the_split_holds_them():
+    from curriculab.config import Params
+    from curriculab.synthetic import DRY_CANDIDATES, candidate_need, dry_raw
+    from curriculab.tables.spec import expand_table, get_spec
+
+    dry = dry_raw(_paper_raw(), "thesis_t22", 8)
+    rows = dry["tables"]["thesis_t22"]["rows"]
+    assert {row["methods"]["poa"]["k"] for row in rows.values() if "poa" in row.get("methods", {})} \
+        == {DRY_CANDIDATES}
+    runs = expand_table(get_spec("thesis_t22"), Params.model_validate(dry))
+    assert candidate_need(runs) == DRY_CANDIDATES * 8  # K batches of 8
+
+
 def test_dry_raw_caps_vae_importance_samples():
     """cbs_t6's test NLL takes 500 importance samples per image; the dry run takes DRY_NLL_SAMPLES."""
     from curriculab.synthetic import DRY_NLL_SAMPLES, dry_raw

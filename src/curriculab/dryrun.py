@@ -10,9 +10,11 @@ For each table of a profile (the paper profile by default) the dry run
   validation and of test images (more where SPL-ADVisE's per-class clusters need them), into a temporary project
   of its own, never into the user's data/, runs/ or
   reports/; `prepare` itself then makes the derived copies (blurred ones) from them;
-- trains each configuration 1 epoch (2 steps), then resumes it from its checkpoint to 2 epochs (a blur schedule's
-  rows: one epoch per copy plus one, then resumed to one more) and checks
-  that the resumed run kept epoch 1 as it was; runs the method's pretrain stage first where a run needs it;
+- trains each configuration at its dry settings (2 epochs of 2 steps; a blur schedule's rows one epoch per copy
+  plus two, a cascade's one per phase plus one), interrupted right after epoch 1's checkpoint as a kill there
+  would leave it, then resumes it from the checkpoint to its end (all epochs, or fewer where the method ends the
+  run early) and checks that the resumed run kept epoch 1 as it was; runs the method's pretrain stage first
+  where a run needs it;
 - runs the table's evaluate step (if it has one) and renders its report with the normal commands;
 - measures a training step of each architecture at the dry batch size and projects the table's cost at the
   real settings (runs × epochs × real steps per epoch), in CPU hours on this machine and in GPU hours under a
@@ -23,6 +25,7 @@ A table that fails is reported with the stage and the error, and the command exi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -37,6 +40,7 @@ import yaml
 
 from curriculab.config import ConfigError, Params, table_key
 from curriculab.synthetic import (
+    DRY_CANDIDATES,
     DRY_CLUSTERS,
     DRY_NLL_SAMPLES,
     DRY_START_NETWORKS,
@@ -46,6 +50,7 @@ from curriculab.synthetic import (
     STEP_LIMIT_S,
     Arch,
     arch_key,
+    candidate_need,
     cluster_need,
     config_key,
     dry_raw,
@@ -99,14 +104,38 @@ def same_epoch(a: dict, b: dict) -> bool:
     return finite_json(a) == finite_json(b)
 
 
+class _Interrupted(Exception):
+    """The dry run's stand-in for a kill right after an epoch's checkpoint and metrics.json were written."""
+
+
+@contextlib.contextmanager
+def _interrupt_after_first_epoch():
+    """Training stops, as a kill would, once the first epoch's checkpoint, metrics.json and timing.json are on
+    disk (timing.json is the loop's last write of an epoch)."""
+    from curriculab.engine import loop
+
+    write_timing = loop.write_timing
+
+    def write_then_stop(run_dir, seconds):
+        write_timing(run_dir, seconds)
+        raise _Interrupted
+
+    loop.write_timing = write_then_stop
+    try:
+        yield
+    finally:
+        loop.write_timing = write_timing
+
+
 def _train_and_resume(run, workdir: Path, rep: TableReport) -> None:
-    """All but the last epoch through the executor (1 of 2 for most), then `fit` resumes the checkpoint to the
-    last; epoch 1 must be kept."""
-    from curriculab.data.prepared import atomic_write_bytes
+    """The run's real (dry) settings through the executor, interrupted after epoch 1; then `fit` resumes it
+    from the checkpoint to its end. Epoch 1 must be kept, and the run must finish: all its epochs, or fewer
+    where its method ends it early (a phased method's last phase, early stopping)."""
     from curriculab.engine.loop import fit
+    from curriculab.engine.records import has_ended
     from curriculab.executor import current_checksum, execute, read_record
     from curriculab.methods import preflight
-    from curriculab.tables.spec import RunSpec, get_spec
+    from curriculab.tables.spec import get_spec
 
     preflight(run.config, workdir)
     d = run.dir(workdir)
@@ -117,31 +146,36 @@ def _train_and_resume(run, workdir: Path, rep: TableReport) -> None:
         if "own runner: trained once, resume not checked" not in rep.notes:
             rep.notes.append("own runner: trained once, resume not checked")
         return
-    one = run.config.model_copy(deep=True)
-    one.train.epochs = run.config.train.epochs - 1
-    first = execute(RunSpec(run.table, run.row, run.column, run.seed, one, run.run_id), workdir)
-    if first.get("status") != "done" or len(first["history"]) != one.train.epochs:
-        raise RuntimeError(f"first epoch ended with status {first.get('status')!r}")
+    try:
+        with _interrupt_after_first_epoch():
+            execute(run, workdir)
+    except _Interrupted:
+        pass
+    first = read_record(d)
+    if not first or len(first["history"]) != 1:
+        raise RuntimeError("the interrupted first leg did not leave epoch 1's record")
     if not (d / "checkpoint.pt").is_file():
-        raise RuntimeError("no checkpoint after the first leg")
+        raise RuntimeError("no checkpoint after the first epoch")
+    if has_ended(first):
+        note = "a run ended after its first epoch (nothing to resume)"
+        if first.get("status") != "done":
+            raise RuntimeError(f"first epoch ended with status {first.get('status')!r}")
+        if note not in rep.notes:
+            rep.notes.append(note)
     meta = {"labels": {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed,
                        "run_id": run.run_id}, "data_checksum": current_checksum(run, workdir)}
     rec = fit(run.config, d, workdir, run_id=run.run_id, meta=meta)
-    if rec.get("status") != "done" or len(rec["history"]) != run.config.train.epochs:
+    if rec.get("status") != "done" or not 1 <= len(rec["history"]) <= run.config.train.epochs:
         raise RuntimeError(f"resumed run ended with status {rec.get('status')!r} after "
                            f"{len(rec['history'])} epoch(s)")
     if not same_epoch(rec["history"][0], first["history"][0]):
         raise RuntimeError("resuming changed the record of epoch 1")
-    conf = yaml.safe_load((d / "config.yaml").read_text())
-    conf["config"] = run.config.model_dump(mode="json")
-    atomic_write_bytes(d / "config.yaml", yaml.safe_dump(conf, sort_keys=False).encode())
     assert read_record(d)["status"] == "done"
 
 
 def _cli(command: Callable[[list[str]], int], argv: list[str]) -> None:
     """A curriculab command (`command` is the CLI's main, passed in by it) in the dry project; its failure is
     an exception naming the command."""
-    import contextlib
     import io
 
     err = io.StringIO()
@@ -210,7 +244,8 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
         sizes = {}
         for name in params.prepare.datasets:
             classes = real_shape(name, params).classes
-            sizes[name] = (max(2 * rep.batch, per_class * classes), min(rep.batch, 100), min(rep.batch, 100))
+            sizes[name] = (max(2 * rep.batch, per_class * classes, candidate_need(druns)), min(rep.batch, 100),
+                           min(rep.batch, 100))
         write_synthetic(params, wd, sizes)
         if any(m.get("embedding") is not None and m.get("selection") != "random"
                for r in druns for n, m in r.config.methods.items() if n == "spl_advise"):
@@ -323,14 +358,15 @@ def render(reports: list[TableReport], speedup: float, device: str = "cpu") -> s
            f"evaluation, pretrain stages, evaluate steps and the methods' extra passes (e.g. POA's K scored batches, "
            f"SPL loss passes) are not counted. GPU hours = CPU hours / {speedup:g}: assumes a GPU runs these "
            f"{speedup:g}× faster than this CPU, {SPEEDUP_BASIS}.",
-           "Dry steps: 2 epochs of 2 training batches (a blur schedule scaled to one epoch per copy, "
-           f"plus two; "
+           "Dry steps: 2 epochs of 2 training batches, interrupted after epoch 1 and resumed (a blur schedule "
+           f"scaled to one epoch per copy, plus two; a cascade one epoch per phase, plus one; "
            f"SPL-ADVisE: {DRY_CLUSTERS} clusters per class and that many items per class) on synthetic data with "
            f"the real channels, image size and classes; the real batch size is kept unless a step at it would "
            f"take over {STEP_LIMIT_S} s here, then "
            f"the dry batch is {SMALL_BATCH} (marked 'shrunk'); evaluate steps shrunk (1 probe epoch, 16 attacked "
            f"images), a VAE's test NLL with {DRY_NLL_SAMPLES} importance samples, Perfect Ordering from "
-           f"{DRY_START_NETWORKS} start networks after epoch 1."]
+           f"{DRY_START_NETWORKS} start networks after epoch 1, POA scoring at most {DRY_CANDIDATES} candidates "
+           f"a step (and the train split holding that many batches)."]
     for r in reports:
         for note in r.notes:
             out.append(f"note {r.key}: {note}")

@@ -21,6 +21,7 @@ SMALL_BATCH = 8  # otherwise the dry steps use this batch size (and the output s
 EVAL_BATCH = 64
 DRY_NLL_SAMPLES = 4  # importance samples of a VAE's test NLL (CBS Table 6 uses 500)
 DRY_START_NETWORKS = 2  # Perfect Ordering's k-means picks per later epoch (thesis §2.2: 12, so 8,640 networks)
+DRY_CANDIDATES = 4  # POA's K candidates scored per step (thesis Tables 2.2-2.4: 8 to 64, or all)
 GPU_SPEEDUP = 1000.0  # a guess: see SPEEDUP_BASIS
 SPEEDUP_BASIS = ("a guess, not a measurement: an H100 (bf16, ~1000 dense TFLOP/s peak, far less achieved on "
                  "these convnets) against two shared CPU cores (tens of GFLOP/s)")
@@ -176,6 +177,16 @@ def _fit_schedule(methods: dict) -> int:
     return need
 
 
+def candidate_need(runs) -> int:
+    """Training images the runs' POA candidates need: K batches (or K samples) to score in one step."""
+    need = 0
+    for r in runs:
+        poa = r.config.methods.get("poa")
+        if isinstance(poa, dict) and isinstance(poa.get("k"), int):
+            need = max(need, poa["k"] * (r.config.train.batch_size if poa.get("item") == "batch" else 1))
+    return need
+
+
 def cluster_need(dry: dict) -> int:
     """Training items per class the dry settings' clusters need (0: none use per-class clusters)."""
     for row in dry["tables"].values():
@@ -211,8 +222,8 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
     """The profile's settings (uses resolved) for one table at dry-run scale: every row trains 2 epochs at
     `batch` on `device` with the given bf16/channels_last/compile switches (a blur schedule is scaled to one
     epoch per copy, and its row trains two epochs more
-    than it has copies); no MLflow, no downloads; evaluate steps, a VAE's importance samples and Perfect
-    Ordering's start networks shrunk; pretrain stages 2 iterations."""
+    than it has copies); no MLflow, no downloads; evaluate steps, a VAE's importance samples, Perfect
+    Ordering's start networks and POA's candidates shrunk; pretrain stages 2 iterations."""
     out = copy.deepcopy({k: v for k, v in raw.items() if k not in ("tables", "evaluate")})
     out["tracking"] = {"enabled": False, "uri": None}
     out["store"] = {"root": None}
@@ -228,6 +239,9 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
         task = frag.get("task_params")
         if isinstance(task, dict) and "nll_samples" in task:
             task["nll_samples"] = min(task["nll_samples"], DRY_NLL_SAMPLES)
+        poa = (frag.get("methods") or {}).get("poa")
+        if isinstance(poa, dict) and isinstance(poa.get("k"), int):
+            poa["k"] = min(poa["k"], DRY_CANDIDATES)
         runner = frag.get("runner")
         if isinstance(runner, dict):
             if "eval_batch_size" in runner:
