@@ -11,7 +11,7 @@ For each table of a profile (the paper profile by default) the dry run
   of its own, never into the user's data/, runs/ or
   reports/; `prepare` itself then makes the derived copies (blurred ones) from them;
 - trains each configuration at its dry settings (2 epochs of 2 steps; a blur schedule's rows one epoch per copy
-  plus two, a cascade's one per phase plus one), interrupted right after epoch 1's checkpoint as a kill there
+  plus one, a cascade's one per phase), interrupted right after epoch 1's checkpoint as a kill there
   would leave it, then resumes it from the checkpoint to its end (all epochs, or fewer where the method ends the
   run early) and checks that the resumed run kept epoch 1 as it was; runs the method's pretrain stage first
   where a run needs it;
@@ -44,6 +44,7 @@ from curriculab.synthetic import (
     DRY_CLUSTERS,
     DRY_NLL_SAMPLES,
     DRY_START_NETWORKS,
+    DRY_TTSA_SUMS,
     GPU_SPEEDUP,
     SMALL_BATCH,
     SPEEDUP_BASIS,
@@ -359,14 +360,14 @@ def render(reports: list[TableReport], speedup: float, device: str = "cpu") -> s
            f"SPL loss passes) are not counted. GPU hours = CPU hours / {speedup:g}: assumes a GPU runs these "
            f"{speedup:g}× faster than this CPU, {SPEEDUP_BASIS}.",
            "Dry steps: 2 epochs of 2 training batches, interrupted after epoch 1 and resumed (a blur schedule "
-           f"scaled to one epoch per copy, plus two; a cascade one epoch per phase, plus one; "
+           f"scaled to one epoch per copy, plus one; a cascade one epoch per phase; "
            f"SPL-ADVisE: {DRY_CLUSTERS} clusters per class and that many items per class) on synthetic data with "
            f"the real channels, image size and classes; the real batch size is kept unless a step at it would "
            f"take over {STEP_LIMIT_S} s here, then "
            f"the dry batch is {SMALL_BATCH} (marked 'shrunk'); evaluate steps shrunk (1 probe epoch, 16 attacked "
-           f"images), a VAE's test NLL with {DRY_NLL_SAMPLES} importance samples, Perfect Ordering from "
-           f"{DRY_START_NETWORKS} start networks after epoch 1, POA scoring at most {DRY_CANDIDATES} candidates "
-           f"a step (and the train split holding that many batches)."]
+           f"images, {DRY_TTSA_SUMS} test-time sums and EOT samples), a VAE's test NLL with {DRY_NLL_SAMPLES} "
+           f"importance samples, Perfect Ordering from {DRY_START_NETWORKS} start networks after epoch 1, POA "
+           f"scoring at most {DRY_CANDIDATES} candidates a step (and the train split holding that many batches)."]
     for r in reports:
         for note in r.notes:
             out.append(f"note {r.key}: {note}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from curriculab.config import ConfigError, Params, RunConfig, stable_hash
 
-DRY_EPOCHS = 2  # trained as 1 epoch, then resumed to 2 (more where a method's schedule needs it)
+DRY_EPOCHS = 2  # interrupted after epoch 1, then resumed (more where a method's schedule needs it)
 DRY_CLUSTERS = 1  # SPL-ADVisE clusters per class in the dry run, so the split needs one item per class
 STEP_LIMIT_S = 0.5  # a dry step at the real batch size must be projected to take at most this long
 SMALL_BATCH = 8  # otherwise the dry steps use this batch size (and the output says so)
@@ -22,6 +22,7 @@ EVAL_BATCH = 64
 DRY_NLL_SAMPLES = 4  # importance samples of a VAE's test NLL (CBS Table 6 uses 500)
 DRY_START_NETWORKS = 2  # Perfect Ordering's k-means picks per later epoch (thesis §2.2: 12, so 8,640 networks)
 DRY_CANDIDATES = 4  # POA's K candidates scored per step (thesis Tables 2.2-2.4: 8 to 64, or all)
+DRY_TTSA_SUMS = 2  # test-time sums per image (TTSA's C, and an attack's EOT samples through it)
 GPU_SPEEDUP = 1000.0  # a guess: see SPEEDUP_BASIS
 SPEEDUP_BASIS = ("a guess, not a measurement: an H100 (bf16, ~1000 dense TFLOP/s peak, far less achieved on "
                  "these convnets) against two shared CPU cores (tens of GFLOP/s)")
@@ -154,8 +155,8 @@ def config_key(cfg: RunConfig, params: Params) -> str:
 
 
 def _fit_schedule(methods: dict) -> int:
-    """Epochs a row's methods need at dry scale, plus one so that the first leg (all but the last epoch) is
-    valid too. In place: a blur schedule is scaled to one epoch per copy (then one per copy and one on the
+    """Epochs a row's methods need at dry scale (at least DRY_EPOCHS, so that there is an epoch to resume
+    into). In place: a blur schedule is scaled to one epoch per copy (then one per copy and one on the
     original data), a gradual cascade (GCSA) to one epoch (then one clean epoch); a cascade (CSA) keeps its
     phases, one epoch each."""
     from curriculab.methods.cascading import CascadingSumAugmentation
@@ -166,14 +167,14 @@ def _fit_schedule(methods: dict) -> int:
     if isinstance(ps, dict):
         ps.pop("boundaries", None)
         ps["every"] = 1
-        need = max(need, len(ProgressiveSharpening.Params.model_validate(ps).copies.levels()) + 2)
+        need = max(need, len(ProgressiveSharpening.Params.model_validate(ps).copies.levels()) + 1)
     csa = methods.get("csa")
     if isinstance(csa, dict):
-        need = max(need, len(CascadingSumAugmentation.Params.model_validate(csa).cascade) + 1)
+        need = max(need, len(CascadingSumAugmentation.Params.model_validate(csa).cascade))
     gcsa = methods.get("gcsa")
     if isinstance(gcsa, dict):
         gcsa["cascade_epochs"] = 1
-        need = max(need, 3)
+        need = max(need, 2)
     return need
 
 
@@ -222,8 +223,8 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
     """The profile's settings (uses resolved) for one table at dry-run scale: every row trains 2 epochs at
     `batch` on `device` with the given bf16/channels_last/compile switches (a blur schedule is scaled to one
     epoch per copy, and its row trains two epochs more
-    than it has copies); no MLflow, no downloads; evaluate steps, a VAE's importance samples, Perfect
-    Ordering's start networks and POA's candidates shrunk; pretrain stages 2 iterations."""
+    than it has copies); no MLflow, no downloads; evaluate steps (TTSA's sums too), a VAE's importance
+    samples, Perfect Ordering's start networks and POA's candidates shrunk; pretrain stages 2 iterations."""
     out = copy.deepcopy({k: v for k, v in raw.items() if k not in ("tables", "evaluate")})
     out["tracking"] = {"enabled": False, "uri": None}
     out["store"] = {"root": None}
@@ -259,6 +260,11 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
         if isinstance(adv, dict):
             adv["limit"] = min(adv.get("limit", 16), 16)
             adv["batch_size"] = min(adv.get("batch_size", 16), 16)
+            if "eot_samples" in adv:
+                adv["eot_samples"] = min(adv["eot_samples"], DRY_TTSA_SUMS)
+        for ttsa in (ev.get("ttsa"), ((adv if isinstance(adv, dict) else {}).get("defences") or {}).get("ttsa")):
+            if isinstance(ttsa, dict) and "c" in ttsa:  # TTSA's C sums per test image (thesis §3.7.3: 16)
+                ttsa["c"] = min(ttsa["c"], DRY_TTSA_SUMS)
         out["evaluate"] = {key: ev}
     for block in out.get("pretrain", {}).values():
         block.update(device=device, tsne_points=min(block.get("tsne_points", 64), 64),
