@@ -139,13 +139,14 @@ def test_dry_raw_caps_poa_candidates_and_the_split_holds_them():
     assert candidate_need(runs) == DRY_CANDIDATES * 8  # K batches of 8
 
 
-def test_dry_raw_caps_test_time_sums():
-    from curriculab.synthetic import DRY_TTSA_SUMS, dry_raw
+def test_dry_raw_caps_test_time_sums_and_attack_steps():
+    from curriculab.synthetic import DRY_ATTACK_STEPS, DRY_TTSA_SUMS, dry_raw
 
     raw = _paper_raw()
     assert dry_raw(raw, "thesis_t36", 8)["evaluate"]["thesis_t36"]["ttsa"]["c"] == DRY_TTSA_SUMS
     adv = dry_raw(raw, "thesis_t33", 8)["evaluate"]["thesis_t33"]["adversarial"]
     assert adv["defences"]["ttsa"]["c"] == DRY_TTSA_SUMS and adv["eot_samples"] == DRY_TTSA_SUMS
+    assert adv["attacks"] == {"fgsm": {}, **{a: {"steps": DRY_ATTACK_STEPS} for a in ("bim", "mim", "pgd")}}
 
 
 def test_dry_raw_caps_vae_importance_samples():

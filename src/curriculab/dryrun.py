@@ -40,6 +40,8 @@ import yaml
 
 from curriculab.config import ConfigError, Params, table_key
 from curriculab.synthetic import (
+    DRY_ATTACK_STEPS,
+    DRY_ATTACKED,
     DRY_CANDIDATES,
     DRY_CLUSTERS,
     DRY_NLL_SAMPLES,
@@ -265,7 +267,8 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
             log(f"  {key}: configuration {i + 1}/{len(dgroups)} ({lead.row} | {lead.column})")
             _train_and_resume(lead, wd, rep)
             for other in members[1:]:
-                _copy_run(lead.dir(wd), other.dir(wd), other, wd)
+                if other.run_id != lead.run_id:  # rows made identical by the dry settings share one folder
+                    _copy_run(lead.dir(wd), other.dir(wd), other, wd)
         rep.reached += ["train", "resume"]
         block, adversarial = split_evaluate(params.evaluate.get(key, {}))
         if spec.evaluate is not None or adversarial is not None:
@@ -364,8 +367,9 @@ def render(reports: list[TableReport], speedup: float, device: str = "cpu") -> s
            f"SPL-ADVisE: {DRY_CLUSTERS} clusters per class and that many items per class) on synthetic data with "
            f"the real channels, image size and classes; the real batch size is kept unless a step at it would "
            f"take over {STEP_LIMIT_S} s here, then "
-           f"the dry batch is {SMALL_BATCH} (marked 'shrunk'); evaluate steps shrunk (1 probe epoch, 16 attacked "
-           f"images, {DRY_TTSA_SUMS} test-time sums and EOT samples), a VAE's test NLL with {DRY_NLL_SAMPLES} "
+           f"the dry batch is {SMALL_BATCH} (marked 'shrunk'); evaluate steps shrunk (1 probe epoch, "
+           f"{DRY_ATTACKED} attacked images, {DRY_ATTACK_STEPS} steps of an iterative attack, {DRY_TTSA_SUMS} "
+           f"test-time sums and EOT samples), a VAE's test NLL with {DRY_NLL_SAMPLES} "
            f"importance samples, Perfect Ordering from {DRY_START_NETWORKS} start networks after epoch 1, POA "
            f"scoring at most {DRY_CANDIDATES} candidates a step (and the train split holding that many batches)."]
     for r in reports:

@@ -23,6 +23,8 @@ DRY_NLL_SAMPLES = 4  # importance samples of a VAE's test NLL (CBS Table 6 uses 
 DRY_START_NETWORKS = 2  # Perfect Ordering's k-means picks per later epoch (thesis §2.2: 12, so 8,640 networks)
 DRY_CANDIDATES = 4  # POA's K candidates scored per step (thesis Tables 2.2-2.4: 8 to 64, or all)
 DRY_TTSA_SUMS = 2  # test-time sums per image (TTSA's C, and an attack's EOT samples through it)
+DRY_ATTACK_STEPS = 2  # an iterative attack's steps (the thesis' official script: 10)
+DRY_ATTACKED = 4  # test images attacked per run
 GPU_SPEEDUP = 1000.0  # a guess: see SPEEDUP_BASIS
 SPEEDUP_BASIS = ("a guess, not a measurement: an H100 (bf16, ~1000 dense TFLOP/s peak, far less achieved on "
                  "these convnets) against two shared CPU cores (tens of GFLOP/s)")
@@ -258,10 +260,17 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
             ev["batch_size"] = min(ev["batch_size"], EVAL_BATCH)
         adv = ev.get("adversarial")
         if isinstance(adv, dict):
-            adv["limit"] = min(adv.get("limit", 16), 16)
-            adv["batch_size"] = min(adv.get("batch_size", 16), 16)
+            adv["limit"] = min(adv.get("limit") or DRY_ATTACKED, DRY_ATTACKED)
+            adv["batch_size"] = min(adv.get("batch_size", DRY_ATTACKED), DRY_ATTACKED)
             if "eot_samples" in adv:
                 adv["eot_samples"] = min(adv["eot_samples"], DRY_TTSA_SUMS)
+            attacks = adv.get("attacks")
+            if isinstance(attacks, list):
+                attacks = {str(a): {} for a in attacks}
+            if isinstance(attacks, dict):  # iterative attacks (BIM, MIM, PGD): DRY_ATTACK_STEPS steps
+                adv["attacks"] = {n: a if n == "fgsm" else {**(a or {}), "steps": min((a or {}).get("steps") or 10,
+                                                                                      DRY_ATTACK_STEPS)}
+                                  for n, a in attacks.items()}
         for ttsa in (ev.get("ttsa"), ((adv if isinstance(adv, dict) else {}).get("defences") or {}).get("ttsa")):
             if isinstance(ttsa, dict) and "c" in ttsa:  # TTSA's C sums per test image (thesis §3.7.3: 16)
                 ttsa["c"] = min(ttsa["c"], DRY_TTSA_SUMS)
