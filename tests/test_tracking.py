@@ -236,13 +236,16 @@ def mlflow_server(tmp_path_factory):
             proc.kill()
 
 
-def test_a_tracking_server_gets_every_run_and_artifact_once_through_its_proxy(workdir, mlflow_server):
+def test_a_tracking_server_gets_every_run_and_artifact_once_through_its_proxy(workdir, mlflow_server, capsys):
     from curriculab.tracking import client
 
     uri, artifacts = mlflow_server
     p = _project(workdir, workers=2)
     p.write_text(p.read_text() + f"tracking: {{uri: '{uri}'}}\n")
     assert _train(workdir) == 0
+    out = capsys.readouterr().out
+    assert "View run" not in out and "View experiment" not in out  # MLflow's per-run URL lines stay quiet
+    assert f"logged live to MLflow at {uri}" in out  # the server, not the project folder
     assert not (workdir / "mlflow.db").exists() and not (workdir / "mlruns").exists()
     c = client(uri)
     parents, children = _runs(c, "table"), _runs(c, "run")

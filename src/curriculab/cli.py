@@ -164,7 +164,8 @@ def cmd_train(args) -> int:
         print(f"{spec.id}: {n} run(s) skipped: another process (pid {', '.join(map(str, busy))}) is training "
               f"them; run this command again when it has finished", file=sys.stderr)
         return 3
-    print(f"{spec.id}: done; {len(todo)} run(s) trained" + (f", logged live to MLflow at {store}" if log else ""))
+    where = params.tracking.uri or store
+    print(f"{spec.id}: done; {len(todo)} run(s) trained" + (f", logged live to MLflow at {where}" if log else ""))
     return 0
 
 

@@ -36,6 +36,7 @@ def tracking_uri(store: Path, cfg: TrackingParams) -> str:
 def client(uri: str):
     """An MlflowClient for `uri`, with MLflow's and alembic's INFO lines silenced."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a "View run" line per run on a server
     from mlflow import MlflowClient
 
     for name in ("mlflow", "alembic"):
