@@ -76,7 +76,7 @@ def test_children_are_complete_and_logged_once_no_op_logs_nothing_rerun_replaces
 
     from curriculab import fingerprint  # new code: new run ids; the old code's children are deleted
 
-    monkeypatch.setattr(fingerprint, "code_fingerprint", lambda methods, root=None: "new code")
+    monkeypatch.setattr(fingerprint, "code_fingerprint", lambda methods, root=None, modules=(): "new code")
     assert _train(workdir) == 0
     newest = _runs(c, "run")
     assert len(newest) == 2 and {r.data.tags["code_fingerprint"] for r in newest} == {"new code"}
