@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -88,9 +87,9 @@ def _copy_run(src: Path, dst: Path, run, workdir: Path) -> None:
     from curriculab.data.prepared import atomic_write_bytes
     from curriculab.engine.records import write_record
     from curriculab.executor import current_checksum, read_record
+    from curriculab.store import link_tree
 
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst, copy_function=os.link)  # hard links: files are rewritten by atomic replace
+    link_tree(src, dst)
     labels = {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed, "run_id": run.run_id}
     conf = yaml.safe_load((dst / "config.yaml").read_text())
     conf.update(labels=labels, config=run.config.model_dump(mode="json"))

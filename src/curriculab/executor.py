@@ -17,6 +17,7 @@ from curriculab.config import ConfigError, ExecutorParams, RunsFailed
 from curriculab.data.prepared import atomic_write_bytes, read_json, read_meta
 from curriculab.engine.records import has_ended, is_done, write_record
 from curriculab.runlock import RunLock, die_with_parent
+from curriculab.store import link_tree
 from curriculab.tables.spec import RunSpec
 
 
@@ -106,8 +107,7 @@ def reuse_identical(run: RunSpec, workdir: Path, checksum: str) -> bool:
         labels = {"table": run.table, "row": run.row, "column": run.column, "seed": run.seed,
                   "run_id": run.run_id}
         tmp = d.with_name(d.name + ".copy")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(other, tmp)
+        link_tree(other, tmp)  # hard links: a checkpoint is shared, not duplicated
         conf = yaml.safe_load((tmp / "config.yaml").read_text())
         atomic_write_bytes(tmp / "config.yaml", yaml.safe_dump({**conf, "labels": labels}, sort_keys=False).encode())
         write_record(tmp / "metrics.json", {**rec, "labels": labels, "reused_from": other.parent.name})

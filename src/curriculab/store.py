@@ -36,8 +36,9 @@ def store_root(workdir: Path, setting: str | None = None) -> Path:
     return project_root(workdir)
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    """Copy a run folder as hard links (a copy where links are impossible), atomically by rename."""
+def link_tree(src: Path, dst: Path) -> None:
+    """Copy a run folder as hard links (a copy where links are impossible), atomically by rename. Safe because
+    every file of a run folder is rewritten by atomic replace, never in place: a rewrite unshares the file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}."))
     try:
@@ -61,7 +62,7 @@ def pull(run_dirs) -> int:
     n = 0
     for store_dir, local_dir, finished in run_dirs:
         if store_dir != local_dir and finished(store_dir) and not finished(local_dir):
-            _link_tree(store_dir, local_dir)
+            link_tree(store_dir, local_dir)
             n += 1
     return n
 
@@ -71,6 +72,6 @@ def publish(run_dirs) -> int:
     n = 0
     for store_dir, local_dir, finished in run_dirs:
         if store_dir != local_dir and finished(local_dir) and not finished(store_dir):
-            _link_tree(local_dir, store_dir)
+            link_tree(local_dir, store_dir)
             n += 1
     return n
