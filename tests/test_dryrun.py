@@ -149,6 +149,17 @@ def test_dry_raw_caps_test_time_sums_and_attack_steps():
     assert adv["attacks"] == {"fgsm": {}, **{a: {"steps": DRY_ATTACK_STEPS} for a in ("bim", "mim", "pgd")}}
 
 
+def test_dry_raw_caps_the_default_attacks_too():
+    """An adversarial block that names no attacks gets AdversarialParams' defaults (FGSM and a 10-step PGD):
+    the dry run caps that PGD as it caps a named one."""
+    from curriculab.synthetic import DRY_ATTACK_STEPS, dry_raw
+
+    raw = _paper_raw()
+    del raw["evaluate"]["thesis_t33"]["adversarial"]["attacks"]
+    adv = dry_raw(raw, "thesis_t33", 8)["evaluate"]["thesis_t33"]["adversarial"]
+    assert adv["attacks"] == {"fgsm": {}, "pgd": {"steps": DRY_ATTACK_STEPS}}
+
+
 def test_dry_raw_caps_vae_importance_samples():
     """cbs_t6's test NLL takes 500 importance samples per image; the dry run takes DRY_NLL_SAMPLES."""
     from curriculab.synthetic import DRY_NLL_SAMPLES, dry_raw

@@ -264,13 +264,7 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
             adv["batch_size"] = min(adv.get("batch_size", DRY_ATTACKED), DRY_ATTACKED)
             if "eot_samples" in adv:
                 adv["eot_samples"] = min(adv["eot_samples"], DRY_TTSA_SUMS)
-            attacks = adv.get("attacks")
-            if isinstance(attacks, list):
-                attacks = {str(a): {} for a in attacks}
-            if isinstance(attacks, dict):  # iterative attacks (BIM, MIM, PGD): DRY_ATTACK_STEPS steps
-                adv["attacks"] = {n: a if n == "fgsm" else {**(a or {}), "steps": min((a or {}).get("steps") or 10,
-                                                                                      DRY_ATTACK_STEPS)}
-                                  for n, a in attacks.items()}
+            adv["attacks"] = _dry_attacks(adv.get("attacks"), f"evaluate.{key}.adversarial.attacks")
         for ttsa in (ev.get("ttsa"), ((adv if isinstance(adv, dict) else {}).get("defences") or {}).get("ttsa")):
             if isinstance(ttsa, dict) and "c" in ttsa:  # TTSA's C sums per test image (thesis §3.7.3: 16)
                 ttsa["c"] = min(ttsa["c"], DRY_TTSA_SUMS)
@@ -281,6 +275,17 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
     _shrink_embeddings(out)
     _shrink_embeddings(out["tables"])
     return out
+
+
+def _dry_attacks(attacks, path: str) -> dict:
+    """The block's attacks, read as AdversarialParams reads them (a list, a dict, or its defaults when none
+    is named), with each iterative attack (BIM, MIM, PGD) capped at DRY_ATTACK_STEPS steps."""
+    from curriculab.evaluate.adversarial import ITERATIVE, AdversarialParams, resolve_attack
+
+    parsed = AdversarialParams.model_validate({} if attacks is None else {"attacks": attacks}).attacks
+    return {n: a.model_dump(exclude_unset=True)
+            | ({"steps": min(resolve_attack(n, a, f"{path}.{n}").steps, DRY_ATTACK_STEPS)} if n in ITERATIVE else {})
+            for n, a in parsed.items()}
 
 
 def write_synthetic(params: Params, workdir: Path, sizes: dict[str, tuple[int, int, int]]) -> None:
