@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -170,11 +169,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from curriculab.data.prepared import DatasetMissing, atomic_write_json
+    from curriculab.data.prepared import DatasetMissing
     from curriculab.engine.records import is_done
     from curriculab.evaluate.adversarial import evaluate_table, split_evaluate
     from curriculab.executor import read_record
-    from curriculab.fingerprint import evaluation_key
+    from curriculab.fingerprint import evaluation_key, is_cached, write_cached
     from curriculab.tables.spec import expand_table
 
     params, workdir = _params(args)
@@ -201,13 +200,13 @@ def cmd_evaluate(args) -> int:
         rec = read_record(run.dir(workdir))
         target = out / f"{run.run_id}.json"
         key = evaluation_key(opts.model_dump(mode="json"), rec.get("data_checksum"), spec.evaluate.__module__)
-        if target.is_file() and json.loads(target.read_text()).get("_key") == key:
+        if is_cached(target, key):
             continue
         try:
             metrics = spec.evaluate(run, rec, opts, workdir)
         except DatasetMissing as e:  # e.g. a transfer target: the report shows what was not evaluated
             return _skipped(f"{spec.id}: evaluation", out, str(e))
-        atomic_write_json(target, {**metrics, "_key": key})
+        write_cached(target, key, metrics)
     print(f"{spec.id}: evaluated")
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import sys
 from functools import cache
 from pathlib import Path
@@ -139,6 +140,18 @@ def code_files(methods=None, root: Path | None = None, modules=()) -> list[str]:
     root = Path(root or PACKAGE).resolve()
     names = sorted(registry()) if methods is None else sorted(methods)
     return [_rel(p, root) for p in _closure(_seeds(names, modules, root), root) if p.is_relative_to(root)]
+
+
+def is_cached(target: Path, key: dict) -> bool:
+    """Whether the result file `target` was computed from `key` (an `evaluation_key`)."""
+    return target.is_file() and json.loads(target.read_text()).get("_key") == key
+
+
+def write_cached(target: Path, key: dict, metrics: dict) -> None:
+    """Write an evaluate step's result with the key it was computed from (read back by `is_cached`)."""
+    from curriculab.data.prepared import atomic_write_json
+
+    atomic_write_json(target, {**metrics, "_key": key})
 
 
 def evaluation_key(options: dict, checksum: str | None, module: str, **extra) -> dict:

@@ -325,9 +325,8 @@ def evaluate_table(spec, params, runs: list, block: dict, workdir: Path) -> int:
     """The evaluate step of an adversarial block: each selected run once (cached by settings and data), the
     sanity checks on the first. Results go to runs/eval/<table>/adversarial/<run-id>.json and to the run's
     MLflow record. Returns the number of runs attacked now."""
-    from curriculab.data.prepared import atomic_write_json
     from curriculab.executor import read_record
-    from curriculab.fingerprint import evaluation_key
+    from curriculab.fingerprint import evaluation_key, is_cached, write_cached
     from curriculab.store import store_root
     from curriculab.tracking import log_evaluation
 
@@ -338,11 +337,11 @@ def evaluate_table(spec, params, runs: list, block: dict, workdir: Path) -> int:
         rec = read_record(run.dir(workdir))
         target = out_dir(workdir, spec.key) / f"{run.run_id}.json"
         key = evaluation_key(p.model_dump(mode="json"), rec.get("data_checksum"), __name__, sanity=i == 0)
-        if target.is_file() and json.loads(target.read_text()).get("_key") == key:
+        if is_cached(target, key):
             continue
         t0 = time.perf_counter()
         metrics = evaluate_run(run, p, workdir, sanity=i == 0)
-        atomic_write_json(target, {**metrics, "_key": key})
+        write_cached(target, key, metrics)
         print(f"{spec.id} [{i + 1}/{len(todo)}] {run.row} | {run.column} | seed {run.seed}: "
               + ", ".join(f"{a} {metrics[f'adv_{a}_acc']:.3f}" for a in p.attacks)
               + f" ({time.perf_counter() - t0:.1f} s)", flush=True)
