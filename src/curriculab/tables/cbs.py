@@ -13,6 +13,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from curriculab.evaluate.transfer import ProbeParams, ZeroShotParams, feature_probe, zero_shot
+from curriculab.tables.cbs_chosen import (
+    CBS_APP_CHOSEN,
+    CBS_IMAGENET_CHOSEN,
+    CBS_T1_CHOSEN,
+    CBS_T3_CHOSEN,
+    CBS_T5_CHOSEN,
+    CBS_T6_CHOSEN,
+    CBS_T7_CHOSEN,
+)
 from curriculab.tables.figures import curves, save_figure
 from curriculab.tables.spec import Claim, TableSpec, paper_key, register_table
 
@@ -89,6 +98,7 @@ def val_curve(table_id: str, key: str = "val_acc", label: str = "validation accu
 _T1_COLS = [f"{a}_{d}" for a in ("vgg16", "resnet18", "wrn50", "resnext50")
             for d in ("svhn", "cifar10", "cifar100")]
 register_table(TableSpec(
+    chosen_here=CBS_T1_CHOSEN,
     id="cbs.t1",
     title="Image classification, top-1 accuracy, ± CBS (paper Table 1)",
     source="cbs",
@@ -105,6 +115,7 @@ register_table(TableSpec(
 # --------------------------------------------------------------------------- Table 2
 
 register_table(TableSpec(
+    chosen_here=CBS_IMAGENET_CHOSEN,
     id="cbs.t2",
     title="ImageNet top-1 / top-5 accuracy, ± CBS (paper Table 2; paper profile only)",
     source="cbs",
@@ -125,6 +136,7 @@ register_table(TableSpec(
 
 _PROBE_TARGETS = ["digits", "syndigits", "svhn", "cifar10", "cifar100"]
 register_table(TableSpec(
+    chosen_here=CBS_T3_CHOSEN,
     id="cbs.t3",
     title="Frozen-feature transfer: 3-layer MLP probe on new datasets, ± CBS backbone (paper Table 3)",
     source="cbs",
@@ -155,6 +167,7 @@ register_table(TableSpec(
 # --------------------------------------------------------------------------- Table 5
 
 register_table(TableSpec(
+    chosen_here=CBS_T5_CHOSEN,
     id="cbs.t5",
     title="Zero-shot domain adaptation: source-only ± CBS, and the target-only oracle (paper Table 5)",
     source="cbs",
@@ -188,6 +201,7 @@ register_table(TableSpec(
 
 _T6_COLS = [paper_key(["nll"], d, m) for d in ("mnist", "celeba") for m in ("nll", "mi", "au")]
 register_table(TableSpec(
+    chosen_here=CBS_T6_CHOSEN,
     id="cbs.t6",
     title="VAE and β-VAE (β = 10) ± CBS on every conv and transposed conv: NLL, MI, active units (paper "
           "Table 6)",
@@ -224,6 +238,7 @@ register_table(TableSpec(
 
 T7_ROWS = ["image_only", "image_and_features", "constant", "plain", "cbs"]
 register_table(TableSpec(
+    chosen_here=CBS_T7_CHOSEN,
     id="cbs.t7",
     title="Ablation on ResNet-18: where to smooth, and whether to anneal σ (paper Table 7)",
     source="cbs",
@@ -300,6 +315,7 @@ def sweep_row(sigma0: float, decay: float) -> str:
 
 
 register_table(TableSpec(
+    chosen_here=CBS_APP_CHOSEN,
     id="cbs.app",
     title="Appendix ablations: σ0 × decay sweep, single-layer CBS, initialisation schemes (paper appendix "
           "B-D)",

@@ -196,8 +196,8 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
         if text:
             lines += [text.rstrip(), ""]
             claims += getattr(text, "claims", [])
-    if spec.notes or diverged:
-        lines += ["## Notes", ""] + ([spec.notes, ""] if spec.notes else []) + _diverged_note(diverged)
+    if spec.all_notes or diverged:
+        lines += ["## Notes", ""] + ([spec.all_notes, ""] if spec.all_notes else []) + _diverged_note(diverged)
     return "\n".join(lines), pd.DataFrame(summary), claims
 
 

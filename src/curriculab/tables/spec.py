@@ -82,12 +82,24 @@ class TableSpec:
     sections: list[Callable[..., str]] = field(default_factory=list)  # (TableResult) → extra markdown (e.g. a
     # claim measured on per-epoch curves rather than on the table's metric; a Section to count its verdicts)
     notes: str = ""  # shown under the table: deviations from the paper, options used
+    # the paper profile's settings that the paper does not state: dotted path in a run's resolved settings
+    # (or `evaluate.<...>` in the table's evaluate block) → what was chosen and why
+    chosen_here: dict[str, str] = field(default_factory=dict)
     runner: Callable[..., dict] | None = None  # trains a run instead of `fit` (same signature and record)
     RunnerParams: type[BaseModel] | None = None  # validates `run.runner`; an optional `check_run(run, path)`
 
     @property
     def key(self) -> str:
         return table_key(self.id)
+
+    @property
+    def all_notes(self) -> str:
+        """The notes, then the `chosen_here` list."""
+        if not self.chosen_here:
+            return self.notes
+        chosen = "; ".join(f"`{path}`: {why}" for path, why in self.chosen_here.items())
+        return (self.notes + "\n\n" if self.notes else "") \
+            + f"Chosen here (settings of the paper profile that the paper does not state): {chosen}."
 
 
 @dataclass(frozen=True)

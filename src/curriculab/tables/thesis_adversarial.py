@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from curriculab.tables.robust import attack_label
 from curriculab.tables.spec import Claim, TableSpec, register_table
+from curriculab.tables.thesis_chosen import ADVERSARIAL, SUM_AUGMENTATION
 
 _THESIS = ("clean", "fgsm", "bim", "mim", "pgd")
 register_table(TableSpec(
@@ -22,6 +23,7 @@ register_table(TableSpec(
                "measured here.",
     claims=[Claim(f"CSA (start K = 4) is more robust than the baseline ({attack_label(a)})", "csa_k4", "baseline",
                   metric=f"adv_{a}_acc") for a in ("fgsm", "bim", "mim", "pgd")],
+    chosen_here={**SUM_AUGMENTATION, **ADVERSARIAL},
     notes="The runs are those of thesis.t31 (identical settings, hence identical run ids: they are reused, not "
           "trained again). The official script's own TTSA variant (commented out there) "
           "mixes x·(1 − λ) + λ·random with λ = 0.5 and 64 mixes and attacks through the averaged logits, "

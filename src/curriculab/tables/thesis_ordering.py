@@ -11,6 +11,7 @@ import pandas as pd
 from curriculab.runners.perfect_ordering import PerfectOrderingParams, read_networks, run_perfect_ordering
 from curriculab.tables.figures import save_figure
 from curriculab.tables.spec import TableSpec, register_table
+from curriculab.tables.thesis_chosen import PERFECT_ORDERING
 
 # Table 2.1 of the thesis: epoch → (min acc, mean acc, max acc, min loss, max loss), quoted.
 THESIS_T21 = {
@@ -122,6 +123,7 @@ register_table(TableSpec(
     RunnerParams=PerfectOrderingParams,
     figures=[f21],
     sections=[t21_section],
+    chosen_here=PERFECT_ORDERING,
     notes="The main table is the last epoch. The network is the authors' BasicConv (conv 2×2 → ReLU → BN → conv 2×2 "
           "→ ReLU → BN → global average pool → linear; `basic_conv`), the thesis saying only \"a toy CNN\". "
           "Every network carries its own SGD momentum buffers from epoch to epoch (the authors' code replays the "

@@ -9,6 +9,7 @@ import pandas as pd
 from curriculab.tables.figures import curves
 from curriculab.tables.spec import Section, TableSpec, register_table
 from curriculab.tables.stats import check_claim
+from curriculab.tables.thesis_chosen import POA
 
 # The thesis' test accuracy, epochs 1-10 (CIFAR-10, PreResNet-56, one seed), quoted from Tables 2.2-2.4.
 BASELINE = [0.3926, 0.6005, 0.5616, 0.6415, 0.698, 0.7395, 0.6926, 0.7709, 0.6926, 0.7875]
@@ -153,7 +154,7 @@ def poa_section(res) -> str:
 def _spec(id_: str, title: str, notes: str) -> TableSpec:
     return register_table(TableSpec(
         id=id_, title=title, source="thesis", metrics=["test_acc", "test_acc_at_best_val"],
-        paper_note=PAPER_NOTE, sections=[poa_section],
+        paper_note=PAPER_NOTE, sections=[poa_section], chosen_here=POA,
         figures=[lambda res, out, i=id_: curves(res, "test_acc", "test accuracy", out / f"{i}.curves",
                                                 title=f"{i}: test accuracy per epoch (mean ± std over seeds)")],
         notes=notes + " An epoch of an ordering strategy consumes every batch of a random split once (the last, "

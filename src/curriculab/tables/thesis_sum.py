@@ -21,6 +21,7 @@ from curriculab.methods.sum_augmentation import gcc
 from curriculab.tables.figures import save_figure
 from curriculab.tables.spec import Claim, Section, TableSpec, register_table
 from curriculab.tables.stats import check_claim
+from curriculab.tables.thesis_chosen import GCSA, MIXING_BASELINES, SUM_AUGMENTATION, SUM_AUGMENTATION_FULL
 
 
 class SumOptions(Strict):
@@ -282,17 +283,18 @@ _spec(id="thesis.t31", title="Cascading Sum Augmentation: test error (%) by star
                     "baseline": [47.36, 20.15, 5.57, 43.47, 19.96, 4.68]}, _T31),
       paper_note="Thesis Table 3.1: CIFAR-10 test error (%), subsets of 100 / 500 / 5000 images per class, "
                  "WRN-40-4 and WRN-28-10, one run each, checkpoints selected on test accuracy.",
-      claims=CSA_CLAIMS, sections=CSA_SECTIONS, notes=NOTES)
+      claims=CSA_CLAIMS, sections=CSA_SECTIONS, notes=NOTES, chosen_here=SUM_AUGMENTATION)
 _spec(id="thesis.t32", title="Cascading Sum Augmentation on a second dataset: test error (%) (thesis Table 3.2)",
       paper=_paper({"csa_k8": [35.3, 20.34, 35.01, 18.63], "csa_k4": [34.7, 19.85, 33.01, 18.09],
                     "csa_k2": [35.56, 20.17, 34.44, 18.17], "baseline": [43.2, 23.87, 41.72, 21.94]}, _T32),
       paper_note="Thesis Table 3.2: CIFAR-100 test error (%), 100 / 500 images per class, one run each.",
-      claims=CSA_CLAIMS, sections=CSA_SECTIONS, notes=NOTES)
+      claims=CSA_CLAIMS, sections=CSA_SECTIONS, notes=NOTES, chosen_here=SUM_AUGMENTATION)
 _spec(id="thesis.f36", title="CSA (K=4) vs mixup vs SamplePairing: error reduction over the baseline (thesis Fig. 3.6)",
       claims=[Claim("CSA (K=4) beats mixup", "csa_k4", "mixup"),
               Claim("CSA (K=4) beats SamplePairing", "csa_k4", "sample_pairing"),
               Claim("CSA (K=4) beats the baseline", "csa_k4", "baseline")],
       sections=[selection_section, reduction_section], figures=[reduction_figure],
+      chosen_here={**SUM_AUGMENTATION, **MIXING_BASELINES},
       notes=NOTES + " mixup (Zhang et al. 2018): λ ~ Beta(α, α), α = 1 (their CIFAR setting), one λ per batch, "
                     "cross-entropy on the mixed one-hot targets. SamplePairing (Inoue 2018): average with a random "
                     "training image, first image's label; on CIFAR it starts after 100 epochs, then 8 epochs on, 2 "
@@ -307,6 +309,7 @@ _spec(id="thesis.t34", title="Gradually Cascading Sum Augmentation: test error (
               Claim("GCSA beats CSA (start K=4)", "gcsa_k4", "csa_k4"),
               Claim("GCSA beats CSA (start K=8)", "gcsa_k8", "csa_k8")],
       sections=[selection_section, analogue_section, spike_section], figures=[f34_figure],
+      chosen_here={**SUM_AUGMENTATION_FULL, **GCSA},
       notes=NOTES + " GCSA: weights GCC_n(t) (eqs. 3.1-3.6), t = epoch / cascade_epochs (Algorithm 3; "
                     "`t_update: step` is the official per-step increment), K = n − ⌊t(n−1)⌋ groups, loss ÷ K; "
                     "then clean fine-tuning with the same early stop and restore. Figure thesis.f34: GCC_2 and "
@@ -325,11 +328,13 @@ _spec(id="thesis.t35", title="Test-Time Sum Augmentation: normal vs TTSA test er
                     "2": [6.19, 6.03, 5.74, 5.39]}, _TTSA_PAPER),
       paper_note="Thesis Table 3.5: CIFAR-10 (full) test error (%), normal test and TTSA (`ttsa_test_err` "
                  "columns), one run each.",
-      sections=[selection_section, analogue_section, ttsa_section], notes=_TTSA_NOTES)
+      sections=[selection_section, analogue_section, ttsa_section], notes=_TTSA_NOTES,
+      chosen_here=SUM_AUGMENTATION_FULL)
 _spec(id="thesis.t36", title="Test-Time Sum Augmentation on a second dataset (thesis Table 3.6)",
       metrics=["test_err", "ttsa_test_err"],
       paper=_paper({"8-4-2": [27.18, 24.06, 25.11, 20.25], "4-2": [27.22, 23.9, 24.42, 20.46],
                     "2": [27.19, 23.58, 24.32, 20.29]}, _TTSA_PAPER),
       paper_note="Thesis Table 3.6: CIFAR-100 (full) test error (%), normal test and TTSA (`ttsa_test_err` "
                  "columns), one run each.",
-      sections=[selection_section, analogue_section, ttsa_section], notes=_TTSA_NOTES)
+      sections=[selection_section, analogue_section, ttsa_section], notes=_TTSA_NOTES,
+      chosen_here=SUM_AUGMENTATION_FULL)
