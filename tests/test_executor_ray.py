@@ -45,6 +45,14 @@ def test_ray_backend_without_ray_says_how_to_install_it(workdir, monkeypatch):
 ray = pytest.importorskip("ray")
 
 
+def test_a_table_with_nothing_to_train_starts_no_runtime(workdir, monkeypatch):
+    runs = _runs()
+    local = run_all(runs, workdir, ExecutorParams())
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("a Ray runtime was started"))
+    assert _finals(run_all(runs, workdir, RAY)) == _finals(local)
+
+
 @pytest.fixture(scope="module")
 def ray_runtime():
     """One local Ray runtime for the module (a few seconds to start), shut down at its end."""

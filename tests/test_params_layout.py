@@ -18,7 +18,8 @@ from tests.conftest import ROOT
 PROFILES = [ROOT / "params.yaml", ROOT / "profiles" / "paper.yaml"]
 
 
-@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [ROOT / "params.yaml", *sorted((ROOT / "profiles").glob("*.yaml"))],
+                         ids=lambda p: p.name)
 def test_profiles_have_no_anchors_and_no_dotted_names(path):
     events = list(yaml.parse(path.read_text()))
     assert not [e for e in events if isinstance(e, yaml.AliasEvent)]

@@ -128,7 +128,9 @@ def cmd_train(args) -> int:
     todo = {r.run_id for r in runs if not ended(r, workdir)}  # a diverged run is not trained again
     print(f"{spec.id}: {len(runs)} runs, {len(runs) - len(todo)} already finished"
           + (f" ({linked} from the store at {store})" if linked else "")
-          + f", {len(todo)} to train (executor: {cfg.backend}, {cfg.workers} worker(s))", flush=True)
+          + f", {len(todo)} to train (executor: " + (f"ray, one task of {cfg.threads} CPU(s) per run)"
+                                                      if cfg.backend == "ray" else f"local, {cfg.workers} worker(s))"),
+          flush=True)
     lock = RunLock(store / "runs" / spec.key / ".mlflow.lock")  # one MLflow logger per table at a time
     live = params.tracking.enabled and lock.acquire() is None
 

@@ -218,7 +218,10 @@ def _name(run: RunSpec) -> str:
 
 def _run_ray(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
     """One Ray task per run (one GPU each when the cluster has them); RAY_ADDRESS picks the cluster, else a
-    local runtime. Every task runs to its end; then a failed one fails the stage, named with its error."""
+    local runtime. Every task runs to its end; then a failed one fails the stage, named with its error.
+    A table with nothing left to train reads its records here and starts no runtime."""
+    if all(is_finished(r, workdir) for r in runs):
+        return _sequential(runs, workdir, threads)
     try:
         import ray
     except ImportError:
@@ -226,7 +229,7 @@ def _run_ray(runs: list[RunSpec], workdir: Path, threads: int) -> list[dict]:
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"))
     gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
-    remote = ray.remote(num_gpus=gpus, max_retries=0)(_execute_ray)
+    remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(_execute_ray)  # threads CPUs each
     refs = [remote.remote(r, str(Path(workdir).resolve()), threads) for r in runs]
     outcomes = []
     for ref in refs:
