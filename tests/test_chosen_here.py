@@ -46,5 +46,7 @@ def test_chosen_here_names_settings_of_the_paper_profile(key, paper):
 def test_chosen_here_is_shown_in_the_notes():
     from curriculab.tables.spec import TableSpec
 
-    spec = TableSpec("x.t1", "x", "x", ["test_acc"], notes="n.", chosen_here={"train.epochs": "200, as CIFAR usual"})
-    assert spec.all_notes.startswith("n.\n\n") and "`train.epochs`: 200, as CIFAR usual" in spec.all_notes
+    spec = TableSpec("x.t1", "x", "x", ["test_acc"], notes="n.",
+                     chosen_here={"train.epochs": "200, as CIFAR usual", "seed": "0-4"})
+    assert spec.all_notes.startswith("n.\n\n")
+    assert spec.all_notes.endswith(":\n\n- `train.epochs`: 200, as CIFAR usual\n- `seed`: 0-4")  # a markdown list

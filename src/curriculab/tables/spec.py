@@ -97,9 +97,9 @@ class TableSpec:
         """The notes, then the `chosen_here` list."""
         if not self.chosen_here:
             return self.notes
-        chosen = "; ".join(f"`{path}`: {why}" for path, why in self.chosen_here.items())
+        chosen = "".join(f"\n- `{path}`: {why}" for path, why in self.chosen_here.items())
         return (self.notes + "\n\n" if self.notes else "") \
-            + f"Chosen here (settings of the paper profile that the paper does not state): {chosen}."
+            + f"Chosen here (settings of the paper profile that the paper does not state):\n{chosen}"
 
 
 @dataclass(frozen=True)
