@@ -158,7 +158,8 @@ def test_table_end_to_end(workdir):
     import mlflow
 
     from curriculab.cli import main
-    from curriculab.tables.report import load_result, render_table
+    from curriculab.tables.report import render_table
+    from curriculab.tables.result import load_result
     from curriculab.tracking import tracking_uri
 
     params_path = workdir / "params.yaml"

@@ -90,3 +90,32 @@ def test_no_module_is_over_400_lines():
     """Issue 14's size rule: a module that grows past 400 lines is split by what it holds."""
     long = {name: n for name, path in module_names().items() if (n := len(path.read_text().splitlines())) > 400}
     assert not long, f"modules over 400 lines: {long}"
+
+
+def imported_after(code: str) -> set[str]:
+    """The top-level packages and curriculab modules in sys.modules after `code` runs in a fresh interpreter."""
+    import json
+    import subprocess
+    import sys
+
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=SRC.parent, check=True, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}).stdout
+    names = json.loads(out.splitlines()[-1])
+    return {n for n in names if n.startswith("curriculab.")} | {n.split(".")[0] for n in names}
+
+
+def test_validating_params_imports_no_plotting_or_statistics_library():
+    """`curriculab validate` checks a YAML file: matplotlib, pandas and scipy load only when they are used."""
+    mods = imported_after("from curriculab.project import load_params; load_params('params.yaml')")
+    assert "curriculab.tables.cbs" in mods  # the table plug-ins were loaded and checked
+    heavy = mods & {"matplotlib", "pandas", "scipy", "PIL"}
+    assert not heavy, sorted(heavy)
+
+
+def test_a_model_or_method_lookup_imports_no_table_module():
+    """A training worker resolves models and methods; the table plug-ins (and their libraries) stay out."""
+    mods = imported_after("from curriculab.models import MODELS\nfrom curriculab.methods import registry\n"
+                          "MODELS.names(); registry()")
+    assert "curriculab.methods.cbs" in mods and "curriculab.models.resnets" in mods
+    assert not {m for m in mods if m.startswith("curriculab.tables")} | (mods & {"matplotlib", "pandas"})

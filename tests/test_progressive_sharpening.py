@@ -290,7 +290,7 @@ def test_ps_f1_shows_the_prepared_copies(ps_root, tmp_path):
     import pandas as pd
 
     from curriculab.tables.ps import ps_f1
-    from curriculab.tables.report import load_result
+    from curriculab.tables.result import load_result
 
     params = micro_table(tmp_path, "ps_t1", ps_table({"box": BOX, "every": 1}, 5))
     res = load_result("ps.t1", params, ps_root)

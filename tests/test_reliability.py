@@ -132,7 +132,8 @@ def test_metrics_json_is_valid_json_whatever_the_numbers(tmp_path):
 def test_diverged_runs_are_named_and_never_in_a_mean(tmp_path):
     from curriculab.config import Params
     from curriculab.data.prepared import atomic_write_json
-    from curriculab.tables.report import load_result, render_table
+    from curriculab.tables.report import render_table
+    from curriculab.tables.result import load_result
     table = {"seeds": [0, 1, 2], "rows": {"plain": {}}, "columns": {"digits": {"data": {"dataset": "digits"}}}}
     params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"test_diverged": table}})
     res = load_result("test.diverged", params, tmp_path)

@@ -6,7 +6,8 @@ import pytest
 
 from curriculab.config import Params
 from curriculab.data.prepared import atomic_write_json
-from curriculab.tables.report import load_result, render_table
+from curriculab.tables.report import render_table
+from curriculab.tables.result import load_result
 from curriculab.tables.spec import Claim, TableSpec, register_table
 from curriculab.tables.stats import check_claim
 

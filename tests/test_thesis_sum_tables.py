@@ -6,7 +6,8 @@ import pytest
 
 from curriculab.config import Params
 from curriculab.data.prepared import atomic_write_json
-from curriculab.tables.report import load_result, render_table
+from curriculab.tables.report import render_table
+from curriculab.tables.result import load_result
 
 ROWS = {r: {"methods": {"csa": {"cascade": c}}} for r, c in
         [("csa_k8", [8, 4, 2, 1]), ("csa_k4", [4, 2, 1]), ("csa_k2", [2, 1]), ("baseline", [1])]}

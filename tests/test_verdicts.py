@@ -8,7 +8,8 @@ import pytest
 from curriculab.config import Params, table_key
 from curriculab.data.prepared import atomic_write_json
 from curriculab.project import load_params
-from curriculab.tables.report import load_result, render_table, write_index
+from curriculab.tables.report import render_table, write_index
+from curriculab.tables.result import load_result
 from curriculab.tables.spec import (
     QUOTED,
     Claim,

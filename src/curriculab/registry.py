@@ -11,18 +11,25 @@ from curriculab.config import ConfigError, suggest
 T = TypeVar("T")
 
 
-# The packages whose modules register plug-ins when imported; loaded once, on the first lookup.
-PLUGIN_PACKAGES = ("curriculab.models", "curriculab.methods", "curriculab.evaluate", "curriculab.tables")
-_loaded = False
+# Where each kind of plug-in is defined: its package's modules register entries when imported. A lookup
+# imports only its own kind's packages, so a training worker asking for a model or a method imports no
+# table module (nor their plotting libraries).
+PLUGIN_PACKAGES = {
+    "model": ("curriculab.models",),
+    "method": ("curriculab.methods",),
+    "copy kind": ("curriculab.methods",),
+    "task": ("curriculab.evaluate",),
+    "table": ("curriculab.tables",),
+}
+_loaded: set[str] = set()  # the plug-in packages imported so far
 
 
-def load_plugins() -> None:
-    """Import every module of the plug-in packages, so each registry holds all its entries."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for name in PLUGIN_PACKAGES:
+def load_plugins(packages) -> None:
+    """Import every module of the plug-in `packages` (each once), so their registries hold all entries."""
+    for name in packages:
+        if name in _loaded:
+            continue
+        _loaded.add(name)
         pkg = importlib.import_module(name)
         for mod in pkgutil.iter_modules(pkg.__path__):
             importlib.import_module(f"{name}.{mod.name}")
@@ -33,6 +40,7 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str):
         self.kind = kind
+        self.packages = PLUGIN_PACKAGES.get(kind, ())
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T) -> T:
@@ -47,7 +55,7 @@ class Registry(Generic[T]):
         self._entries.pop(name, None)
 
     def _discover(self) -> None:
-        load_plugins()
+        load_plugins(self.packages)
 
     def get(self, name: str, path: str | None = None) -> T:
         """The entry; an unknown name is a one-line ConfigError with close matches (at key `path`)."""

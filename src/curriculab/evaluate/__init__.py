@@ -1,4 +1,4 @@
 """Evaluations beyond per-epoch accuracy (feature probes, transfer, VAE metrics, attacks).
 
-Tasks defined here register when `curriculab.registry.load_plugins` imports the package's modules.
+Tasks defined here register when a task lookup imports the package's modules (`curriculab.registry`).
 """

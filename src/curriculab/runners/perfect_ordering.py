@@ -12,10 +12,9 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from pydantic import Field
 
@@ -25,6 +24,9 @@ from curriculab.engine.batched import SGDConfig, Stack, evaluate, train_step
 from curriculab.engine.devices import resolve_device, seed_everything
 from curriculab.engine.records import new_record, write_record, write_timing
 from curriculab.models import create_model
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NETWORKS_FILE = "networks.csv.gz"
 
@@ -134,6 +136,8 @@ def run_perfect_ordering(run: RunConfig, run_dir: Path, workdir: Path, run_id: s
                          meta: dict | None = None) -> dict:
     """The whole experiment for one seed; writes metrics.json, the per-network table (networks.csv.gz) and the
     wall-clock seconds per epoch (timing.json, apart, so that metrics.json repeats byte for byte)."""
+    import pandas as pd
+
     p = PerfectOrderingParams.model_validate(run.runner)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,4 +205,6 @@ def _gzip_csv(df: pd.DataFrame) -> bytes:
 
 def read_networks(run_dir: Path) -> pd.DataFrame:
     """The per-network table of a finished run: epoch, network, start_network, order, test_loss, test_acc."""
+    import pandas as pd
+
     return pd.read_csv(Path(run_dir) / NETWORKS_FILE)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import pandas as pd
-
 from curriculab.evaluate.transfer import ProbeParams, ZeroShotParams, feature_probe, zero_shot
 from curriculab.tables.cbs_chosen import (
     CBS_APP_CHOSEN,
@@ -22,7 +19,7 @@ from curriculab.tables.cbs_chosen import (
     CBS_T6_CHOSEN,
     CBS_T7_CHOSEN,
 )
-from curriculab.tables.figures import curves, save_figure
+from curriculab.tables.figures import curves, pyplot, save_figure
 from curriculab.tables.spec import Claim, TableSpec, paper_key, register_table
 
 BEATS = Claim("CBS beats the baseline", "cbs", "baseline")
@@ -60,7 +57,10 @@ def _paper(rows: dict[str, list[float]], cols: list[str]) -> dict[str, dict[str,
 
 def sigma_curve(table_id: str):
     """Figure: σ against training time (epochs, fractional) for each CBS row, from its first run's σ trace."""
+
     def fig(res, out: Path) -> list[Path]:
+        import pandas as pd
+
         rows = []
         seen: set[str] = set()
         for run, arts in res.artifacts():
@@ -74,7 +74,7 @@ def sigma_curve(table_id: str):
         if not rows:
             return []
         data = pd.DataFrame(rows)
-        f, ax = plt.subplots(figsize=(5.5, 3.4))
+        f, ax = pyplot().subplots(figsize=(5.5, 3.4))
         for row, d in data.groupby("row", sort=False):
             ax.step(d["t"], d["sigma"], where="post", label=str(row))
         ax.set_xlabel("training time (epochs)")
@@ -266,6 +266,9 @@ register_table(TableSpec(
 
 def app_grid(res, out: Path) -> list[Path]:
     """Figure: test accuracy of each (σ0, decay) CBS row minus the baseline's, per column (seed means)."""
+    import pandas as pd
+    plt = pyplot()
+
     df = res.finals()
     if df.empty:
         return []

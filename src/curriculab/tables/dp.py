@@ -7,18 +7,20 @@ clean vs corrupt items) off dp.t2, and dp.rand's train-accuracy curves off dp.ra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from curriculab.config import NonNegInt, PosInt, Strict
 from curriculab.methods.data_parameters import DataParameters
 from curriculab.tables.dp_chosen import DP_RAND_CHOSEN, DP_T1_CHOSEN, DP_T2_CHOSEN
-from curriculab.tables.figures import curves, plt, save_figure
+from curriculab.tables.figures import curves, pyplot, save_figure
 from curriculab.tables.spec import QUOTED, Claim, Section, TableSpec, register_table
 from curriculab.tables.sweep import sweep_spec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 METHOD = DataParameters.name
 SWEEP_NOTE = (" Offline profile: the instance learning rate (`inst_lr` 30) differs from the paper's 0.2 (noisy "
@@ -50,6 +52,9 @@ def _init(run, key: str, default: float) -> float:
 
 def fig_f1(res, out: Path) -> list[Path]:
     """Fig. 1 (left): class parameters of 4 random classes per epoch, mean ± std over seeds."""
+    import pandas as pd
+    plt = pyplot()
+
     o = res.options
     rows = []
     for run, arts in res.artifacts():
@@ -112,6 +117,8 @@ def f4_claim(g: pd.DataFrame, epoch: int, share: float, top: float) -> pd.DataFr
     ratio reaches `share` within `epoch` epochs (then ≥ `share` of the corrupt items rank in the top). The
     AUROC and the share of corrupt items above every clean one (0 once the clamp ties one clean item at
     σ = 20) are kept beside it."""
+    import pandas as pd
+
     out = []
     for col, d in g.groupby("column", sort=False):
         m = d.pivot(index="epoch", columns="stat", values="mean")
@@ -145,6 +152,8 @@ def _top_fraction(res) -> float:
 
 def f4_frame(res) -> pd.DataFrame | None:
     """Per (column, statistic, epoch): mean, std and count over seeds of the f4 statistics."""
+    import pandas as pd
+
     o = res.options
     rows = [{"column": run.column, "seed": run.seed, "epoch": e, "stat": k, "value": a["dp_f4"][k]}
             for run, arts in res.artifacts() if run.row == o.f4_row
@@ -156,6 +165,8 @@ def f4_frame(res) -> pd.DataFrame | None:
 
 def f4_section(res) -> str:
     """The §3.4 claim as a markdown table in dp.t2's report, measured on the f4 curves."""
+    import pandas as pd
+
     g = f4_frame(res)
     if g is None:
         return ""
@@ -180,6 +191,7 @@ def f4_section(res) -> str:
 
 def fig_f4(res, out: Path) -> list[Path]:
     """Fig. 4: mean instance σ of clean vs corrupt items per epoch; corrupt share of the top 40% by σ."""
+    plt = pyplot()
     o = res.options
     g = f4_frame(res)
     if g is None:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+if TYPE_CHECKING:
+    import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+
+@cache
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported on the first figure (validating settings
+    or training a run imports no plotting library)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig, data: pd.DataFrame, out: Path) -> list[Path]:
@@ -17,7 +28,7 @@ def save_figure(fig, data: pd.DataFrame, out: Path) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     png, csv = out.parent / f"{out.name}.png", out.parent / f"{out.name}.csv"
     fig.savefig(png, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     data.to_csv(csv, index=False)
     return [png, csv]
 
@@ -31,7 +42,7 @@ def panel_grid(n: int, width: float = 4.2, height: float = 3.2, max_cols: int = 
     """n panels on a grid of at most `max_cols` columns (unused cells removed): (figure, list of axes)."""
     cols = min(n, max_cols)
     rows = -(-n // cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, grid = pyplot().subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     axes = list(grid.flat)
     for ax in axes[n:]:
         ax.remove()

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from curriculab.config import ConfigError, Strict
 from curriculab.data.prepared import load_copy, load_prepared, read_meta
 from curriculab.methods.progressive_sharpening import ProgressiveSharpening
-from curriculab.tables.figures import curves, save_figure
+from curriculab.tables.figures import curves, pyplot, save_figure
 from curriculab.tables.spec import Claim, TableSpec, register_table
 
 
@@ -45,6 +43,9 @@ def _label(kind: str, value: float) -> str:
 
 def ps_f1(result, out_dir: Path) -> list[Path]:
     """ps.f1: a few training samples and their prepared blurred copies, per dataset, kernels labelled."""
+    import pandas as pd
+    plt = pyplot()
+
     columns = _copy_columns(result)
     if not columns:
         return []

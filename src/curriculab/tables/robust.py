@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from curriculab.evaluate.adversarial import ITERATIVE, AdversarialParams, read_results, selected
 from curriculab.tables.spec import Claim, TableSpec, register_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULTS = ("Attacks (torchattacks 3.5.1) perturb raw [0, 1] pixels, the run's normalisation being the first layer "
             "of the attacked model; L∞ ε = 8/255, 10 iterations, PGD step 2/255 without random start, BIM / MIM "
@@ -78,6 +80,8 @@ def adversarial_section(res, cell: Callable[[pd.Series], str]) -> tuple[str, boo
 
     `cell` formats a cell's values (the report's `mean ± std (n)`). The bool is False when a sanity check
     failed or did not run: the table's verdicts are then unreliable."""
+    import pandas as pd
+
     block = res.params.evaluate.get(res.spec.key, {}).get("adversarial")
     if block is None:
         return None

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from curriculab.tables.figures import panel_grid, plt, save_figure, shared_legend
+from curriculab.tables.figures import panel_grid, pyplot, save_figure, shared_legend
 from curriculab.tables.spec import Claim, TableSpec, register_table
 
 STAGES = ("start", "middle", "end")
@@ -36,6 +35,9 @@ def tsne_figure(result, out: Path) -> list[Path]:
     Drawn from data/pretrained/spl_advise/<dataset>/tsne.npz (written by the pretrain stage); a snapshot
     whose hash differs from the settings the table's runs expect is titled "stale".
     """
+    import pandas as pd
+    plt = pyplot()
+
     from curriculab.data.prepared import read_meta
     from curriculab.methods.spl_embedding import pretrain_dir
 

@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 ALPHA = 0.05
 NO_VARIANCE = "not testable (no variance)"
@@ -30,6 +29,8 @@ def check_claim(better: list[float], worse: list[float], higher_is_better: bool 
     Both sides without spread: equal means are "no gain"; different means have no test at all (Welch's
     statistic is undefined, not infinite), so the verdict is "not testable (no variance)" with p None.
     """
+    from scipy import stats
+
     b, w = np.asarray(better, float), np.asarray(worse, float)
     n = (len(b), len(w))
     if not len(b) or not len(w):

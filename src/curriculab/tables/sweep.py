@@ -9,15 +9,18 @@ their notes. The test split is shown beside it for information only; it never en
 
 from __future__ import annotations
 
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from curriculab.tables.spec import TableSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _best_val(res) -> pd.DataFrame:
     """Per finished run: the final and the best-over-epochs validation score (primary metric)."""
+    import pandas as pd
+
     hist = res.history()
     if hist.empty:
         return pd.DataFrame()

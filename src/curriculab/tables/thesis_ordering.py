@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
 from curriculab.runners.perfect_ordering import PerfectOrderingParams, read_networks, run_perfect_ordering
-from curriculab.tables.figures import save_figure
+from curriculab.tables.figures import pyplot, save_figure
 from curriculab.tables.spec import TableSpec, register_table
 from curriculab.tables.thesis_chosen import PERFECT_ORDERING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Table 2.1 of the thesis: epoch → (min acc, mean acc, max acc, min loss, max loss), quoted.
 THESIS_T21 = {
@@ -37,6 +39,8 @@ def claim_counts(table: pd.DataFrame, gap: int, against: str) -> tuple[int, int,
 
 
 def _thesis_frame() -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame([(e, *v) for e, v in THESIS_T21.items()], columns=["epoch", *COLS])
 
 
@@ -51,6 +55,8 @@ def _f(v: float, digits: int = 3) -> str:
 
 def t21_section(res) -> str:
     """Per seed: Table 2.1 measured, the thesis' numbers beside it, the spread over seeds, the claims as counts."""
+    import pandas as pd
+
     done = [(r, rec) for r, rec in zip(res.runs, res.records) if rec and rec.get("status") == "done"]
     if not done:
         return ""
@@ -91,6 +97,9 @@ def t21_section(res) -> str:
 
 def f21(res, out_dir: Path) -> list[Path]:
     """Histograms of test accuracy after epochs 1, 2, 5, 6, 12 and 13 (those that were run), every seed."""
+    import pandas as pd
+    plt = pyplot()
+
     frames = [read_networks(r.dir(res.workdir)).assign(seed=r.seed)
               for r, rec in zip(res.runs, res.records) if rec and rec.get("status") == "done"]
     if not frames:

@@ -3,13 +3,17 @@ static external batch). Each table: test accuracy per epoch beside the thesis' T
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from curriculab.tables.figures import curves
 from curriculab.tables.spec import Section, TableSpec, register_table
 from curriculab.tables.stats import check_claim
 from curriculab.tables.thesis_chosen import POA
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The thesis' test accuracy, epochs 1-10 (CIFAR-10, PreResNet-56, one seed), quoted from Tables 2.2-2.4.
 BASELINE = [0.3926, 0.6005, 0.5616, 0.6415, 0.698, 0.7395, 0.6926, 0.7709, 0.6926, 0.7875]

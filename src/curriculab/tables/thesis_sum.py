@@ -11,17 +11,18 @@ the thesis' number is quoted beside ours in a section of its own.
 from __future__ import annotations
 
 from pathlib import Path
-
-import matplotlib.pyplot as plt
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from curriculab.config import Strict
 from curriculab.evaluate.ttsa import KeptEvalParams, evaluate_kept
 from curriculab.methods.sum_augmentation import gcc
-from curriculab.tables.figures import save_figure
+from curriculab.tables.figures import pyplot, save_figure
 from curriculab.tables.spec import Claim, Section, TableSpec, register_table
 from curriculab.tables.stats import check_claim
 from curriculab.tables.thesis_chosen import GCSA, MIXING_BASELINES, SUM_AUGMENTATION, SUM_AUGMENTATION_FULL
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class SumOptions(Strict):
@@ -78,6 +79,8 @@ def selection_section(res) -> str:
 
 def analogue_section(res) -> str:
     """Ours beside the thesis' number at the paper cell each offline column stands in for."""
+    import pandas as pd
+
     amap, spec = res.options.analogues, res.spec
     if not amap or not spec.paper:
         return ""
@@ -101,6 +104,8 @@ def _columns(res) -> list[str]:
 
 def cascade_section(res) -> str:
     """t31/t32: the gain grows as data shrinks; K = 4 is the most consistent start; higher K → lower norm."""
+    import pandas as pd
+
     df, cols, rows = res.finals(), _columns(res), list(res.params.tables[res.spec.key].rows)
     starts = [r for r in rows if r.startswith("csa_k")]
     lines = ["## The other claims of §3.7.1", "", *CLAIM_HEAD]
@@ -135,6 +140,8 @@ def cascade_section(res) -> str:
 
 def reduction_section(res) -> str:
     """f36: error reduction over the baseline, (base − method) / base, per method and column."""
+    import pandas as pd
+
     df, cols = res.finals(), _columns(res)
     rows = [r for r in res.params.tables[res.spec.key].rows if r != "baseline"]
     lines = ["## Error reduction over the baseline (%)", "", "| row | " + " | ".join(cols) + " |",
@@ -151,6 +158,9 @@ def reduction_section(res) -> str:
 
 
 def reduction_figure(res, out: Path) -> list[Path]:
+    import pandas as pd
+    plt = pyplot()
+
     df, cols = res.finals(), _columns(res)
     if df.empty or "test_err" not in df:
         return []
@@ -206,6 +216,9 @@ def spike_section(res) -> str:
 
 def f34_figure(res, out: Path) -> list[Path]:
     """thesis.f34: GCC_2(t) and GCC_4(t) against t, and the L2 norm per epoch of CSA vs GCSA rows."""
+    import pandas as pd
+    plt = pyplot()
+
     ts = [i / 200 for i in range(201)]
     data = [{"panel": f"GCC_{n}", "t": t, "index": j, "weight": float(gcc(n, t)[j])}
             for n in (2, 4) for t in ts for j in range(n)]
