@@ -146,7 +146,10 @@ def test_dry_raw_caps_test_time_sums_and_attack_steps():
     assert dry_raw(raw, "thesis_t36", 8)["evaluate"]["thesis_t36"]["ttsa"]["c"] == DRY_TTSA_SUMS
     adv = dry_raw(raw, "thesis_t33", 8)["evaluate"]["thesis_t33"]["adversarial"]
     assert adv["defences"]["ttsa"]["c"] == DRY_TTSA_SUMS and adv["eot_samples"] == DRY_TTSA_SUMS
-    assert adv["attacks"] == {"fgsm": {}, **{a: {"steps": DRY_ATTACK_STEPS} for a in ("bim", "mim", "pgd")}}
+    paper = raw["evaluate"]["thesis_t33"]["adversarial"]["attacks"]  # each setting spelt out, 10 steps
+    assert {a["steps"] for n, a in paper.items() if n != "fgsm"} == {10}
+    assert adv["attacks"] == {"fgsm": paper["fgsm"],  # only the iterative attacks' steps change
+                              **{n: {**paper[n], "steps": DRY_ATTACK_STEPS} for n in ("bim", "mim", "pgd")}}
 
 
 def test_dry_raw_caps_the_default_attacks_too():

@@ -57,6 +57,13 @@ GCSA = {
     "methods.gcsa.lr_reset": f"fine-tuning restarts the lr schedule at 0.05 ({NOT_STATED})",
     "methods.gcsa.uneven": "`drop` the remainder when K does not divide 100 (not stated; the official code's)",
 }
+# thesis.t33: the thesis names FGSM, BIM, MIM and PGD and none of their settings
+_OFFICIAL_ATTACK = "the official robustness script's; the thesis states none"
 ADVERSARIAL = {
+    "evaluate.adversarial.attacks.pgd.eps": f"L∞ ε = 8/255 for all four attacks ({_OFFICIAL_ATTACK})",
+    "evaluate.adversarial.attacks.pgd.steps": f"10 iterations for BIM, MIM and PGD ({_OFFICIAL_ATTACK})",
+    "evaluate.adversarial.attacks.pgd.step": f"PGD step 2/255, no random start ({_OFFICIAL_ATTACK})",
+    "evaluate.adversarial.attacks.bim.step": f"BIM and MIM step ε/10 ({_OFFICIAL_ATTACK})",
+    "evaluate.adversarial.attacks.mim.decay": f"MIM momentum μ = 1.0 ({_OFFICIAL_ATTACK})",
     "evaluate.adversarial.eot_samples": f"8 TTSA draws per adaptive-attack gradient ({NOT_STATED})",
 }
