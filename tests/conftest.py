@@ -11,6 +11,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ["CURRICULAB_STRICT_DETERMINISM"] = "1"  # a non-deterministic kernel fails the tests (and their subprocesses)
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+if "MUTANT_UNDER_TEST" in os.environ:  # under mutmut (tests/README.md): subprocesses import the mutated copy too
+    import curriculab
+
+    _mutated = str(Path(curriculab.__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_mutated, os.environ.get("PYTHONPATH")) if p)
 
 
 @pytest.fixture(scope="session")

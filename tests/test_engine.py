@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -203,10 +204,21 @@ class _StopAfterFirstEpoch(Method):
         state.request_stop()
 
 
-def test_early_stop_ends_the_run_done_and_resume_keeps_it(workdir, micro):
+@contextmanager
+def registered(cls):
+    """`cls` in the method registry for one test. A test class defined at module level registers once, at
+    import; removing it afterwards must not break a second run of the test in the same process (mutmut)."""
     from curriculab.methods.base import METHODS
 
+    METHODS.register(cls.name, cls)
     try:
+        yield
+    finally:
+        METHODS.remove(cls.name)
+
+
+def test_early_stop_ends_the_run_done_and_resume_keeps_it(workdir, micro):
+    with registered(_StopAfterFirstEpoch):
         rec = micro.fit(run_dir=workdir / "stop", train={"epochs": 4},
                         methods={"stop_after_first_epoch_for_test": {}})
         assert rec["status"] == "done" and rec["final"]["stopped_epoch"] == 1 and len(rec["history"]) == 1
@@ -214,8 +226,6 @@ def test_early_stop_ends_the_run_done_and_resume_keeps_it(workdir, micro):
         again = micro.fit(run_dir=workdir / "stop", train={"epochs": 4},
                           methods={"stop_after_first_epoch_for_test": {}})  # resume: nothing more to train
         assert again == rec
-    finally:
-        METHODS.remove("stop_after_first_epoch_for_test")
 
 
 def _state(micro, momentum: float = 0.9):
@@ -285,12 +295,11 @@ class _NanFromSecondEpoch(Method):
 
 def test_a_non_finite_loss_stops_the_run_as_diverged(micro, workdir):
     from curriculab.engine.records import is_done
-    from curriculab.methods.base import METHODS
 
     def strict(text):
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}"))
 
-    try:
+    with registered(_NanFromSecondEpoch):
         over = {"train": {"epochs": 4}, "methods": {"nan_from_second_epoch_for_test": {}}}
         rec = micro.fit(run_dir=workdir / "nan", **over)
         assert rec["status"] == "diverged" and not is_done(rec)
@@ -299,8 +308,6 @@ def test_a_non_finite_loss_stops_the_run_as_diverged(micro, workdir):
         assert saved["history"][1]["train_loss"] is None and saved["status"] == "diverged"
         again = micro.fit(run_dir=workdir / "nan", **over)  # resuming does not train a diverged run again
         assert len(again["history"]) == 2 and again["status"] == "diverged"
-    finally:
-        METHODS.remove("nan_from_second_epoch_for_test")
 
 
 class _Killed(Exception):
