@@ -36,11 +36,11 @@ def tsne_figure(result, out: Path) -> list[Path]:
     whose hash differs from the settings the table's runs expect is titled "stale".
     """
     import pandas as pd
-    plt = pyplot()
 
     from curriculab.data.prepared import read_meta
     from curriculab.methods.spl_embedding import pretrain_dir
 
+    plt = pyplot()
     panels = []
     for ds, emb in _embedding_runs(result).items():
         d = pretrain_dir(result.workdir, ds)
