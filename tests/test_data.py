@@ -257,13 +257,12 @@ def test_prepare_records_a_missing_dataset_and_goes_on(tmp_path):
 
 def test_train_and_evaluate_of_a_table_whose_data_is_missing(tmp_path, capsys, monkeypatch):
     """train: one line, exit 0, the stage's (empty) output folder; evaluate: a missing target is one line too."""
-    import dataclasses
-
     import yaml
 
     import curriculab.cli as cli
     from curriculab.data.prepared import MISSING, atomic_write_json, dataset_dir
     from curriculab.engine.records import write_record
+    from curriculab.evaluate import transfer
     from curriculab.project import load_params
     from curriculab.tables.spec import expand_table
 
@@ -288,9 +287,7 @@ def test_train_and_evaluate_of_a_table_whose_data_is_missing(tmp_path, capsys, m
     def target_missing(*a):
         raise DatasetMissing("dataset 'digits' is not available: looked there")
 
-    target_missing.__module__ = "curriculab.evaluate.transfer"  # its cache key fingerprints that module
-    real = cli._table
-    monkeypatch.setattr(cli, "_table", lambda p, k: dataclasses.replace(real(p, k), evaluate=target_missing))
+    monkeypatch.setattr(transfer, "feature_probe", target_missing)  # what the table's `evaluate` names
     assert cli.main([*args, "evaluate", "cbs_t3"]) == 0
     assert "cbs.t3: evaluation not run: dataset 'digits' is not available" in capsys.readouterr().out
 

@@ -95,6 +95,7 @@ def test_hooks_are_called_and_exclusive_hooks_conflict(workdir):
             return None
 
     from curriculab.methods.base import METHODS
+    from curriculab.methods.settings import METHOD_SETTINGS
 
     try:
         run = RunConfig.model_validate({**RUN, "methods": {"spy_for_test": {}}})
@@ -106,8 +107,9 @@ def test_hooks_are_called_and_exclusive_hooks_conflict(workdir):
         with pytest.raises(ConfigError, match="both define the loss hook"):
             check_methods({"spy_for_test": {}, "other_for_test": {}}, "methods")
     finally:
-        METHODS.remove("spy_for_test")
-        METHODS.remove("other_for_test")
+        for name in ("spy_for_test", "other_for_test"):
+            METHODS.remove(name)
+            METHOD_SETTINGS.remove(name)
 
 
 def test_optimizers():
@@ -204,17 +206,26 @@ class _StopAfterFirstEpoch(Method):
         state.request_stop()
 
 
+_DECLARED: dict = {}  # the settings `registered` puts back
+
+
 @contextmanager
 def registered(cls):
-    """`cls` in the method registry for one test. A test class defined at module level registers once, at
-    import; removing it afterwards must not break a second run of the test in the same process (mutmut)."""
+    """`cls` and its settings in the method registries for one test. A test class defined at module level
+    registers once, at import; removing it afterwards must not break a second run of the test in the same
+    process (mutmut)."""
     from curriculab.methods.base import METHODS
+    from curriculab.methods.settings import METHOD_SETTINGS
 
+    if cls.name not in _DECLARED:  # declared when its class was defined
+        _DECLARED[cls.name] = METHOD_SETTINGS.get(cls.name)
+    METHOD_SETTINGS.register(cls.name, _DECLARED[cls.name])
     METHODS.register(cls.name, cls)
     try:
         yield
     finally:
         METHODS.remove(cls.name)
+        METHOD_SETTINGS.remove(cls.name)
 
 
 def test_early_stop_ends_the_run_done_and_resume_keeps_it(workdir, micro):

@@ -113,6 +113,16 @@ def test_validating_params_imports_no_plotting_or_statistics_library():
     assert not heavy, sorted(heavy)
 
 
+def test_validating_params_imports_no_torch():
+    """Issue 12: validate reads settings only. Each plug-in's settings (its params schema, what it claims, where
+    its implementation lives) are torch-free; the implementation is imported when a run is built."""
+    for params in ("params.yaml", "profiles/paper.yaml"):
+        mods = imported_after(f"from curriculab.project import load_params; load_params({params!r})")
+        assert "curriculab.tables.cbs" in mods and "curriculab.methods.settings.cbs" in mods
+        heavy = mods & {"torch", "torchvision", "sklearn"}
+        assert not heavy, (params, sorted(heavy))
+
+
 def test_a_model_or_method_lookup_imports_no_table_module():
     """A training worker resolves models and methods; the table plug-ins (and their libraries) stay out."""
     mods = imported_after("from curriculab.models import MODELS\nfrom curriculab.methods import registry\n"

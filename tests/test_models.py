@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from curriculab.config import ConfigError
-from curriculab.models import check_model, create_model, model_names
+from curriculab.models import MODELS, check_model, create_model, model_names, register_model, takes_image_size
+from curriculab.models.settings import BUILT_IN, MODEL_SETTINGS
+from curriculab.registry import load_object
 
 CLASSIFIERS = {"small_cnn": {}, "lenet": {}, "vgg16": {}, "resnet18": {}, "wrn": {"depth": 10, "widen": 2},
                "preact_resnet": {"depth": 8}, "resnext": {"depth": 11}, "resnext50": {}, "wide_resnet50": {}}
@@ -63,3 +65,34 @@ def test_bad_model_arguments():
         check_model("resnet19", {})
     with pytest.raises(ConfigError, match="model.kwargs.widn: .*did you mean 'widen'"):
         check_model("wrn", {"widn": 2})
+
+
+def test_every_declared_model_is_the_builder_its_declaration_names():
+    """models/settings.py (what validation reads, without importing the builders) lists every built-in model."""
+    assert {name for models in BUILT_IN.values() for name, _ in models} == set(MODELS.names())
+    for name in model_names():
+        assert load_object(MODEL_SETTINGS.get(name).impl) is MODELS.get(name), name
+    assert takes_image_size("vae") and not takes_image_size("resnet18")
+
+
+def test_a_builder_unlike_its_declaration_is_refused_and_an_undeclared_one_declared():
+    def wrn(in_channels: int, num_classes: int, width: float = 1.0, depth: int = 28) -> nn.Module:
+        raise AssertionError("never built")
+
+    with pytest.raises(TypeError, match="model 'wrn': .* models/settings.py declares curriculab.models.resnets:wrn"):
+        register_model(wrn)
+
+    def throwaway_net(in_channels: int, num_classes: int, width: float = 1.0, depth: int = 2,
+                      image_size: int = 8) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+    try:
+        register_model(throwaway_net)
+        assert "throwaway_net" in model_names() and takes_image_size("throwaway_net")
+        check_model("throwaway_net", {"depth": 3})
+        with pytest.raises(ConfigError, match="model.kwargs.dpth: .*did you mean 'depth'"):
+            check_model("throwaway_net", {"dpth": 3})
+        assert create_model("throwaway_net", 1, 3, image_size=8)(torch.rand(2, 1, 8, 8)).shape == (2, 3)
+    finally:
+        MODELS.remove("throwaway_net")
+        MODEL_SETTINGS.remove("throwaway_net")

@@ -280,7 +280,7 @@ def test_copy_params_accept_the_prepare_block():
     made = check_copies({"b": BOX, "g": GAUSS})
     assert isinstance(made["b"][1], BoxCopies) and isinstance(made["g"][1], GaussianCopies)
     p = ProgressiveSharpening.Params.model_validate({"box": BOX})
-    assert [n for n, _, _ in p.copies.levels()] == [n for n, _, _ in made["b"][1].levels()]
+    assert [n for n, _ in p.copies.levels()] == [n for n, _ in made["b"][1].levels()]
 
 
 # --------------------------------------------------------------------------- figure

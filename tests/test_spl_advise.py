@@ -487,12 +487,12 @@ def test_adaptive_refreshes_embedding_and_clusters_frozen_keeps_them(spl_workdir
 
 
 def test_pretrained_files_of_the_older_format_are_stale(spl_workdir):
-    from curriculab.methods import spl_embedding
+    from curriculab.methods.settings import spl_advise as settings
 
     emb = validate(EmbeddingParams, TINY)
     old = emb.digest("digits", "x")
     try:
-        spl_embedding.FORMAT -= 1
+        settings.FORMAT -= 1
         assert emb.digest("digits", "x") != old
     finally:
-        spl_embedding.FORMAT += 1
+        settings.FORMAT += 1

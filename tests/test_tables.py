@@ -6,9 +6,10 @@ import pytest
 
 from curriculab.config import Params
 from curriculab.data.prepared import atomic_write_json
+from curriculab.registry import load_object
 from curriculab.tables.report import render_table
 from curriculab.tables.result import load_result
-from curriculab.tables.spec import Claim, TableSpec, register_table
+from curriculab.tables.spec import TABLES, Claim, TableSpec, register_table
 from curriculab.tables.stats import check_claim
 
 
@@ -26,6 +27,14 @@ def test_claim_verdicts():
 
     r = check_claim([0.9, 0.91, 0.95, 0.93], [0.8, 0.86, 0.82])
     assert r.p == pytest.approx(stats.ttest_ind([0.9, 0.91, 0.95, 0.93], [0.8, 0.86, 0.82], equal_var=False).pvalue)
+
+
+def test_every_runner_and_evaluate_step_names_a_function():
+    """`runner` and `evaluate` are "module:function" references, imported only when a run or evaluation needs them."""
+    refs = [ref for _, spec in TABLES.items() for ref in (spec.runner, spec.evaluate) if ref is not None]
+    assert any(spec.runner for _, spec in TABLES.items()) and any(spec.evaluate for _, spec in TABLES.items())
+    for ref in refs:
+        assert callable(load_object(ref)), ref
 
 
 SPEC = register_table(TableSpec(

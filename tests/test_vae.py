@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from curriculab.engine.tasks import get_task
+from curriculab.engine.task_settings import TASKS
+from curriculab.engine.tasks import Task, get_task
+from curriculab.evaluate.settings.vae import VAE
 from curriculab.evaluate.vae import (
     VAETask,
     active_units,
@@ -18,6 +20,7 @@ from curriculab.evaluate.vae import (
     negative_elbo,
 )
 from curriculab.methods.base import Batch
+from curriculab.registry import load_object
 
 
 def test_bernoulli_and_kl_known_values():
@@ -118,6 +121,17 @@ def test_vae_task_loss_evaluate_and_input_check():
     assert res["rec"] + 2 * res["kl"] == pytest.approx(res["nelbo"], rel=1e-5)
     with pytest.raises(ValueError, match="normalize: false"):
         get_task("vae", {}).loss(out, Batch(x - 0.5, torch.zeros(4, dtype=torch.long), torch.arange(4)))
+
+
+def test_every_declared_task_is_the_class_its_declaration_names():
+    """engine/task_settings.py and evaluate/settings (what validation and the tables read) against the classes."""
+    assert {"classification", "vae"} <= set(TASKS.names())
+    for name in TASKS.names():
+        s = TASKS.get(name)
+        cls = load_object(s.impl)
+        assert cls.settings is s and cls.name == name and cls.Params is s.Params, name
+    with pytest.raises(TypeError, match="task 'vae' is declared at curriculab.evaluate.vae:VAETask"):
+        type("Elsewhere", (Task,), {"settings": VAE})
 
 
 def test_vae_fit_with_cbs_on_every_conv_and_transposed_conv(workdir):

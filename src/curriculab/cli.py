@@ -173,9 +173,11 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from curriculab.data.prepared import DatasetMissing
     from curriculab.engine.records import is_done
-    from curriculab.evaluate.adversarial import evaluate_table, split_evaluate
+    from curriculab.evaluate.adversarial import evaluate_table
+    from curriculab.evaluate.settings.adversarial import split_evaluate
     from curriculab.executor import read_record
     from curriculab.fingerprint import evaluation_key, is_cached, write_cached
+    from curriculab.registry import load_object
     from curriculab.tables.spec import expand_table
 
     params, workdir = _params(args)
@@ -198,14 +200,15 @@ def cmd_evaluate(args) -> int:
     if spec.evaluate is None:
         return 0
     opts = spec.EvalParams.model_validate(block)
+    evaluate, module = load_object(spec.evaluate), spec.evaluate.partition(":")[0]
     for run in runs:
         rec = read_record(run.dir(workdir))
         target = out / f"{run.run_id}.json"
-        key = evaluation_key(opts.model_dump(mode="json"), rec.get("data_checksum"), spec.evaluate.__module__)
+        key = evaluation_key(opts.model_dump(mode="json"), rec.get("data_checksum"), module)
         if is_cached(target, key):
             continue
         try:
-            metrics = spec.evaluate(run, rec, opts, workdir)
+            metrics = evaluate(run, rec, opts, workdir)
         except DatasetMissing as e:  # e.g. a transfer target: the report shows what was not evaluated
             return _skipped(f"{spec.id}: evaluation", out, str(e))
         write_cached(target, key, metrics)

@@ -191,7 +191,7 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
               log: Callable[[str], None], command: Callable[[list[str]], int], run: dict | None = None
               ) -> TableReport:
     """`run`: the dry runs' device settings (device, bf16, channels_last, compile), passed to `dry_raw`."""
-    from curriculab.evaluate.adversarial import split_evaluate
+    from curriculab.evaluate.settings.adversarial import split_evaluate
     from curriculab.project import load_params
     from curriculab.tables.spec import expand_table, get_spec
 

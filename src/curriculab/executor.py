@@ -81,6 +81,7 @@ def _execute(run: RunSpec, workdir: Path, position: int) -> dict:
     atomic_write_bytes(d / "config.yaml", yaml.safe_dump(
         {"labels": labels, "data_checksum": checksum, "config": run.config.model_dump(mode="json")},
         sort_keys=False).encode())
+    from curriculab.registry import load_object
     from curriculab.tables.spec import get_spec
 
     if run.config.train.ddp:  # torchrun's processes train it; rank 0 writes the record
@@ -88,7 +89,8 @@ def _execute(run: RunSpec, workdir: Path, position: int) -> dict:
 
         launch(run, d, workdir)
         return read_record(d)
-    train = get_spec(run.table).runner or fit
+    runner = get_spec(run.table).runner
+    train = load_object(runner) if runner is not None else fit
     record = train(run.config, d, workdir, run_id=run.run_id, position=position, meta={"labels": labels,
                  "data_checksum": checksum})
     return record

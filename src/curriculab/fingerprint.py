@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import json
 import sys
 from functools import cache
@@ -76,14 +77,15 @@ def _closure(seeds: list[Path], root: Path, excluded: set[str] = EXCLUDED) -> li
 
 
 def method_modules(method_names, root: Path) -> list[Path]:
-    """The source files of the methods' classes (their modules in `root`)."""
-    from curriculab.methods import registry
+    """The source files of the methods' classes (their modules in `root`), found from the methods' settings
+    without importing the classes."""
+    from curriculab.methods import METHOD_SETTINGS
 
-    reg = registry()
     out = []
     for name in method_names:
-        mod = sys.modules[reg[name].__module__]
-        path = Path(mod.__file__).resolve()
+        module = METHOD_SETTINGS.get(name).module
+        loaded = sys.modules.get(module)
+        path = Path(loaded.__file__ if loaded is not None else importlib.util.find_spec(module).origin).resolve()
         out.append(root / path.relative_to(HERE) if path.is_relative_to(HERE) else path)
     return out
 
@@ -135,10 +137,10 @@ def module_files(module: str, root: Path | None = None) -> list[str]:
 
 def code_files(methods=None, root: Path | None = None, modules=()) -> list[str]:
     """The files behind a fingerprint, relative to the package (all methods when None)."""
-    from curriculab.methods import registry
+    from curriculab.methods import METHOD_SETTINGS
 
     root = Path(root or PACKAGE).resolve()
-    names = sorted(registry()) if methods is None else sorted(methods)
+    names = METHOD_SETTINGS.names() if methods is None else sorted(methods)
     return [_rel(p, root) for p in _closure(_seeds(names, modules, root), root) if p.is_relative_to(root)]
 
 

@@ -14,7 +14,7 @@ from curriculab.config import (
 )
 from curriculab.data.copies import check_copies
 from curriculab.data.sources import SOURCES
-from curriculab.evaluate.adversarial import check_adversarial, split_evaluate
+from curriculab.evaluate.settings.adversarial import check_adversarial, split_evaluate
 from curriculab.methods import validate_pretrain
 from curriculab.settings_file import check_finite, load_yaml, resolve_uses
 from curriculab.tables.spec import TABLES, expand_table

@@ -11,16 +11,6 @@ from curriculab.config import ConfigError, suggest
 T = TypeVar("T")
 
 
-# Where each kind of plug-in is defined: its package's modules register entries when imported. A lookup
-# imports only its own kind's packages, so a training worker asking for a model or a method imports no
-# table module (nor their plotting libraries).
-PLUGIN_PACKAGES = {
-    "model": ("curriculab.models",),
-    "method": ("curriculab.methods",),
-    "copy kind": ("curriculab.methods",),
-    "task": ("curriculab.evaluate",),
-    "table": ("curriculab.tables",),
-}
 _loaded: set[str] = set()  # the plug-in packages imported so far
 
 
@@ -35,12 +25,27 @@ def load_plugins(packages) -> None:
             importlib.import_module(f"{name}.{mod.name}")
 
 
-class Registry(Generic[T]):
-    """name → entry, filled by plug-in modules as they are imported (see `load_plugins`)."""
+def load_object(ref: str):
+    """The object a "package.module:name" reference names, its module imported on first use (how a plug-in's
+    torch-free settings point at its implementation)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
-    def __init__(self, kind: str):
+
+def ref_of(obj) -> str:
+    """The "package.module:name" reference of a class or function (`load_object`'s inverse)."""
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+class Registry(Generic[T]):
+    """name → entry, filled by plug-in modules as they are imported (see `load_plugins`).
+
+    `packages` are where the entries are defined: a lookup imports only those, so a check of the settings
+    imports the torch-free settings modules and a training worker's model lookup no table module."""
+
+    def __init__(self, kind: str, packages: tuple[str, ...] = ()):
         self.kind = kind
-        self.packages = PLUGIN_PACKAGES.get(kind, ())
+        self.packages = packages
         self._entries: dict[str, T] = {}
 
     def register(self, name: str, entry: T) -> T:

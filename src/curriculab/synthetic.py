@@ -162,14 +162,14 @@ def _fit_schedule(methods: dict) -> int:
     original data), a gradual cascade (GCSA) to one epoch (then one clean epoch); a cascade (CSA) keeps its
     phases, one epoch each."""
     from curriculab.methods.cascading import CascadingSumAugmentation
-    from curriculab.methods.progressive_sharpening import ProgressiveSharpening
+    from curriculab.methods.settings.progressive_sharpening import ProgressiveSharpeningParams
 
     need = DRY_EPOCHS
     ps = methods.get("progressive_sharpening")
     if isinstance(ps, dict):
         ps.pop("boundaries", None)
         ps["every"] = 1
-        need = max(need, len(ProgressiveSharpening.Params.model_validate(ps).copies.levels()) + 1)
+        need = max(need, len(ProgressiveSharpeningParams.model_validate(ps).copies.levels()) + 1)
     csa = methods.get("csa")
     if isinstance(csa, dict):
         need = max(need, len(CascadingSumAugmentation.Params.model_validate(csa).cascade))
@@ -280,7 +280,7 @@ def dry_raw(raw: dict, key: str, batch: int, device: str = "cpu", bf16: bool = F
 def _dry_attacks(attacks, path: str) -> dict:
     """The block's attacks, read as AdversarialParams reads them (a list, a dict, or its defaults when none
     is named), with each iterative attack (BIM, MIM, PGD) capped at DRY_ATTACK_STEPS steps."""
-    from curriculab.evaluate.adversarial import ITERATIVE, AdversarialParams, resolve_attack
+    from curriculab.evaluate.settings.adversarial import ITERATIVE, AdversarialParams, resolve_attack
 
     parsed = AdversarialParams.model_validate({} if attacks is None else {"attacks": attacks}).attacks
     return {n: a.model_dump(exclude_unset=True)

@@ -6,34 +6,33 @@ every copy. Makers register by kind; their settings are validated by the maker's
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel
 
 from curriculab.config import ConfigError, validate
-from curriculab.registry import Registry
+from curriculab.registry import Registry, load_object
 
 
-@dataclass
+@dataclass(frozen=True)
 class CopyMaker:
     kind: str
     Params: type[BaseModel]
-    make: Callable[[np.ndarray, BaseModel], dict[str, np.ndarray]]  # images → {copy name: images}
+    impl: str  # "package.module:function": fn(x_uint8 (N, C, H, W), params) -> {copy name: x_uint8, same shape}
+
+    def make(self, x: np.ndarray, params: BaseModel) -> dict[str, np.ndarray]:
+        """images → {copy name: images}, the implementation imported on first use."""
+        return load_object(self.impl)(x, params)
 
 
-COPY_MAKERS: Registry[CopyMaker] = Registry("copy kind")
+# Declared with the torch-free settings of the method that trains on them (methods/settings/).
+COPY_MAKERS: Registry[CopyMaker] = Registry("copy kind", ("curriculab.methods.settings",))
 
 
-def register_copy(kind: str, params: type[BaseModel]):
-    """Decorator for `fn(x_uint8 (N, C, H, W), params) -> {copy_name: x_uint8 of the same shape}`."""
-
-    def deco(fn):
-        COPY_MAKERS.register(kind, CopyMaker(kind, params, fn))
-        return fn
-
-    return deco
+def declare_copy(kind: str, params: type[BaseModel], impl: str) -> CopyMaker:
+    """Register a copy kind: its settings and the function that makes its copies."""
+    return COPY_MAKERS.register(kind, CopyMaker(kind, params, impl))
 
 
 def check_copies(copies: dict[str, dict]) -> dict[str, tuple[CopyMaker, BaseModel]]:

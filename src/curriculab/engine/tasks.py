@@ -1,6 +1,7 @@
 """Tasks: what the model's output means, the default loss, and per-epoch evaluation.
 
-Classification is built in; other tasks (e.g. in curriculab.evaluate) register with `@register_task`.
+Classification is built in; other tasks (e.g. in curriculab.evaluate) subclass `Task`. What a task declares
+without torch (name, `task_params` schema, primary metric, where the class lives) is in engine/task_settings.py.
 """
 
 from __future__ import annotations
@@ -12,33 +13,40 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from curriculab.config import Strict
+from curriculab.engine.task_settings import CLASSIFICATION, TASKS, TaskSettings
 from curriculab.methods.base import Batch, cross_entropy
-from curriculab.registry import Registry
-
-TASKS: Registry[type[Task]] = Registry("task")
-
-
-def register_task(cls: type[Task]) -> type[Task]:
-    return TASKS.register(cls.name, cls)
-
-
-def task_names() -> list[str]:
-    return TASKS.names()
+from curriculab.registry import load_object, ref_of
 
 
 def get_task(name: str, params: dict) -> Task:
-    cls = TASKS.get(name)
-    return cls(cls.Params.model_validate(params))
+    settings = TASKS.get(name)
+    return load_object(settings.impl)(settings.Params.model_validate(params))
+
+
+class _Declared:
+    """A class attribute read from the class's declaration (`settings`)."""
+
+    def __init__(self, field: str):
+        self.field = field
+
+    def __get__(self, obj, cls=None):
+        return getattr(cls.settings, self.field)
 
 
 class Task:
     """Classification: logits, cross-entropy, accuracy (top-1 and top-5)."""
 
-    name: ClassVar[str] = "classification"
-    Params: ClassVar[type[BaseModel]] = Strict
-    primary: ClassVar[str] = "acc"  # the metric tables report by default
-    higher_is_better: ClassVar[bool] = True
+    settings: ClassVar[TaskSettings] = CLASSIFICATION  # a subclass names its own (declared where its impl is)
+    name = _Declared("name")
+    Params = _Declared("Params")  # validates `task_params`
+    primary = _Declared("primary")  # the metric tables report by default
+    higher_is_better = _Declared("higher_is_better")
+
+    def __init_subclass__(cls, **kwargs):
+        """A subclass with its own `settings` must be the class they name (so `get_task` builds it)."""
+        super().__init_subclass__(**kwargs)
+        if "settings" in cls.__dict__ and cls.settings.impl != ref_of(cls):
+            raise TypeError(f"task {cls.settings.name!r} is declared at {cls.settings.impl}, not {ref_of(cls)}")
 
     def __init__(self, params: BaseModel):
         self.params = params
@@ -76,6 +84,3 @@ class Task:
     def final_metrics(self, model: nn.Module, data, predict, run) -> dict[str, float]:
         """Extra metrics computed once at the end of training (e.g. a VAE's NLL); none by default."""
         return {}
-
-
-register_task(Task)

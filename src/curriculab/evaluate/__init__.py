@@ -1,4 +1,4 @@
 """Evaluations beyond per-epoch accuracy (feature probes, transfer, VAE metrics, attacks).
 
-Tasks defined here register when a task lookup imports the package's modules (`curriculab.registry`).
+Their settings, and the tasks defined here, are declared without torch in `curriculab.evaluate.settings`.
 """

@@ -12,40 +12,15 @@ import contextlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from curriculab.config import ConfigError, RunConfig, Strict, table_key
+from curriculab.config import ConfigError, RunConfig, table_key
 from curriculab.data.loader import DeviceData
 from curriculab.engine.records import is_done
-
-
-class ProbeParams(Strict):
-    """CBS §4 'Feature Extraction': frozen backbone, 3-layer MLP (500 hidden, ReLU), Adam 1e-4, 20 epochs."""
-
-    targets: Annotated[list[str], Field(min_length=1)] = ["digits", "syndigits"]
-    hidden: Annotated[int, Field(ge=1)] = 500
-    layers: Annotated[int, Field(ge=1)] = 3  # linear layers (3: two hidden layers of `hidden` units)
-    lr: Annotated[float, Field(gt=0)] = 1e-4
-    epochs: Annotated[int, Field(ge=1)] = 20
-    batch_size: Annotated[int, Field(ge=1)] = 128
-    subset_per_class: Annotated[int, Field(ge=1)] | None = None  # target training items per class
-    test_limit: Annotated[int, Field(ge=1)] | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: Annotated[int, Field(ge=1)] = 1  # CPU threads, fixed so the numbers do not depend on the machine
-
-
-class ZeroShotParams(Strict):
-    """CBS §4 'Zero-shot Domain Adaptation': train on the source (the column), test on the target."""
-
-    targets: Annotated[dict[str, str], Field(min_length=1)]  # table column → target dataset
-    oracle: bool = True  # also report the target-only oracle (same settings, trained on the target)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: Annotated[int, Field(ge=1)] = 1  # CPU threads, fixed so the numbers do not depend on the machine
+from curriculab.evaluate.settings.transfer import ProbeParams, ZeroShotParams
 
 
 @contextlib.contextmanager

@@ -7,22 +7,12 @@ phase, so its final checkpoint is the model the thesis reports; this evaluates e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from curriculab.config import PosInt, Strict
+from curriculab.evaluate.settings.ttsa import KeptEvalParams
 from curriculab.evaluate.transfer import cpu_threads
-from curriculab.methods.sum_augmentation import TTSAParams, TTSASampler
-
-
-class KeptEvalParams(Strict):
-    """`evaluate.<key>` of the sum-augmentation tables."""
-
-    ttsa: TTSAParams | None = None  # also the TTSA test error (tables 3.5-3.6)
-    batch_size: PosInt = 500  # images per forward: TTSA tests batch_size // C images at a time (C mixes each)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: PosInt = 1
+from curriculab.methods.sum_augmentation import TTSASampler
 
 
 def evaluate_kept(run, record: dict, opts: KeptEvalParams, workdir: Path) -> dict:

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from curriculab.config import Strict
-from curriculab.engine.tasks import Task, register_task
+from curriculab.engine.tasks import Task
+from curriculab.evaluate.settings.vae import VAE, VAEParams
 from curriculab.methods.base import Batch
-from curriculab.models import InputTransform
+from curriculab.models.layers import InputTransform
 
 LOG2PI = math.log(2 * math.pi)
 
@@ -107,22 +106,12 @@ def _vae(model: nn.Module) -> tuple[Callable, Callable]:
     return model.encode, model.decode
 
 
-@register_task
 class VAETask(Task):
     """Outputs (logits, μ, log σ²); loss −ELBO_β (β-VAE when β > 1); primary metric −ELBO (lower is better)"""
 
-    name = "vae"
-    primary = "nelbo"
-    higher_is_better = False
+    settings = VAE  # evaluate/settings/vae.py
 
-    class Params(Strict):
-        beta: Annotated[float, Field(gt=0)] = 1.0
-        nll_samples: Annotated[int, Field(ge=1)] = 500  # k of the importance-weighted NLL (He et al.: 500)
-        eval_limit: Annotated[int, Field(ge=2)] | None = None  # test images for NLL / MI / AU (None: all)
-        au_threshold: Annotated[float, Field(gt=0)] = 0.01
-        batch_size: Annotated[int, Field(ge=1)] = 100  # images per IW-NLL pass (× nll_samples decodes)
-
-    def __init__(self, params):
+    def __init__(self, params: VAEParams):
         super().__init__(params)
         self._checked = False
 

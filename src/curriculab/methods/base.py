@@ -1,7 +1,8 @@
 """The method contract: every curriculum is a plug-in on the one training loop (DESIGN.md).
 
 Every hook a method may define is declared on `Method` with its default; a method overrides only what
-it changes. Subclasses with a `name` register themselves in `METHODS`.
+it changes. Subclasses with a `name` register themselves in `METHODS`; their settings (params schemas, the
+exclusive hooks they claim) are declared torch-free in `curriculab.methods.settings`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from torch import nn
 
-from curriculab.config import ConfigError, Strict
+from curriculab.config import ConfigError
 from curriculab.data.loader import Batch, DeviceData
 from curriculab.engine.parallel import Single
-from curriculab.registry import Registry
+from curriculab.methods.settings import EXCLUSIVE, METHOD_SETTINGS, MethodParams, declare
+from curriculab.registry import Registry, ref_of
 
 if TYPE_CHECKING:
     from curriculab.config import Params, RunConfig
@@ -121,14 +123,16 @@ def _clone(obj: Any) -> Any:
     return obj
 
 
-METHODS: Registry[type[Method]] = Registry("method")
+METHODS: Registry[type[Method]] = Registry("method", ("curriculab.methods",))
 
 
 class Method:
     """Base class: every hook defaults to plain training. Override only what the method changes."""
 
     name: ClassVar[str] = ""  # the key in a run's `methods` block; a subclass with a name registers itself
-    Params: ClassVar[type[BaseModel]] = Strict  # validates `methods.<name>`
+    # Both from the method's declaration in curriculab.methods.settings (see `_settle`); a class defined
+    # elsewhere (a test's, a user's) without a declaration gives its own, and is declared from them.
+    Params: ClassVar[type[BaseModel]] = MethodParams  # validates `methods.<name>`
     PretrainParams: ClassVar[type[BaseModel] | None] = None  # validates `pretrain.<name>`; None: no pretrain stage
     # The params block the contract tests (tests/test_contract.py) train the method with; {} is its defaults.
     # A method whose defaults need artefacts of another stage names a small self-contained block here,
@@ -138,12 +142,12 @@ class Method:
     # Safe under DDP (train.ddp): the method keeps no state that would differ between ranks. A method left
     # False is refused, with one line, before any process starts (curriculab.distributed.check).
     ddp: ClassVar[bool] = False
-    # Hooks where two methods of one run cannot both act; the others compose.
-    EXCLUSIVE: ClassVar[tuple[str, ...]] = ("train_batches", "loss", "predict", "train_correct")
+    EXCLUSIVE: ClassVar[tuple[str, ...]] = EXCLUSIVE  # hooks where two methods of one run cannot both act
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if cls.__dict__.get("name"):
+            _settle(cls)
             METHODS.register(cls.name, cls)
 
     def __init__(self, params: BaseModel, ctx: MethodContext):
@@ -155,10 +159,6 @@ class Method:
     def ddp_refusal(cls, params: BaseModel) -> str | None:
         """Why a run with these settings cannot run under DDP (curriculab.distributed.check); None: it can."""
         return None if cls.ddp else "cannot run under DDP"
-
-    @classmethod
-    def check_run(cls, params: BaseModel, run: RunConfig, path: str) -> None:
-        """Checks of the params against the whole resolved run (e.g. a schedule against train.epochs)."""
 
     @classmethod
     def preflight(cls, params: BaseModel, run: RunConfig, workdir: Any) -> None:
@@ -239,6 +239,27 @@ class Method:
     def overrides(cls, hook: str) -> bool:
         """Whether the class redefines `hook` (for the exclusive hooks)."""
         return getattr(cls, hook) is not getattr(Method, hook)
+
+
+def _settle(cls: type[Method]) -> None:
+    """Give a named Method subclass its declared settings, checking the declaration matches the class (its
+    implementation reference, the exclusive hooks it overrides, any schema it sets itself); a class without
+    a declaration is declared from its own attributes."""
+    hooks = frozenset(h for h in EXCLUSIVE if cls.overrides(h))
+    if cls.name not in METHOD_SETTINGS:
+        declare(cls.name, ref_of(cls), cls.Params, cls.PretrainParams, tuple(sorted(hooks)))
+        return
+    s = METHOD_SETTINGS.get(cls.name)
+    where = f"method {cls.name!r} (declared in curriculab.methods.settings)"
+    if s.impl != ref_of(cls):
+        raise ValueError(f"{where} is implemented by {s.impl}, not by {ref_of(cls)}")
+    if s.hooks != hooks:
+        raise ValueError(f"{where} claims the hooks {sorted(s.hooks)} but {ref_of(cls)} overrides {sorted(hooks)}")
+    for attr in ("Params", "PretrainParams"):
+        own = cls.__dict__.get(attr)
+        if own is not None and own is not getattr(s, attr):
+            raise ValueError(f"{where}: {ref_of(cls)} sets its own {attr}; it comes from the declaration")
+    cls.Params, cls.PretrainParams = s.Params, s.PretrainParams
 
 
 def cross_entropy(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

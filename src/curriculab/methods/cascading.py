@@ -18,19 +18,15 @@ drops the m mod K leftover samples of a batch, as the official code does.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 
-from curriculab.config import PosInt, RunConfig
 from curriculab.methods.base import Batch, MethodContext, TrainState
-from curriculab.methods.phases import Phase, PhasedMethod, SelectParams, check_budget, check_selection
+from curriculab.methods.phases import Phase, PhasedMethod
+from curriculab.methods.settings.cascading import GCSAParams
 from curriculab.methods.sum_augmentation import (
-    Uneven,
     active_groups,
-    check_k,
     gcc,
     mixed_batches,
     sum_bce,
@@ -44,24 +40,6 @@ class CascadingSumAugmentation(PhasedMethod):
 
     name = "csa"
     contract_params = {"cascade": [2, 1], "patience": 1}
-
-    class Params(SelectParams):
-        cascade: list[PosInt] = Field(default=[4, 2, 1], min_length=1)  # strictly decreasing K
-        loss: Literal["thesis", "official"] = "thesis"  # BCE ÷ K | the official code's mean BCE
-        uneven: Uneven = "error"
-
-        @field_validator("cascade")
-        @classmethod
-        def _decreasing(cls, v: list[int]) -> list[int]:
-            if any(b >= a for a, b in zip(v, v[1:], strict=False)):
-                raise ValueError(f"the cascade's K values must be strictly decreasing, e.g. [8, 4, 2, 1], got {v}")
-            return v
-
-    @classmethod
-    def check_run(cls, p: Params, run: RunConfig, path: str) -> None:
-        check_selection(p, path)
-        check_k(p.cascade, run.train.batch_size, p.uneven, f"{path}.cascade")
-        check_budget([Phase("", k) for k in p.cascade], run.train.epochs, f"{path}.cascade")
 
     def phases(self) -> list[Phase]:
         return [Phase(f"K={k}", k) for k in self.params.cascade]
@@ -84,24 +62,7 @@ class GraduallyCascadingSumAugmentation(PhasedMethod):
     name = "gcsa"
     contract_params = {"start": 2, "cascade_epochs": 1}
 
-    class Params(SelectParams):
-        start: PosInt = 4  # n, the initial K
-        cascade_epochs: PosInt = 4  # Algorithm 3's nr_epochs: t reaches 1 at their end
-        t_update: Literal["epoch", "step"] = "epoch"  # step: the official code's per-step increment
-        loss: Literal["thesis", "official"] = "thesis"
-        uneven: Uneven = "error"
-
-    @classmethod
-    def check_run(cls, p: Params, run: RunConfig, path: str) -> None:
-        check_selection(p, path)
-        check_k(list(range(p.start, 1, -1)), run.train.batch_size, p.uneven, f"{path}.start")
-        if p.cascade_epochs >= run.train.epochs:
-            from curriculab.config import ConfigError
-
-            raise ConfigError(f"{path}.cascade_epochs: {p.cascade_epochs} leaves no clean fine-tuning epoch of "
-                              f"train.epochs {run.train.epochs}; lower it or train longer")
-
-    def __init__(self, params: Params, ctx: MethodContext):
+    def __init__(self, params: GCSAParams, ctx: MethodContext):
         self.t = 0.0
         super().__init__(params, ctx)
 

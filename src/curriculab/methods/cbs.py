@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from curriculab.config import Strict
 from curriculab.kernels import gaussian_kernel
 from curriculab.methods.base import Method, TrainState
-from curriculab.models import InputTransform
+from curriculab.models.layers import InputTransform
 
 __all__ = ["CBS", "GaussianSmoothing", "SmoothedInput", "WeightInit", "conv_sites", "gaussian_kernel",
            "sigma_at"]
@@ -133,34 +130,6 @@ class CBS(Method):
 
     name = "cbs"
 
-    class Params(Strict):
-        sigma: Annotated[float, Field(ge=0)] = 1.0  # σ0
-        decay: Annotated[float, Field(gt=0, le=1)] = 0.9
-        period: Annotated[float, Field(gt=0)] = 5.0  # epochs between decays; fractional = within an epoch
-        kernel_size: int = 3
-        placement: Literal["all", "no_shortcut", "vgg_official", "single"] = "all"
-        layer: int | None = None  # conv index for placement 'single' (appendix B)
-        transposed: bool = False  # also smooth ConvTranspose2d outputs (the VAE of Table 6)
-        target: Literal["features", "image", "image_and_features"] = "features"  # Table 7 ablation
-        constant: bool = False  # σ stays σ0 (Table 7 ablation)
-
-        @field_validator("kernel_size")
-        @classmethod
-        def _odd(cls, v: int) -> int:
-            if v < 1 or v % 2 == 0:
-                raise ValueError("kernel_size must be odd and >= 1 (the official code uses 3)")
-            return v
-
-        @model_validator(mode="after")
-        def _layer(self):
-            if self.placement == "single" and self.layer is None:
-                raise ValueError("placement 'single' needs `layer`, the index of the conv to smooth")
-            if self.placement != "single" and self.layer is not None:
-                raise ValueError("`layer` is only read with placement 'single'")
-            if self.target == "image" and self.placement != "all":
-                raise ValueError("`placement` has no effect with target 'image' (no feature is smoothed)")
-            return self
-
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
         self.layers: list[GaussianSmoothing] = []
@@ -237,11 +206,6 @@ class WeightInit(Method):
     """Re-initialise the model's weights (CBS appendix D compares initialisation schemes)."""
 
     name = "weight_init"
-
-    class Params(Strict):
-        # kaiming_normal: the official CBS code (convs He-normal fan_in, BN 1/0, linear N(0, 0.01));
-        # xavier_normal: Glorot & Bengio 2010 for convs and linears, zero biases; default: PyTorch's own.
-        scheme: Literal["default", "kaiming_normal", "xavier_normal"] = "kaiming_normal"
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         scheme = self.params.scheme

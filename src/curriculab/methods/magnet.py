@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from curriculab.config import ConfigError
-
-Variance = Literal["rippel", "squared"]
-
+from curriculab.methods.settings.spl_advise import Variance
 
 # --------------------------------------------------------------------------- Magnet loss (eq. 1)
 

@@ -10,16 +10,15 @@ each until its plateau, with the phase rules of `methods/phases.py`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from curriculab.config import RunConfig
 from curriculab.methods.base import Batch, MethodContext, TrainState
-from curriculab.methods.phases import Phase, PhasedMethod, SelectParams, check_budget, check_selection
+from curriculab.methods.phases import Phase, PhasedMethod
+from curriculab.methods.settings.mixup import MixupParams
 
 
 def mixup_batch(b: Batch, classes: int, lam: float, perm: torch.Tensor) -> Batch:
@@ -33,15 +32,7 @@ class Mixup(PhasedMethod):
 
     name = "mixup"
 
-    class Params(SelectParams):
-        alpha: Annotated[float, Field(gt=0)] = 1.0  # Beta(α, α); the paper's CIFAR setting
-
-    @classmethod
-    def check_run(cls, p: Params, run: RunConfig, path: str) -> None:
-        check_selection(p, path)
-        check_budget([Phase("mixup", 2), Phase("clean")], run.train.epochs, path)
-
-    def __init__(self, params: Params, ctx: MethodContext):
+    def __init__(self, params: MixupParams, ctx: MethodContext):
         super().__init__(params, ctx)
         self.rng = np.random.default_rng(ctx.run.seed)
 

@@ -20,50 +20,13 @@ optimiser's momentum at each restore.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from curriculab.config import ConfigError, PosInt, RunConfig, Strict
 from curriculab.engine.optim import Schedule
 from curriculab.methods.base import Batch, Method, MethodContext, TrainState
-
-
-class SelectParams(Strict):
-    """When a phase ends and which checkpoint it keeps."""
-
-    patience: PosInt = 3  # epochs without a better selection metric before the phase ends
-    select_on: Literal["val", "test"] = "val"  # test: the thesis' selection (a test-set leak)
-    allow_test_selection: bool = False  # the flag that says a test-split selection is intended
-    metric: Literal["acc", "loss"] = "acc"
-    lr_reset: bool = True  # each phase restarts train.schedule from its first epoch
-    reset_optimizer: bool = True  # restoring a checkpoint clears the optimiser state (momentum)
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One phase: its label, its K for the logs (1 = clean data), a fixed length or None, and whether it restores."""
-
-    label: str
-    k: int = 1
-    fixed: int | None = None  # epochs; None: until `patience` or the phase's share of the budget
-    restore: bool = True
-
-
-def check_selection(p: SelectParams, path: str) -> None:
-    """`select_on: test` needs the explicit leak flag."""
-    if p.select_on == "test" and not p.allow_test_selection:
-        raise ConfigError(f"{path}.select_on: 'test' keeps checkpoints by test accuracy (the thesis' procedure, a "
-                          "test-set leak); set allow_test_selection: true to reproduce it on purpose, or use 'val'")
-
-
-def check_budget(phases: list[Phase], epochs: int, path: str) -> None:
-    """Every phase needs at least one epoch of train.epochs."""
-    need = sum(p.fixed or 1 for p in phases)
-    if need > epochs:
-        raise ConfigError(f"{path}: {len(phases)} phases need at least {need} epochs but train.epochs is {epochs}; "
-                          "train longer or use fewer phases")
+from curriculab.methods.settings.phases import Phase, SelectParams
 
 
 def weights_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -80,8 +43,6 @@ class _DummyOpt(torch.optim.SGD):
 class PhasedMethod(Method):
     """Base of the phase-wise methods; a subclass gives `phases()` and the batches / loss of a mixing phase."""
 
-    Params = SelectParams
-
     def phases(self) -> list[Phase]:
         raise NotImplementedError
 
@@ -97,13 +58,9 @@ class PhasedMethod(Method):
                       state: TrainState) -> torch.Tensor | None:
         return None
 
-    @classmethod
-    def check_run(cls, p: SelectParams, run: RunConfig, path: str) -> None:
-        check_selection(p, path)
-
     def __init__(self, params: SelectParams, ctx: MethodContext):
         super().__init__(params, ctx)
-        self.check_run(params, ctx.run, f"methods.{self.name}")
+        params.check_run(ctx.run, f"methods.{self.name}")
         self.plan = self.phases()
         self.epochs = ctx.run.train.epochs
         self.key = f"{params.select_on}_{params.metric}"

@@ -16,87 +16,29 @@ Nesterov, weight decay) and BatchNorm buffers, which are never written (engine/b
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator, model_validator
 from torch.func import functional_call, vmap
 
-from curriculab.config import ConfigError, RunConfig, Strict
+from curriculab.config import ConfigError
 from curriculab.engine.batched import trial_steps, vmap_net
 from curriculab.methods.base import Batch, Method, TrainState
-
-
-class PoaParams(Strict):
-    """`methods.poa`: the four parts of the framework, named as the thesis names them."""
-
-    item: Literal["batch", "sample"] = "batch"
-    scoring: Literal["loss", "loss_delta"] = "loss"
-    target: Literal["same", "external"] = "same"  # loss_delta: measured on the same batch or the external one
-    relative: bool = False  # loss_delta: (prev − new) / prev instead of prev − new
-    strategy: Literal["ordering", "sampling"] = "ordering"
-    order: Literal["ascending", "descending"] = "ascending"  # ordering: which end of the sorted scores goes first
-    weighting: Literal["score", "inverse"] = "score"  # sampling: probability ∝ score or ∝ 1 / score
-    k: int | Literal["all"] = 8  # candidates scored per step; all = every remaining item
-    external: Literal["val", "test"] = "val"  # split the static external batch is drawn from, each epoch
-    external_size: Annotated[int, Field(ge=1)] = 512
-    allow_test_leak: bool = False  # external: test (the thesis) selects on the test set; say so explicitly
-    score_mode: Literal["train", "eval"] = "train"  # eval = the authors' code (BN running statistics)
-    candidates: Literal["split", "resample"] = "split"  # resample = the authors' MALO: each candidate batch a
-    # fresh random draw from the remaining samples
-
-    @field_validator("k")
-    @classmethod
-    def _k_positive(cls, k: int | str) -> int | str:
-        if k != "all" and k < 1:
-            raise ValueError("K must be at least 1 (or 'all')")
-        return k
-
-    @model_validator(mode="after")
-    def _consistent(self) -> PoaParams:
-        if self.external == "test" and not self.allow_test_leak:
-            raise ValueError("external 'test' draws the scoring batch from the test set (the thesis' leak); set "
-                             "allow_test_leak: true to reproduce it, or use external: val")
-        if self.target == "external" and self.scoring != "loss_delta":
-            raise ValueError("target 'external' applies to scoring 'loss_delta' only")
-        if self.candidates == "resample" and (self.item != "batch" or self.strategy != "ordering"):
-            raise ValueError("candidates 'resample' applies to item 'batch' with strategy 'ordering'")
-        return self
-
-
-def _items(p: PoaParams, n_train: int, batch_size: int) -> int:
-    return n_train // batch_size if p.item == "batch" else n_train
+from curriculab.methods.settings.poa import PoaParams
 
 
 class Poa(Method):
     """The POA data loader as the `train_batches` hook: each step scores K candidates with the live model."""
 
     name = "poa"
-    Params = PoaParams
     # the engine contract's micro run (60 items, batch 32): sample items, MLD trial steps on every candidate
     contract_params = {"item": "sample", "scoring": "loss_delta", "order": "descending", "k": 32}
-
-    @classmethod
-    def check_run(cls, p: PoaParams, run: RunConfig, path: str) -> None:
-        """K against the number of learning items (when the dataset is prepared, so its size is known)."""
-        bs = run.train.batch_size
-        if p.item == "sample" and p.strategy == "ordering" and p.k != "all" and p.k < bs:
-            raise ConfigError(f"{path}.k: ordering samples takes a batch of {bs} of the K candidates; K = {p.k} < {bs}")
-        if run.train.optimizer.name != "sgd" and p.scoring == "loss_delta":
-            raise ConfigError(f"{path}.scoring: loss_delta trial steps replay SGD; set train.optimizer.name: sgd")
-        n = _train_size(run)
-        if n is not None and p.k != "all" and p.k > _items(p, n, bs):
-            raise ConfigError(f"{path}.k: K = {p.k} is more than the {_items(p, n, bs)} learning items "
-                              f"({p.item}es of {n} training images)" if p.item == "batch" else
-                              f"{path}.k: K = {p.k} is more than the {n} training samples")
 
     def __init__(self, params: PoaParams, ctx):
         super().__init__(params, ctx)
         self.p: PoaParams = params
         self.bs = ctx.run.train.batch_size
-        self.items = _items(params, ctx.data.n_train, self.bs)
+        self.items = params.items(ctx.data.n_train, self.bs)
         if params.k != "all" and params.k > self.items:
             raise ConfigError(f"methods.poa.k: K = {params.k} is more than the {self.items} learning items")
         self.external: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -262,19 +204,3 @@ def loss_deltas(model, opt, x: torch.Tensor, y: torch.Tensor, external: tuple | 
         net.train(was)
     delta = prev - new
     return delta / prev if relative else delta
-
-
-def _train_size(run: RunConfig) -> int | None:
-    """Training-set size of a run when its dataset is prepared under ./data (for `curriculab validate`)."""
-    from curriculab.data.prepared import read_meta
-
-    try:
-        meta = read_meta(Path("data"), run.data.dataset)
-    except (ConfigError, OSError, KeyError):
-        return None
-    n = meta.get("sizes", {}).get("train") if isinstance(meta.get("sizes"), dict) else None
-    if n is None:
-        return None
-    if run.data.subset_per_class is not None:
-        n = min(n, run.data.subset_per_class * meta.get("classes", 0))
-    return n

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 
 import torch
 
-from curriculab.config import NonNegInt, PosInt, RunConfig
 from curriculab.methods.base import Batch, TrainState
-from curriculab.methods.phases import Phase, PhasedMethod, SelectParams, check_budget, check_selection
+from curriculab.methods.phases import Phase, PhasedMethod
 
 
 def pair_batch(b: Batch, partner: torch.Tensor) -> Batch:
@@ -29,16 +28,6 @@ class SamplePairing(PhasedMethod):
 
     name = "sample_pairing"
     contract_params = {"warmup": 0}
-
-    class Params(SelectParams):
-        warmup: NonNegInt = 100  # epochs of the pairing phase trained without pairing (CIFAR: 100)
-        on_epochs: PosInt = 8  # then pairing for this many epochs ...
-        off_epochs: NonNegInt = 2  # ... and off for this many, repeatedly
-
-    @classmethod
-    def check_run(cls, p: Params, run: RunConfig, path: str) -> None:
-        check_selection(p, path)
-        check_budget([Phase("pairing", 2), Phase("clean")], run.train.epochs, path)
 
     def phases(self) -> list[Phase]:
         return [Phase("pairing", 2), Phase("clean", 1)]

@@ -20,29 +20,25 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator, model_validator
 
-from curriculab.config import ConfigError, NonNegFloat, PosInt, Strict
+from curriculab.config import ConfigError
 from curriculab.data.prepared import read_meta
 from curriculab.methods.base import Batch, Method, MethodContext, TrainState, cross_entropy
 from curriculab.methods.magnet import ClusterIndex, kmeans_per_class, magnet_step
+from curriculab.methods.settings.spl_advise import PretrainParams, SPLAdviseParams
 from curriculab.methods.spl_embedding import (
     PRETRAIN_HINT,
     EmbeddingParams,
-    PretrainParams,
     embed,
     load_embedding_clusters,
     load_embedding_model,
     pretrain_dir,
     pretrain_embedding,
 )
-
-Pace = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
 
 # --------------------------------------------------------------------------- selection (Algorithm 2)
 
@@ -157,55 +153,6 @@ class _Embedder:
         self.index.rng.bit_generator.state = json.loads(st["rng"])
 
 
-# --------------------------------------------------------------------------- settings
-
-
-class SPLAdviseParams(Strict):
-    """The student (Algorithm 2)."""
-
-    selection: Literal["spld", "official", "random"] = "spld"
-    # adaptive: the pretrained embedding keeps training (Magnet loss, Algorithm 1) alongside the student and
-    # the clusters are recomputed from it every `refresh_every` student steps (paper Algorithm 2, step 2);
-    # frozen: the pretrained clusters throughout (the official code); pixels: per-class k-means on raw
-    # pixels (the SPLD baseline)
-    clusters: Literal["adaptive", "frozen", "pixels"] = "adaptive"
-    refresh_every: PosInt = 100  # R: student steps between embedding refreshes (`clusters: adaptive`)
-    embedding_steps: PosInt = 20  # Magnet-loss iterations of the embedding per refresh (`clusters: adaptive`)
-    k: PosInt = 8  # clusters per class when `clusters: pixels`
-    start_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8  # share admitted in the first paced epoch
-    gamma: NonNegFloat = 1.0  # γ/λ in the first paced epoch
-    beta1: Pace = 0.1  # pace: admitted share ×(1+β1) per epoch (official: K ×(1+β1))
-    beta2: Pace = 0.1  # pace: γ/λ ×(1+β2) per epoch
-    official_k: PosInt = 500  # K0 of `selection: official` (samples per cluster)
-    fill: Literal["repeat", "none"] = "repeat"  # repeat: each epoch has n_train samples (same updates)
-    # fresh: Algorithm 2 step 10, every sample's loss under the trained θ* (an extra eval pass over the
-    # training set per paced epoch); last_epoch: the per-sample losses recorded during the previous
-    # epoch's training steps (train mode, before each step's update), a sample not seen keeping its older one
-    losses: Literal["fresh", "last_epoch"] = "fresh"
-    loss_batch_size: PosInt = 500
-    embedding: EmbeddingParams | None = None  # must equal pretrain.spl_advise.embedding (YAML anchor)
-
-    @field_validator("clusters", mode="before")
-    @classmethod
-    def _renamed(cls, v: Any) -> Any:
-        if v == "embedding":
-            raise ValueError("'embedding' was renamed: 'frozen' keeps the pretrained clusters (the official "
-                             "code, what 'embedding' did), 'adaptive' refreshes the embedding and its clusters "
-                             "while the student trains (paper Algorithm 2)")
-        return v
-
-    @model_validator(mode="after")
-    def _needs_embedding(self) -> SPLAdviseParams:
-        if self.selection != "random" and self.uses_embedding and self.embedding is None:
-            raise ValueError(f"embedding: required with clusters {self.clusters!r}; give it the same block as "
-                             "pretrain.spl_advise.embedding (a YAML anchor)")
-        return self
-
-    @property
-    def uses_embedding(self) -> bool:
-        return self.clusters in ("adaptive", "frozen")
-
-
 # --------------------------------------------------------------------------- the student
 
 
@@ -213,8 +160,6 @@ class SPLAdvise(Method):
     """Self-paced selection by easiness (per-sample loss) and diversity (clusters), Algorithm 2."""
 
     name = "spl_advise"
-    Params = SPLAdviseParams
-    PretrainParams = PretrainParams
     # The default clusters come from the pretrain stage; the contract tests use per-class k-means on pixels
     # (the embedding path is tested with a tiny pretrained embedding in tests/test_spl_advise.py).
     contract_params = {"clusters": "pixels", "k": 2}

@@ -13,97 +13,24 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator, model_validator
 
 from curriculab.config import (
     ConfigError,
     DataParams,
-    ModelParams,
-    NonNegFloat,
-    NonNegInt,
-    PosFloat,
-    PosInt,
     RunConfig,
-    Strict,
-    deep_merge,
-    stable_hash,
-    validate,
 )
 from curriculab.data.derive import subset_per_class
 from curriculab.data.loader import DeviceData
 from curriculab.data.prepared import atomic_write_bytes, atomic_write_json, read_meta
 from curriculab.engine.devices import resolve_device, seed_everything
-from curriculab.methods.magnet import ClusterIndex, Variance, kmeans_per_class, magnet_step
-from curriculab.models import check_model, create_model
+from curriculab.methods.magnet import ClusterIndex, kmeans_per_class, magnet_step
+from curriculab.methods.settings.spl_advise import EmbeddingParams, PretrainParams
+from curriculab.models import create_model
 
 PRETRAIN_HINT = "run `dvc repro pretrain@spl_advise` (or `curriculab pretrain spl_advise`)"
-# What the stage writes; part of the hash, so files of an older format are stale (2: model.pt also holds the
-# Adam state, which `clusters: adaptive` students continue from).
-FORMAT = 2
-
-
-# --------------------------------------------------------------------------- settings
-
-
-class EmbeddingParams(Strict):
-    """The embedding CNN and its Magnet-loss training (Algorithm 1); the student carries the same block."""
-
-    model: ModelParams = ModelParams(name="lenet")  # its output size (num_classes) is the embedding dimension
-    dim: PosInt = 16  # embedding dimension (the official code: 2)
-    clusters: PosInt = 8  # K clusters per class
-    m: Annotated[int, Field(ge=2)] = 8  # M clusters per minibatch: the seed and M−1 impostors
-    b: PosInt = 8  # B samples per cluster (minibatch M·B)
-    alpha: Annotated[float, Field(allow_inf_nan=False)] = 1.0  # separation margin α
-    refresh: PosInt = 100  # R: re-cluster every R iterations
-    lr: PosFloat = 1e-4  # Adam
-    weight_decay: NonNegFloat = 0.0
-    iterations: PosInt = 1000  # E
-    variance: Variance = "rippel"
-    seed: NonNegInt = 0
-    subset_per_class: PosInt | None = None  # examples per class in the index while training (None: all)
-    per_dataset: dict[str, dict[str, Any]] = {}  # dataset → overrides of the keys above
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, v: ModelParams) -> ModelParams:
-        check_model(v.name, v.kwargs, "model")
-        return v
-
-    @model_validator(mode="after")
-    def _overrides(self) -> EmbeddingParams:
-        for ds in self.per_dataset:
-            self.resolve(ds)
-        return self
-
-    def resolve(self, dataset: str) -> EmbeddingParams:
-        """The settings used for `dataset`: the block with its `per_dataset` overrides applied."""
-        over = self.per_dataset.get(dataset, {})
-        if "per_dataset" in over:
-            raise ConfigError(f"per_dataset.{dataset}.per_dataset: overrides cannot nest")
-        base = self.model_dump(mode="json", exclude={"per_dataset"})
-        return validate(EmbeddingParams, deep_merge(base, over), prefix=f"per_dataset.{dataset}")
-
-    def digest(self, dataset: str, checksum: str) -> str:
-        """Hash of (settings for `dataset`, the dataset, its checksum): a checkpoint is current iff equal."""
-        settings = self.resolve(dataset).model_dump(mode="json")
-        return stable_hash({"settings": settings, "dataset": dataset, "checksum": checksum, "format": FORMAT},
-                           n=16)
-
-
-class PretrainParams(Strict):
-    """`pretrain.spl_advise`: which datasets get an embedding, its settings (shared with the student by a YAML
-    anchor), and how the stage runs (not part of the embedding's hash, nor of the student's run id)."""
-
-    datasets: Annotated[list[str], Field(min_length=1)]
-    embedding: EmbeddingParams = EmbeddingParams()
-    eval_batch_size: PosInt = 256  # forward passes of the refreshes and of the final assignment
-    tsne_points: PosInt = 400  # points in each t-SNE snapshot (figure spl.f2)
-    tsne_iterations: Annotated[int, Field(ge=250)] = 500
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 # --------------------------------------------------------------------------- paths and checks

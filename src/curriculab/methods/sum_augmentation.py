@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from curriculab.config import ConfigError, PosInt, RunConfig, Strict
 from curriculab.methods.base import Batch, Method, MethodContext, TrainState
+from curriculab.methods.settings.sum_augmentation import SumAugmentationParams, TTSAParams, check_k
 
 __all__ = ["sum_mix", "gcc", "sum_bce", "topk_correct", "ttsa_mix", "ttsa_predict",
            "TTSAParams", "SumAugmentation", "TestTimeSumAugmentation", "check_k"]
@@ -106,32 +105,6 @@ def ttsa_predict(model: nn.Module, x: torch.Tensor, randoms: torch.Tensor, lam: 
     return probs.clamp_min(1e-12).log()
 
 
-# --------------------------------------------------------------------------- settings checks
-
-
-def check_k(ks: list[int], batch_size: int, uneven: str, path: str) -> None:
-    """Each K must be >= 1 and divide the batch size (§3.3), unless `uneven: drop` (the official code)."""
-    for k in ks:
-        if k < 1:
-            raise ConfigError(f"{path}: K must be >= 1, got {k}")
-        if uneven == "error" and batch_size % k:
-            raise ConfigError(f"{path}: K = {k} does not divide train.batch_size {batch_size} (the thesis mixes "
-                              f"⌊m/K⌋ samples from K groups of equal size); pick a batch size divisible by "
-                              f"{k}, or set uneven: drop to drop the m mod K leftover samples as the official code")
-        if k > batch_size:
-            raise ConfigError(f"{path}: K = {k} is larger than train.batch_size {batch_size}")
-
-
-class TTSAParams(Strict):
-    """Test-Time Sum Augmentation (§3.6); the thesis used λ = 1, K = 4, C = 16."""
-
-    lam: Annotated[float, Field(gt=0)] = 1.0
-    k: PosInt = 4
-    c: PosInt = 16
-    pool: Literal["train", "test"] = "train"  # where the random images come from (`test`: the thesis' wording)
-    seed: int = 0  # added to the run's seed
-
-
 class TTSASampler:
     """Random images for TTSA from a split of the run's data, drawn with the method's own generator."""
 
@@ -154,9 +127,6 @@ class TTSASampler:
 # --------------------------------------------------------------------------- methods
 
 
-Uneven = Literal["error", "drop"]
-
-
 def mixed_batches(data, batch_size: int, k: int, weights: torch.Tensor | None = None) -> Iterator[Batch]:
     """One epoch of sum-augmented batches: each shuffled batch of m → m // k mixed samples.
 
@@ -177,16 +147,7 @@ class SumAugmentation(Method):
 
     name = "sum_augmentation"
 
-    class Params(Strict):
-        k: PosInt = 4
-        loss: Literal["thesis", "official"] = "thesis"  # BCE ÷ K | the official code's mean BCE
-        uneven: Uneven = "error"  # drop: the official code drops the m mod K leftover samples
-
-    @classmethod
-    def check_run(cls, p: Params, run: RunConfig, path: str) -> None:
-        check_k([p.k], run.train.batch_size, p.uneven, f"{path}.k")
-
-    def __init__(self, params: Params, ctx: MethodContext):
+    def __init__(self, params: SumAugmentationParams, ctx: MethodContext):
         super().__init__(params, ctx)
         self.k = params.k
 
@@ -209,7 +170,6 @@ class TestTimeSumAugmentation(Method):
     """TTSA as the run's `predict` hook (§3.6): every evaluation averages the softmax of C mixes."""
 
     name = "ttsa"
-    Params = TTSAParams
     contract_params = {"c": 2}
 
     def __init__(self, params: TTSAParams, ctx: MethodContext):

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curriculab.models import ch, register_model
+from curriculab.models import register_model
+from curriculab.models.layers import ch
 
 
 def _shortcut(cin: int, cout: int, stride: int, bn: bool = True) -> nn.Module:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from curriculab.models import ch, register_model
+from curriculab.models import register_model
+from curriculab.models.layers import ch
 
 
 class PlainBatchNorm2d(nn.BatchNorm2d):

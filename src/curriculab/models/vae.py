@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curriculab.models import ch, register_model
+from curriculab.models import register_model
+from curriculab.models.layers import ch
 
 
 class ConvVAE(nn.Module):

@@ -9,58 +9,25 @@ every order from each. All networks of an epoch train at once as one stack of mo
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from curriculab.config import ConfigError, RunConfig, Strict
+from curriculab.config import ConfigError, RunConfig
 from curriculab.data.prepared import atomic_write_bytes, load_prepared
 from curriculab.engine.batched import SGDConfig, Stack, evaluate, train_step
 from curriculab.engine.devices import resolve_device, seed_everything
 from curriculab.engine.records import new_record, write_record, write_timing
 from curriculab.models import create_model
+from curriculab.runners.settings import PerfectOrderingParams
 
 if TYPE_CHECKING:
     import pandas as pd
 
 NETWORKS_FILE = "networks.csv.gz"
-
-
-class PerfectOrderingParams(Strict):
-    """`run.runner` of a Perfect Ordering table; batch size, epochs and SGD come from `run.train`."""
-
-    classes: Annotated[list[int], Field(min_length=2)] = [0, 1]
-    per_class: Annotated[int, Field(ge=1)] = 24  # training images of each class
-    clusters: Annotated[int, Field(ge=1)] = 12  # k of the k-means that picks the next epoch's start networks
-    pick: Literal["nearest", "first"] = "nearest"  # first = the authors' code: lowest index in each cluster
-    extremes: bool = False  # the authors' code also restarts from the min- and max-loss networks
-    test: Literal["rest", "split"] = "rest"  # rest: every other image of the classes; split: the test split's
-    test_limit: Annotated[int, Field(ge=1)] | None = None  # the first N test images (paper: 2048)
-    chunk: Annotated[int, Field(ge=1)] = 2048  # networks trained at once (memory)
-    eval_batch_size: Annotated[int, Field(ge=1)] = 512
-
-    def check_run(self, run: RunConfig, path: str) -> None:
-        """Cross-checks against `run.train` and the optimiser (one-line errors)."""
-        n, bs = self.per_class * len(self.classes), run.train.batch_size
-        if n % bs:
-            raise ConfigError(f"{path}.train.batch_size: {bs} does not divide the Perfect Ordering training set "
-                              f"({self.per_class} × {len(self.classes)} classes = {n} images)")
-        if n // bs > 8:
-            raise ConfigError(f"{path}.train.batch_size: {n // bs} batches give {math.factorial(n // bs)} orders per "
-                              "start network; use at most 8 batches")
-        orders = math.factorial(n // bs)
-        if self.clusters > orders:
-            raise ConfigError(f"{path}.runner.clusters: {self.clusters} k-means clusters but only {orders} networks "
-                              "per epoch; use at most that many")
-        if run.train.optimizer.name != "sgd":
-            raise ConfigError(f"{path}.train.optimizer.name: Perfect Ordering trains with sgd")
-        if len(set(self.classes)) != len(self.classes):
-            raise ConfigError(f"{path}.runner.classes: repeated class in {self.classes}")
 
 
 def _data(run: RunConfig, p: PerfectOrderingParams, workdir: Path, gen: torch.Generator):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curriculab.evaluate.transfer import ProbeParams, ZeroShotParams, feature_probe, zero_shot
+from curriculab.evaluate.settings.transfer import ProbeParams, ZeroShotParams
 from curriculab.tables.cbs_chosen import (
     CBS_APP_CHOSEN,
     CBS_IMAGENET_CHOSEN,
@@ -149,7 +149,7 @@ register_table(TableSpec(
                "1e-4, 20 epochs) on each target's features; top-1 (%).",
     claims=[Claim("A CBS backbone's features probe better (mean over the targets)", "cbs", "baseline",
                   metric="probe_mean_acc")],
-    evaluate=feature_probe,
+    evaluate="curriculab.evaluate.transfer:feature_probe",
     EvalParams=ProbeParams,
     notes="Evaluate stage (`evaluate.cbs_t3`): the trained backbone (final checkpoint, blur kept at its "
           "final σ as in the official code) is frozen; the input of its last linear layer is the feature. "
@@ -186,7 +186,7 @@ register_table(TableSpec(
                "the paper's oracle row (WRN-50 trained on the target), quoted here as the baseline row's "
                "`target_only_acc` (the same settings trained on the target).",
     claims=[Claim("CBS transfers better zero-shot", "cbs", "baseline", metric="target_acc")],
-    evaluate=zero_shot,
+    evaluate="curriculab.evaluate.transfer:zero_shot",
     EvalParams=ZeroShotParams,
     notes="Columns are source→target directions; the run trains on the source. Evaluate stage "
           "(`evaluate.cbs_t5`): `target_acc` is the final source-trained checkpoint on the target's test "

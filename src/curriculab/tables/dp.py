@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from curriculab.config import NonNegInt, PosInt, Strict
-from curriculab.methods.data_parameters import DataParameters
+from curriculab.methods.settings.data_parameters import DataParametersParams
 from curriculab.tables.dp_chosen import DP_RAND_CHOSEN, DP_T1_CHOSEN, DP_T2_CHOSEN
 from curriculab.tables.figures import curves, pyplot, save_figure
 from curriculab.tables.spec import QUOTED, Claim, Section, TableSpec, register_table
@@ -22,7 +22,7 @@ from curriculab.tables.sweep import sweep_spec
 if TYPE_CHECKING:
     import pandas as pd
 
-METHOD = DataParameters.name
+METHOD = "data_parameters"
 SWEEP_NOTE = (" Offline profile: the instance learning rate (`inst_lr` 30) differs from the paper's 0.2 (noisy "
               "CIFAR, §3.4); the sweep table dp.sweep picked it on the validation split (40% uniform noise, "
               "digits). The paper profile uses 0.2.")
@@ -45,7 +45,7 @@ class T1Params(Strict):
 
 def _init(run, key: str, default: float) -> float:
     """The initial σ of a run's data parameters (for the epoch-0 point of a trajectory)."""
-    params = DataParameters.Params.model_validate(run.config.methods.get(METHOD, {}))
+    params = DataParametersParams.model_validate(run.config.methods.get(METHOD, {}))
     value = getattr(params, key)
     return default if value is None else value
 
@@ -147,7 +147,7 @@ def _top_fraction(res) -> float:
     """The `top_fraction` (Fig. 4 right's 40%) of the f4 row's data parameters."""
     row = res.options.f4_row
     cfg = next((r.config for r in res.runs if r.row == row), None)
-    return DataParameters.Params.model_validate(cfg.methods.get(METHOD, {}) if cfg else {}).top_fraction
+    return DataParametersParams.model_validate(cfg.methods.get(METHOD, {}) if cfg else {}).top_fraction
 
 
 def f4_frame(res) -> pd.DataFrame | None:

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from curriculab.config import ConfigError, Strict
 from curriculab.data.prepared import load_copy, load_prepared, read_meta
-from curriculab.methods.progressive_sharpening import ProgressiveSharpening
+from curriculab.methods.settings.progressive_sharpening import ProgressiveSharpeningParams
 from curriculab.tables.figures import curves, pyplot, save_figure
 from curriculab.tables.spec import Claim, TableSpec, register_table
 
@@ -25,13 +25,13 @@ def _copy_columns(result) -> dict[str, list[tuple[str, str, float, str]]]:
     """dataset → [(copy name, kind, kernel size or σ, padding)] used by the table's rows, sharpest first."""
     out: dict[str, list[tuple[str, str, float, str]]] = {}
     for run in result.runs:
-        block = run.config.methods.get(ProgressiveSharpening.name)
+        block = run.config.methods.get("progressive_sharpening")
         if block is None:
             continue
-        p = ProgressiveSharpening.Params.model_validate(block)
+        p = ProgressiveSharpeningParams.model_validate(block)
         kind = "box" if p.box is not None else "gaussian"
         cols = out.setdefault(run.config.data.dataset, [])
-        for name, value, _ in p.copies.levels():
+        for name, value in p.copies.levels():
             if name not in [c[0] for c in cols]:
                 cols.append((name, kind, value, p.copies.padding))
     return out

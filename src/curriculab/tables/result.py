@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from curriculab.config import Params
 from curriculab.engine.records import is_done
-from curriculab.executor import read_record
 from curriculab.tables.spec import RunSpec, TableSpec, expand_table, get_spec, options
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ class TableResult:
         seeds that reached that epoch) and whether higher is better."""
         import pandas as pd
 
-        from curriculab.engine.tasks import TASKS
+        from curriculab.engine.task_settings import TASKS
 
         rows = []
         for r, rec in zip(self.runs, self.records):
@@ -98,6 +97,8 @@ class TableResult:
 
 
 def load_result(table_id: str, params: Params, workdir: Path) -> TableResult:
+    from curriculab.executor import read_record  # it imports torch, which checking settings does not need
+
     spec = get_spec(table_id)
     runs = expand_table(spec, params)
     return TableResult(spec, params, runs, [read_record(r.dir(workdir)) for r in runs], Path(workdir))

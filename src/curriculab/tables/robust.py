@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from curriculab.evaluate.adversarial import ITERATIVE, AdversarialParams, read_results, selected
+from curriculab.evaluate.settings.adversarial import ITERATIVE, AdversarialParams, read_results, selected
 from curriculab.tables.spec import Claim, TableSpec, register_table
 
 if TYPE_CHECKING:

@@ -76,7 +76,9 @@ class TableSpec:
     higher_is_better: bool = True
     percent: bool = True  # show metrics ×100
     OptionsParams: type[BaseModel] = Strict  # validates `tables.<key>.options`
-    evaluate: Callable[..., dict] | None = None  # evaluate stage: (RunSpec, run record, EvalParams, workdir) → metrics
+    # the evaluate stage, "module:function" of (RunSpec, run record, EvalParams, workdir) → metrics: imported when the
+    # stage runs; its cached results are keyed by that module's code
+    evaluate: str | None = None
     EvalParams: type[BaseModel] = Strict  # validates `evaluate.<key>`
     figures: list[Callable[..., list[Path]]] = field(default_factory=list)  # (TableResult, out_dir) → written files
     sections: list[Callable[..., str]] = field(default_factory=list)  # (TableResult) → extra markdown (e.g. a
@@ -85,7 +87,7 @@ class TableSpec:
     # the paper profile's settings that the paper does not state: dotted path in a run's resolved settings
     # (or `evaluate.<...>` in the table's evaluate block) → what was chosen and why
     chosen_here: dict[str, str] = field(default_factory=dict)
-    runner: Callable[..., dict] | None = None  # trains a run instead of `fit` (same signature and record)
+    runner: str | None = None  # "module:function" that trains a run instead of `fit` (same signature and record)
     RunnerParams: type[BaseModel] | None = None  # validates `run.runner`; an optional `check_run(run, path)`
 
     @property
@@ -117,7 +119,7 @@ class RunSpec:
         return Path(workdir) / "runs" / table_key(self.table) / self.run_id
 
 
-TABLES: Registry[TableSpec] = Registry("table")
+TABLES: Registry[TableSpec] = Registry("table", ("curriculab.tables",))
 
 
 def register_table(spec: TableSpec) -> TableSpec:
@@ -159,7 +161,7 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
 
     from curriculab.config import format_error
     from curriculab.data.sources import SOURCES
-    from curriculab.engine.tasks import TASKS
+    from curriculab.engine.task_settings import TASKS
     from curriculab.methods import check_methods, resolve_methods
     from curriculab.models import check_model
 
@@ -184,17 +186,17 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
     return RunSpec(spec.id, row, column, seed, cfg, run_id(cfg, spec.runner))
 
 
-def run_id(cfg: RunConfig, runner: Callable | None = None) -> str:
+def run_id(cfg: RunConfig, runner: str | None = None) -> str:
     """Hash of the resolved settings and of the code the run executes (`run_code`)."""
     return stable_hash({"config": identity(cfg), "code": run_code(cfg, runner)})
 
 
-def run_code(cfg: RunConfig, runner: Callable | None = None) -> str:
+def run_code(cfg: RunConfig, runner: str | None = None) -> str:
     """Fingerprint of the code a run executes (curriculab.fingerprint): its methods and, for a table with its
-    own runner, the runner's module."""
+    own runner ("module:function"), the runner's module."""
     from curriculab.fingerprint import code_fingerprint
 
-    return code_fingerprint(cfg.methods, modules=(runner.__module__,) if runner is not None else ())
+    return code_fingerprint(cfg.methods, modules=(runner.partition(":")[0],) if runner is not None else ())
 
 
 def _check_runner(spec: TableSpec, cfg: RunConfig, path: str) -> None:

@@ -16,7 +16,7 @@ STAGES = ("start", "middle", "end")
 
 def _embedding_runs(result) -> dict[str, object]:
     """dataset → the EmbeddingParams that the table's SPL-ADVisE runs expect (first such run per dataset)."""
-    from curriculab.methods.spl_advise import SPLAdviseParams
+    from curriculab.methods.settings.spl_advise import SPLAdviseParams
 
     out: dict[str, object] = {}
     for run in result.runs:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from curriculab.runners.perfect_ordering import PerfectOrderingParams, read_networks, run_perfect_ordering
+from curriculab.runners.settings import PerfectOrderingParams
 from curriculab.tables.figures import pyplot, save_figure
 from curriculab.tables.spec import TableSpec, register_table
 from curriculab.tables.thesis_chosen import PERFECT_ORDERING
@@ -98,6 +98,8 @@ def t21_section(res) -> str:
 def f21(res, out_dir: Path) -> list[Path]:
     """Histograms of test accuracy after epochs 1, 2, 5, 6, 12 and 13 (those that were run), every seed."""
     import pandas as pd
+
+    from curriculab.runners.perfect_ordering import read_networks
     plt = pyplot()
 
     frames = [read_networks(r.dir(res.workdir)).assign(seed=r.seed)
@@ -128,7 +130,7 @@ register_table(TableSpec(
     title="Perfect Ordering: every batch order, 13 epochs, min / mean / max test accuracy per epoch (Table 2.1)",
     source="thesis",
     metrics=["test_acc_max", "test_acc_mean", "test_acc_min"],
-    runner=run_perfect_ordering,
+    runner="curriculab.runners.perfect_ordering:run_perfect_ordering",
     RunnerParams=PerfectOrderingParams,
     figures=[f21],
     sections=[t21_section],

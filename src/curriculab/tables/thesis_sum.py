@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from curriculab.config import Strict
-from curriculab.evaluate.ttsa import KeptEvalParams, evaluate_kept
-from curriculab.methods.sum_augmentation import gcc
+from curriculab.evaluate.settings.ttsa import KeptEvalParams
 from curriculab.tables.figures import pyplot, save_figure
 from curriculab.tables.spec import Claim, Section, TableSpec, register_table
 from curriculab.tables.stats import check_claim
@@ -217,6 +216,8 @@ def spike_section(res) -> str:
 def f34_figure(res, out: Path) -> list[Path]:
     """thesis.f34: GCC_2(t) and GCC_4(t) against t, and the L2 norm per epoch of CSA vs GCSA rows."""
     import pandas as pd
+
+    from curriculab.methods.sum_augmentation import gcc
     plt = pyplot()
 
     ts = [i / 200 for i in range(201)]
@@ -286,7 +287,8 @@ _T32 = _cols(["wrn40_4", "wrn28_10"], ["100", "500"])
 
 def _spec(**kw) -> TableSpec:
     return register_table(TableSpec(source="thesis", metrics=kw.pop("metrics", ["test_err"]), higher_is_better=False,
-                                    OptionsParams=SumOptions, evaluate=evaluate_kept, EvalParams=KeptEvalParams, **kw))
+                                    OptionsParams=SumOptions, evaluate="curriculab.evaluate.ttsa:evaluate_kept",
+                                    EvalParams=KeptEvalParams, **kw))
 
 
 _spec(id="thesis.t31", title="Cascading Sum Augmentation: test error (%) by start K vs the baseline (thesis Table 3.1)",
