@@ -24,6 +24,11 @@ class TaskSettings:
     primary: str = "acc"  # the metric tables report by default
     higher_is_better: bool = True
 
+    @property
+    def module(self) -> str:
+        return self.impl.partition(":")[0]
+
+
 TASKS: Registry[TaskSettings] = Registry("task", ("curriculab.evaluate.settings",))
 
 

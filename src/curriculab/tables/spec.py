@@ -192,11 +192,13 @@ def run_id(cfg: RunConfig, runner: str | None = None) -> str:
 
 
 def run_code(cfg: RunConfig, runner: str | None = None) -> str:
-    """Fingerprint of the code a run executes (curriculab.fingerprint): its methods and, for a table with its
-    own runner ("module:function"), the runner's module."""
+    """Fingerprint of the code a run executes (curriculab.fingerprint): its methods, its task's module (the
+    VAE's is outside the engine) and, for a table with its own runner ("module:function"), the runner's."""
+    from curriculab.engine.task_settings import TASKS
     from curriculab.fingerprint import code_fingerprint
 
-    return code_fingerprint(cfg.methods, modules=(runner.partition(":")[0],) if runner is not None else ())
+    modules = (TASKS.get(cfg.task).module,) + ((runner.partition(":")[0],) if runner is not None else ())
+    return code_fingerprint(cfg.methods, modules=modules)
 
 
 def _check_runner(spec: TableSpec, cfg: RunConfig, path: str) -> None:
