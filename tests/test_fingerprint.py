@@ -18,25 +18,32 @@ TABLE = {"seeds": [0], "run": {"model": {"name": "small_cnn", "width": 0.25}, "d
                   "dp": {"methods": {"data_parameters": {"curriculum": "class"}}}}}
 
 
-def _ids(monkeypatch, root) -> dict[str, str]:
+def _ids(monkeypatch, root, tables=None) -> dict[str, str]:
+    """row → run id of every run of `tables` (default: TABLE as cbs_t7), the code fingerprinted under `root`."""
     monkeypatch.setattr(fingerprint, "PACKAGE", root)
-    params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"cbs_t7": TABLE}})
-    return {r.row: r.run_id for r in expand_table(get_spec("cbs_t7"), params)}
+    tables = tables or {"cbs_t7": TABLE}
+    params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": tables})
+    return {r.row: r.run_id for t in tables for r in expand_table(get_spec(t), params)}
 
 
-def _copy(tmp_path, name, edit) -> object:
+def _copy(tmp_path, name, edit, file="methods/cbs.py") -> object:
+    """A copy of the package with `edit` applied to `file`."""
     root = tmp_path / name / "curriculab"
     shutil.copytree(fingerprint.HERE, root, ignore=shutil.ignore_patterns("__pycache__"))
-    path = root / "methods" / "cbs.py"
+    path = root / file
     path.write_text(edit(path.read_text()))
     return root
+
+
+def _changed(s: str) -> str:
+    return s + "\nCHANGED = 1\n"
 
 
 def test_a_change_to_cbs_retrains_cbs_runs_only_and_comments_retrain_nothing(tmp_path, monkeypatch):
     before = _ids(monkeypatch, fingerprint.HERE)
     cosmetic = _copy(tmp_path, "cosmetic", lambda s: s.replace('"""', '"""Edited. ', 1) + "\n# a comment\n")
     assert _ids(monkeypatch, cosmetic) == before
-    changed = _copy(tmp_path, "changed", lambda s: s + "\nCHANGED = 1\n")
+    changed = _copy(tmp_path, "changed", _changed)
     after = _ids(monkeypatch, changed)
     assert after["cbs"] != before["cbs"]
     assert after["plain"] == before["plain"] and after["dp"] == before["dp"]
@@ -48,18 +55,9 @@ def test_a_change_to_a_tables_runner_retrains_that_tables_runs_only(tmp_path, mo
                                 "train": {"epochs": 2, "batch_size": 8}, "runner": {"per_class": 24}},
           "rows": {"po": {"methods": {"baseline": {}}}}, "columns": {"digits": {}}}
 
-    def ids(root):
-        monkeypatch.setattr(fingerprint, "PACKAGE", root)
-        params = Params.model_validate({"prepare": {"datasets": ["digits"]},
-                                        "tables": {"cbs_t7": TABLE, "thesis_t21": po}})
-        return {r.row: r.run_id for t in ("cbs_t7", "thesis_t21") for r in expand_table(get_spec(t), params)}
-
-    before = ids(fingerprint.HERE)
-    root = tmp_path / "changed" / "curriculab"
-    shutil.copytree(fingerprint.HERE, root, ignore=shutil.ignore_patterns("__pycache__"))
-    path = root / "runners" / "perfect_ordering.py"
-    path.write_text(path.read_text() + "\nCHANGED = 1\n")
-    after = ids(root)
+    tables = {"cbs_t7": TABLE, "thesis_t21": po}
+    before = _ids(monkeypatch, fingerprint.HERE, tables)
+    after = _ids(monkeypatch, _copy(tmp_path, "changed", _changed, "runners/perfect_ordering.py"), tables)
     assert after["po"] != before["po"]
     assert all(after[row] == before[row] for row in before if row != "po")
 
@@ -68,19 +66,10 @@ def test_a_change_to_a_tasks_code_retrains_that_tasks_runs_only(tmp_path, monkey
     """A run trains with its task's loss and metrics (the VAE's are in evaluate/vae.py, outside the engine): its
     id covers that code too, so a fix to the VAE's loss retrains cbs.t6."""
     vae = {"task": "vae", "model": {"name": "vae"}, "methods": {"baseline": {}}}
-    table = {**TABLE, "rows": {**TABLE["rows"], "vae": vae}}
 
-    def ids(root):
-        monkeypatch.setattr(fingerprint, "PACKAGE", root)
-        params = Params.model_validate({"prepare": {"datasets": ["digits"]}, "tables": {"cbs_t7": table}})
-        return {r.row: r.run_id for r in expand_table(get_spec("cbs_t7"), params)}
-
-    before = ids(fingerprint.HERE)
-    root = tmp_path / "changed" / "curriculab"
-    shutil.copytree(fingerprint.HERE, root, ignore=shutil.ignore_patterns("__pycache__"))
-    path = root / "evaluate" / "vae.py"
-    path.write_text(path.read_text() + "\nCHANGED = 1\n")
-    after = ids(root)
+    tables = {"cbs_t7": {**TABLE, "rows": {**TABLE["rows"], "vae": vae}}}
+    before = _ids(monkeypatch, fingerprint.HERE, tables)
+    after = _ids(monkeypatch, _copy(tmp_path, "changed", _changed, "evaluate/vae.py"), tables)
     assert after["vae"] != before["vae"]
     assert all(after[row] == before[row] for row in before if row != "vae")
 
