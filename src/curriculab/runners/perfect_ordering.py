@@ -74,6 +74,22 @@ def train_orders(model: torch.nn.Module, starts: Stack, start_of: torch.Tensor, 
     return stack.select(node)
 
 
+def train_and_test(model: torch.nn.Module, starts: Stack, start_of: torch.Tensor, orders: torch.Tensor,
+                   xb: torch.Tensor, yb: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor, cfg: SGDConfig,
+                   p: PerfectOrderingParams) -> tuple[list[Stack], torch.Tensor, torch.Tensor]:
+    """One epoch's networks (as `train_orders`), `p.chunk` at a time, each chunk tested on (xt, yt) in batches of
+    `p.eval_batch_size` images: the trained chunks and every network's test loss and accuracy."""
+    parts, losses, accs = [], [], []
+    for i in range(0, len(orders), p.chunk):
+        sl = slice(i, i + p.chunk)
+        stack = train_orders(model, starts, start_of[sl], orders[sl], xb, yb, cfg)
+        loss, acc = evaluate(model, stack, xt, yt, p.eval_batch_size)
+        parts.append(stack)
+        losses.append(loss)
+        accs.append(acc)
+    return parts, torch.cat(losses), torch.cat(accs)
+
+
 def pick_starts(losses: np.ndarray, k: int, pick: str, extremes: bool, seed: int) -> np.ndarray:
     """k-means (k clusters) on the test losses; one network per cluster: the one nearest its centre
     (`nearest`, the thesis) or the first by index (`first`, the authors' code); + min and max if `extremes`."""
@@ -128,15 +144,8 @@ def run_perfect_ordering(run: RunConfig, run_dir: Path, workdir: Path, run_id: s
         n = starts.n * len(perms)
         start_of = torch.arange(starts.n, device=device).repeat_interleave(len(perms))
         order_of = torch.arange(len(perms), device=device).repeat(starts.n)
-        parts, losses, accs = [], [], []
-        for i in range(0, n, p.chunk):
-            sl = slice(i, min(i + p.chunk, n))
-            stack = train_orders(model, starts, start_of[sl], perms[order_of[sl]], xb, yb, cfg)
-            loss, acc = evaluate(model, stack, xt, yt, p.eval_batch_size)
-            parts.append(stack)
-            losses.append(loss)
-            accs.append(acc)
-        loss, acc = torch.cat(losses).cpu(), torch.cat(accs).cpu()
+        parts, loss, acc = train_and_test(model, starts, start_of, perms[order_of], xb, yb, xt, yt, cfg, p)
+        loss, acc = loss.cpu(), acc.cpu()
         tables.append(pd.DataFrame({
             "epoch": epoch + 1, "network": np.arange(row0, row0 + n),
             "start_network": parent_rows[start_of.cpu().numpy()], "order": order_of.cpu().numpy(),
