@@ -9,6 +9,7 @@ import yaml
 
 from curriculab import fingerprint
 from curriculab.config import Params
+from curriculab.registry import module_of
 from curriculab.tables.spec import TABLES, expand_table, get_spec
 from tests.conftest import ROOT
 
@@ -81,7 +82,7 @@ def test_train_stages_depend_on_every_fingerprinted_file():
 
     # the package's methods (test modules define methods of their own, registered while they are collected)
     ours = [name for name, cls in registry().items() if cls.__module__.startswith("curriculab.")]
-    runners = {spec.runner.partition(":")[0] for _, spec in TABLES.items() if spec.runner is not None}
+    runners = {module_of(spec.runner) for _, spec in TABLES.items() if spec.runner is not None}
     assert runners  # the thesis ordering tables train with their own runner
     from curriculab.engine.task_settings import TASKS
 

@@ -177,7 +177,7 @@ def cmd_evaluate(args) -> int:
     from curriculab.evaluate.settings.adversarial import split_evaluate
     from curriculab.executor import read_record
     from curriculab.fingerprint import evaluation_key, is_cached, write_cached
-    from curriculab.registry import load_object
+    from curriculab.registry import load_object, module_of
     from curriculab.tables.spec import expand_table
 
     params, workdir = _params(args)
@@ -200,7 +200,7 @@ def cmd_evaluate(args) -> int:
     if spec.evaluate is None:
         return 0
     opts = spec.EvalParams.model_validate(block)
-    evaluate, module = load_object(spec.evaluate), spec.evaluate.partition(":")[0]
+    evaluate, module = load_object(spec.evaluate), module_of(spec.evaluate)
     for run in runs:
         rec = read_record(run.dir(workdir))
         target = out / f"{run.run_id}.json"

@@ -25,11 +25,15 @@ def load_plugins(packages) -> None:
             importlib.import_module(f"{name}.{mod.name}")
 
 
+def module_of(ref: str) -> str:
+    """The module of a "package.module:name" reference."""
+    return ref.partition(":")[0]
+
+
 def load_object(ref: str):
     """The object a "package.module:name" reference names, its module imported on first use (how a plug-in's
     torch-free settings point at its implementation)."""
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module_of(ref)), ref.partition(":")[2])
 
 
 def ref_of(obj) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from curriculab.config import Strict
-from curriculab.registry import Registry
+from curriculab.registry import Registry, module_of
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class TaskSettings:
 
     @property
     def module(self) -> str:
-        return self.impl.partition(":")[0]
+        return module_of(self.impl)
 
 
 TASKS: Registry[TaskSettings] = Registry("task", ("curriculab.evaluate.settings",))

@@ -27,7 +27,7 @@ from curriculab.config import (
     table_key,
     validate,
 )
-from curriculab.registry import Registry
+from curriculab.registry import Registry, module_of
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def run_code(cfg: RunConfig, runner: str | None = None) -> str:
     from curriculab.engine.task_settings import TASKS
     from curriculab.fingerprint import code_fingerprint
 
-    modules = (TASKS.get(cfg.task).module,) + ((runner.partition(":")[0],) if runner is not None else ())
+    modules = (TASKS.get(cfg.task).module,) + ((module_of(runner),) if runner is not None else ())
     return code_fingerprint(cfg.methods, modules=modules)
 
 

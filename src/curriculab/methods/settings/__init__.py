@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from curriculab.config import Strict
-from curriculab.registry import Registry
+from curriculab.registry import Registry, module_of
 
 if TYPE_CHECKING:
     from curriculab.config import RunConfig
@@ -41,7 +41,7 @@ class MethodSettings:
 
     @property
     def module(self) -> str:
-        return self.impl.partition(":")[0]
+        return module_of(self.impl)
 
 
 METHOD_SETTINGS: Registry[MethodSettings] = Registry("method", ("curriculab.methods.settings",))
