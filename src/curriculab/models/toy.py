@@ -15,16 +15,19 @@ class PlainBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+            # two passes, mean then the mean square of the centred x (under vmap several times faster than var)
+            mean = x.mean((0, 2, 3))
+            centred = x - mean[:, None, None]
+            var = (centred * centred).mean((0, 2, 3))
             n = x.numel() / x.shape[1]
             with torch.no_grad():
                 self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
                 self.running_var.mul_(1 - self.momentum).add_(self.momentum * var * (n / max(n - 1, 1)))
                 self.num_batches_tracked.add_(1)
-        else:
-            mean, var = self.running_mean, self.running_var
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        return x * scale[:, None, None] + (self.bias - mean * scale)[:, None, None]
+            scale = self.weight * torch.rsqrt(var + self.eps)
+            return centred * scale[:, None, None] + self.bias[:, None, None]
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        return x * scale[:, None, None] + (self.bias - self.running_mean * scale)[:, None, None]
 
 
 @register_model
