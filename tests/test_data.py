@@ -10,7 +10,7 @@ from curriculab.config import ConfigError, Params, PrepareParams, RunConfig
 from curriculab.data.derive import resize, subset_per_class
 from curriculab.data.loader import DeviceData, random_crop, random_flip
 from curriculab.data.prepared import dataset_dir, load_prepared, write_copy
-from curriculab.data.sources import SOURCES, DatasetMissing
+from curriculab.data.sources import SOURCES, DatasetMissing, Raw
 from curriculab.data.syndigits import render
 from tests.conftest import FASHION
 
@@ -44,7 +44,7 @@ def test_unprepared_dataset_message(tmp_path):
         load_prepared(tmp_path, "digits")
 
 
-@pytest.mark.parametrize("name", ["cifar10", "svhn", "svhn_extra", "mnist", "usps", "cifar100"])
+@pytest.mark.parametrize("name", ["cifar10", "svhn", "svhn_extra", "mnist", "binarized_mnist", "usps", "cifar100"])
 def test_missing_torchvision_dataset_fails_in_one_sentence(tmp_path, name):
     cfg = PrepareParams(torchvision_root=str(tmp_path), download=False)
     with pytest.raises(DatasetMissing) as e:
@@ -309,3 +309,22 @@ def test_svhn_extra_trains_on_train_and_extra(monkeypatch):
     train = np.concatenate([both.splits["train"], both.splits["val"]])
     assert sorted(both.x[train, 0, 0, 0].tolist()) == [0] * 30 + [1] * 50  # train, then extra
     assert both.x[both.splits["test"], 0, 0, 0].tolist() == [2] * 20 and len(both.splits["val"]) == 8
+
+
+def test_binarized_mnist_is_one_seeded_bernoulli_sample_of_mnist(monkeypatch):
+    """binarized_mnist: MNIST's images with each pixel 255 with probability intensity / 255, else 0; the same
+    sample for the same prepare.seed; labels and splits as MNIST's."""
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (400, 1, 28, 28), dtype=np.uint8)
+    grey[:, :, :2] = 0
+    grey[:, :, -2:] = 255
+    splits = {"train": np.arange(300), "val": np.arange(300, 350), "test": np.arange(350, 400)}
+    monkeypatch.setitem(SOURCES, "mnist", lambda cfg: Raw(grey, np.arange(400) % 10, splits, 10, {}))
+    a = SOURCES["binarized_mnist"](PrepareParams(seed=0))
+    assert a.x.dtype == np.uint8 and set(np.unique(a.x)) == {0, 255}
+    assert (a.x[:, :, :2] == 0).all() and (a.x[:, :, -2:] == 255).all()  # intensity 0 and 255 are certain
+    mid = (grey >= 100) & (grey <= 150)
+    assert abs((a.x[mid] == 255).mean() - grey[mid].mean() / 255) < 0.01  # P(255) = intensity / 255
+    assert np.array_equal(a.x, SOURCES["binarized_mnist"](PrepareParams(seed=0)).x)
+    assert not np.array_equal(a.x, SOURCES["binarized_mnist"](PrepareParams(seed=1)).x)
+    assert a.splits is splits and (a.y == np.arange(400) % 10).all()

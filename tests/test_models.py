@@ -16,7 +16,7 @@ CLASSIFIERS = {"small_cnn": {}, "lenet": {}, "vgg16": {}, "resnet18": {}, "wrn":
 
 
 def test_registry_lists_the_issue_architectures():
-    assert set(CLASSIFIERS) | {"vae"} <= set(model_names())
+    assert set(CLASSIFIERS) | {"vae", "wae"} <= set(model_names())
 
 
 @pytest.mark.parametrize("name", sorted(CLASSIFIERS))
@@ -58,6 +58,45 @@ def test_vae_shapes():
     logits, mu, logvar = v(torch.rand(3, 1, 28, 28))
     assert logits.shape == (3, 1, 28, 28) and mu.shape == logvar.shape == (3, 50)
     assert any(isinstance(m, nn.ConvTranspose2d) for m in v.modules())
+
+
+@pytest.mark.parametrize("size, channels, kw, encoded, start", [
+    (28, 1, {}, (1024, 2, 2), 7),  # [58]'s MNIST network: SAME padding, 28 → 14 → 7 → 4 → 2
+    (64, 3, {"kernel": 5, "decoder_layers": 4}, (1024, 4, 4), 8),  # CelebA 64 px
+])
+def test_wae_is_the_wasserstein_autoencoder_network(size, channels, kw, encoded, start):
+    """`wae`: [58]'s encoder (four stride-2 convs, 128-1024 channels, TF 'SAME' sizes) and decoder (linear to
+    (1024, start, start), transposed convs halving the channels, a last stride-1 layer), each conv + BN + ReLU."""
+    v = create_model("wae", channels, 10, width=1.0, latent=50, image_size=size, **kw).eval()
+    x = torch.rand(2, channels, size, size)
+    assert v.encoder(x).shape == (2, *encoded)
+    convs = [m for m in v.encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [128, 256, 512, 1024]
+    assert {m.kernel_size for m in convs} == {(kw.get("kernel", 4),) * 2} and {m.stride for m in convs} == {(2, 2)}
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in v.encoder.modules()) == 4
+    assert v.mu.in_features == encoded[0] * encoded[1] * encoded[2] and v.mu.out_features == 50
+    assert v.project.out_features == 1024 * start * start
+    ups = [m for m in v.decoder.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [m.out_channels for m in ups] == [1024 // 2 ** i for i in range(1, kw.get("decoder_layers", 3))]
+    logits, mu, logvar = v(x)
+    assert logits.shape == x.shape and mu.shape == logvar.shape == (2, 50)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        create_model("wae", 1, 10, image_size=30)
+
+
+def test_same_padding_matches_tensorflow():
+    """TF 'SAME': output ⌈n / s⌉ and the odd padding pixel after: for 7 → 4 with a 4×4 stride-2 kernel, pad 1
+    before and 2 after, so the last output sees input rows 5, 6 and two zeros."""
+    from curriculab.models.vae import SameConv2d
+
+    conv = SameConv2d(1, 1, 4, 2, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    x = torch.arange(49.0).view(1, 1, 7, 7)
+    out = conv(x)
+    assert out.shape == (1, 1, 4, 4)
+    assert out[0, 0, 0, 0] == x[0, 0, :3, :3].sum()  # rows/cols -1..2: one zero row and column before
+    assert out[0, 0, 3, 3] == x[0, 0, 5:, 5:].sum()  # rows/cols 5..8: two zero rows and columns after
 
 
 def test_bad_model_arguments():

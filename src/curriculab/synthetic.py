@@ -49,6 +49,7 @@ class Shape:
 REAL: dict[str, Shape] = {
     "digits": Shape(1, 8, 10, 1257, 180, 360, "sklearn digits (prepare.digits)"),
     "mnist": Shape(1, 28, 10, 54000, 6000, 10000, "MNIST 60k/10k"),
+    "binarized_mnist": Shape(1, 28, 10, 54000, 6000, 10000, "MNIST 60k/10k, one Bernoulli sample of each image"),
     "fashion_mnist": Shape(1, 28, 10, 55000, 5000, 10000, "Fashion-MNIST 60k/10k (prepare.fashion_mnist.val)"),
     "usps": Shape(1, 16, 10, 6562, 729, 2007, "USPS 7,291/2,007"),
     "svhn": Shape(3, 32, 10, 65932, 7325, 26032, "SVHN 73,257/26,032 (no extra)"),

@@ -177,6 +177,24 @@ for _name, _k in {"mnist": 10, "usps": 10, "svhn": 10, "svhn_extra": 10, "cifar1
     SOURCES[_name] = (lambda n, k: (lambda cfg: _from_torchvision(n, cfg, k)))(_name, _k)
 
 
+def binarized(raw: Raw, seed: int) -> Raw:
+    """Static binarisation: each pixel 255 with probability intensity / 255, else 0, one fixed sample per image
+    (seeded), so every run and every evaluation sees the same binary images."""
+    rng = np.random.default_rng(seed)
+    x = np.where(rng.random(raw.x.shape, dtype=np.float32) * 255 < raw.x, 255, 0).astype(np.uint8)
+    return Raw(x, raw.y, raw.splits, raw.classes, {**raw.info, "binarized": f"Bernoulli(intensity), seed {seed}"})
+
+
+@source("binarized_mnist")
+def binarized_mnist(cfg: PrepareParams) -> Raw:
+    """MNIST with one fixed Bernoulli sample of its intensities (CBS Table 6: "MNIST is a binary dataset")."""
+    try:
+        raw = SOURCES["mnist"](cfg)
+    except DatasetMissing as e:
+        raise DatasetMissing(f"binarized_mnist is made from MNIST: {e}") from None
+    return binarized(raw, cfg.seed)
+
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
 Items = list[tuple[Path, int]]
 

@@ -41,7 +41,7 @@ BUILT_IN = {
                 ("resnext", ("depth", "cardinality", "group_width")), ("resnext50", ("cardinality", "group_width")),
                 ("wide_resnet50", ())],
     "toy": [("basic_conv", ())],
-    "vae": [("vae", ("latent", "image_size"))],
+    "vae": [("vae", ("latent", "image_size")), ("wae", ("latent", "image_size", "kernel", "decoder_layers"))],
 }
 
 for _module, _models in BUILT_IN.items():

@@ -51,6 +51,10 @@ CBS_T6_CHOSEN = {
     "train.batch_size": "100 (not stated; chosen here)",
     "train.epochs": "MNIST 100, CelebA 55 (not stated; chosen here)",
     "task_params.nll_samples": "500 importance samples (not stated; chosen here)",
+    "data.dataset": "MNIST binarised once, each pixel a Bernoulli sample of its intensity, seeded by prepare.seed "
+                    "(the paper says MNIST is binary, not how it was binarised; chosen here)",
+    "model.kwargs": "[58]'s networks with TensorFlow 'SAME' padding as its code; its last stride-1 transposed "
+                    "conv built as a stride-1 conv (the same family of maps; chosen here)",
 }
 
 CBS_T7_CHOSEN = {
