@@ -70,6 +70,22 @@ def test_plateau_schedule():
     for loss in [1.0, 0.9, 0.95, 0.95]:
         s.observe(loss)
     assert s.set_epoch(4) == 0.5
+    s.observe(0.9)  # equal to the best: not an improvement, and the count starts again after a reduction
+    assert s.set_epoch(5) == 0.5
+    s.observe(0.95)
+    assert s.set_epoch(6) == 0.25 and s.state_dict() == {"best": 0.9, "bad": 0, "plateau_scale": 0.25}
+
+
+def test_warmup_and_param_groups_scale_each_group_from_its_own_lr():
+    """Linear warm-up over `warmup_epochs` (epoch e: (e + 1) / warmup) times the schedule; each parameter group
+    keeps its own base learning rate (e.g. a method's extra group), and set_epoch returns the first group's."""
+    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": 1.0},
+                           {"params": [torch.zeros(1, requires_grad=True)], "lr": 0.2}], lr=1.0)
+    s = Schedule(opt, ScheduleParams(name="multistep", milestones=[3], gamma=0.1, warmup_epochs=4), epochs=6)
+    lrs = [(s.set_epoch(e), [g["lr"] for g in opt.param_groups]) for e in range(6)]
+    expect = [0.25, 0.5, 0.75, 0.1, 0.1, 0.1]
+    assert [a for a, _ in lrs] == pytest.approx(expect)
+    assert [g for _, g in lrs] == [pytest.approx([f, 0.2 * f]) for f in expect]
 
 
 def test_hooks_are_called_and_exclusive_hooks_conflict(workdir):
@@ -116,9 +132,16 @@ def test_optimizers():
     from curriculab.engine.optim import build_optimizer
 
     p = [torch.zeros(1, requires_grad=True)]
-    sgd = build_optimizer(p, OptimizerParams(name="sgd", lr=0.1, nesterov=True, momentum=0.9))
-    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
-    assert isinstance(build_optimizer(p, OptimizerParams(name="adam", lr=1e-3)), torch.optim.Adam)
+    sgd = build_optimizer(p, OptimizerParams(name="sgd", lr=0.1, nesterov=True, momentum=0.8, weight_decay=5e-4))
+    assert isinstance(sgd, torch.optim.SGD)
+    assert {k: sgd.defaults[k] for k in ("lr", "momentum", "nesterov", "weight_decay")} == {
+        "lr": 0.1, "momentum": 0.8, "nesterov": True, "weight_decay": 5e-4}
+    plain = build_optimizer(p, OptimizerParams(name="sgd", lr=0.1, nesterov=True, momentum=0.0))
+    assert plain.defaults["nesterov"] is False  # Nesterov without momentum is plain SGD (torch refuses it)
+    adam = build_optimizer(p, OptimizerParams(name="adam", lr=1e-3, betas=[0.5, 0.9], weight_decay=1e-4))
+    assert isinstance(adam, torch.optim.Adam)
+    assert (adam.defaults["lr"], tuple(adam.defaults["betas"]), adam.defaults["weight_decay"]) == (1e-3, (0.5, 0.9),
+                                                                                                   1e-4)
 
 
 def _table_params(tmp_path, epochs: int) -> str:
