@@ -10,8 +10,9 @@ from curriculab.models.layers import ch
 
 
 class PlainBatchNorm2d(nn.BatchNorm2d):
-    """nn.BatchNorm2d written with plain tensor ops (same numbers, same buffers): under `vmap` over
-    thousands of stacked networks these batch well, where the fused batch_norm kernel does not."""
+    """nn.BatchNorm2d written with plain tensor ops (the same function and buffers; numbers equal to float
+    rounding, the variance being computed in two passes): under `vmap` over thousands of stacked networks
+    these batch well, where the fused batch_norm kernel does not."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
