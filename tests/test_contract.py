@@ -43,7 +43,8 @@ def _native(dataset: str, params: Params) -> tuple[int, int]:
     """(side, channels) of a dataset as prepare writes it."""
     p = params.prepare
     sizes = {"digits": (8, 1), "fashion_mnist": (28, 1), "mnist": (28, 1), "binarized_mnist": (28, 1),
-             "usps": (16, 1), "svhn": (32, 3), "svhn_extra": (32, 3), "cifar10": (32, 3), "cifar100": (32, 3), "syndigits": (p.syndigits.size, 1),
+             "usps": (16, 1), "svhn": (32, 3), "svhn_extra": (32, 3), "cifar10": (32, 3), "cifar100": (32, 3),
+             "syndigits": (p.syndigits.size, 1),
              "imagefolder": (p.imagefolder.image_size, 3), "celeba": (p.imagefolder.image_size, 3)}
     assert dataset in sizes, f"add the input size of dataset {dataset!r} to this test"
     return sizes[dataset]
