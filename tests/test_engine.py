@@ -397,3 +397,22 @@ def test_determinism_does_not_fill_uninitialised_memory():
     seed_everything(0)
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.utils.deterministic.fill_uninitialized_memory is False
+
+
+def test_records_status_and_timing_files(tmp_path):
+    """A run has ended when done or diverged, and is finished only when done; timing.json gives each epoch's
+    seconds (None where missing), and an unreadable or short file pads with None instead of failing."""
+    from curriculab.engine.records import has_ended, is_done, new_record, read_timing, write_timing
+
+    rec = new_record("abc", {"table": "t"})
+    assert rec == {"run_id": "abc", "table": "t", "status": "running", "history": [], "artifacts": [], "final": {}}
+    assert [(is_done(r), has_ended(r)) for r in (None, {}, rec, {"status": "done"}, {"status": "diverged"})] == [
+        (False, False), (False, False), (False, False), (True, True), (False, True)]
+    assert read_timing(tmp_path, 2) == [None, None]  # no file
+    write_timing(tmp_path, [1.5, None, 2.0])
+    assert json.loads((tmp_path / "timing.json").read_text()) == {"epoch_seconds": [1.5, None, 2.0], "seconds": 3.5}
+    assert read_timing(tmp_path, 2) == [1.5, None] and read_timing(tmp_path, 5) == [1.5, None, 2.0, None, None]
+    (tmp_path / "timing.json").write_text('{"epoch_seconds": [1.0')  # truncated by a kill
+    assert read_timing(tmp_path, 2) == [None, None]
+    (tmp_path / "timing.json").write_text('{"seconds": 3}')
+    assert read_timing(tmp_path, 1) == [None]
