@@ -15,6 +15,7 @@ from curriculab.methods.base import METHODS
 from curriculab.models import create_model, model_names
 from curriculab.project import load_params
 from curriculab.registry import Registry
+from curriculab.synthetic import real_shape
 from curriculab.tables.spec import TABLES, expand_table
 from tests.conftest import ROOT, micro_run
 
@@ -40,14 +41,9 @@ def test_registry_refuses_duplicates_and_suggests_close_names():
 
 
 def _native(dataset: str, params: Params) -> tuple[int, int]:
-    """(side, channels) of a dataset as prepare writes it."""
-    p = params.prepare
-    sizes = {"digits": (8, 1), "fashion_mnist": (28, 1), "mnist": (28, 1), "binarized_mnist": (28, 1),
-             "usps": (16, 1), "svhn": (32, 3), "svhn_extra": (32, 3), "cifar10": (32, 3), "cifar100": (32, 3),
-             "syndigits": (p.syndigits.size, 1),
-             "imagefolder": (p.imagefolder.image_size, 3), "celeba": (p.imagefolder.image_size, 3)}
-    assert dataset in sizes, f"add the input size of dataset {dataset!r} to this test"
-    return sizes[dataset]
+    """(side, channels) of a dataset as prepare writes it (the dry run's table of the real datasets)."""
+    shape = real_shape(dataset, params)
+    return shape.size, shape.channels
 
 
 def profile_inputs() -> dict[str, set[tuple]]:
