@@ -191,6 +191,10 @@ class AugmentParams(Strict):
     vflip: bool = False  # up-down, half of the batch
     rotate: Annotated[float, Field(ge=0, le=180)] = 0.0  # degrees: each image turned by U(-rotate, rotate)
     translate: Annotated[float, Field(ge=0, lt=1)] = 0.0  # each image shifted by U(-t, t) × its size, per axis
+    # torchvision's RandomResizedCrop: a box of U(0.08, 1) of the area and log-uniform aspect 3/4 to 4/3, scaled
+    # to data.image_size (the standard ImageNet training augmentation; a streamed dataset's test images are
+    # centre-cropped instead)
+    resized_crop: bool = False
     normalize: bool = True
 
 
@@ -292,6 +296,14 @@ class ImageFolderParams(Strict):
     root: str | None = None
     image_size: PosInt = 64
     limit: PosInt | None = None
+    # arrays: decoded once into the prepared uint8 array (held on the device by each run); files: a list of
+    # the image files, decoded by DataLoader workers while training (data/stream.py); auto: files when the
+    # uint8 array would exceed files_above_gib (224 px ImageNet: ~193 GB)
+    layout: Literal["auto", "arrays", "files"] = "auto"
+    files_above_gib: PosFloat = 8.0
+    load_size: PosInt | None = None  # files: each image's shorter side is resized to this and centre-cropped
+    #                                  square; the device crops image_size from it (None: image_size · 8/7)
+    stats_images: PosInt = 10000  # files: the normalisation statistics from this many training images (seeded)
 
 
 class PrepareParams(Strict):

@@ -13,12 +13,15 @@ from curriculab.data.prepared import (
     MISSING,
     DatasetMissing,
     atomic_write_json,
+    check_copyable,
+    data_file,
     dataset_dir,
     intact,
     load_prepared,
     read_meta,
     write_copy,
     write_prepared,
+    write_prepared_files,
 )
 from curriculab.data.sources import SOURCES
 
@@ -57,7 +60,7 @@ def prepare_all(params: Params, workdir: Path, progress: bool = False, names: li
         d = dataset_dir(root, name)
         current = _meta_or_none(d / "meta.json")
         if (current is None or current["info"].get("settings") != settings
-                or not intact(d / "arrays.npz", current["checksum"])):
+                or not intact(d / data_file(current), current["checksum"])):
             try:
                 raw = SOURCES[name](params.prepare)
             except DatasetMissing as e:
@@ -65,8 +68,11 @@ def prepare_all(params: Params, workdir: Path, progress: bool = False, names: li
                 atomic_write_json(d / MISSING, {"reason": str(e)})
                 continue
             (d / MISSING).unlink(missing_ok=True)
-            digest = write_prepared(root, name, raw.x, raw.y, raw.splits, raw.classes,
-                                    {**raw.info, "settings": settings})
+            info = {**raw.info, "settings": settings}
+            if raw.files is None:
+                digest = write_prepared(root, name, raw.x, raw.y, raw.splits, raw.classes, info)
+            else:
+                digest = write_prepared_files(root, name, raw.files, raw.y, raw.splits, raw.classes, raw.stream, info)
             if current is not None and current.get("checksum") == digest and current.get("copies"):
                 meta = read_meta(root, name)  # the same bytes again (a healed file): its copies still apply
                 atomic_write_json(d / "meta.json", {**meta, "copies": current["copies"]})
@@ -77,6 +83,7 @@ def prepare_all(params: Params, workdir: Path, progress: bool = False, names: li
             if datasets and name not in datasets:
                 continue
             meta = read_meta(root, name)
+            check_copyable(meta, cname)
             tag = stable_hash({"kind": maker.kind, "params": cparams.model_dump(), "of": meta["checksum"]})
             group = {c: m for c, m in meta["copies"].items() if m["info"].get("group") == cname}
             if any(m["info"].get("settings") == tag for m in group.values()) and all(

@@ -1,4 +1,6 @@
-"""The one prepared format: uint8 images (N, C, H, W), int64 labels, fixed splits, a checksum."""
+"""The prepared format: int64 labels, fixed splits and a checksum, with the images either as one uint8 array
+(N, C, H, W) in arrays.npz (layout "arrays", every dataset that fits in memory) or as a list of image files in
+files.npz that training decodes as it goes (layout "files", data/stream.py: ImageNet at 224 px)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 from curriculab.config import ConfigError
 
 SPLITS = ("train", "val", "test")
+FILES = "files.npz"  # layout "files": image paths, labels, splits
 MISSING = "missing.json"  # written by `prepare` in place of a dataset it could not get: {"reason": one line}
 
 
@@ -28,12 +31,14 @@ class Prepared:
     """A dataset as `prepare` wrote it."""
 
     name: str
-    x: np.ndarray  # uint8 (N, C, H, W)
+    x: np.ndarray | None  # uint8 (N, C, H, W); None for layout "files"
     y: np.ndarray  # int64 (N,)
     splits: dict[str, np.ndarray]  # split → int64 positions into x / y
     classes: int
     checksum: str
     path: Path
+    files: np.ndarray | None = None  # layout "files": the image paths (N,), str
+    stream: dict | None = None  # layout "files": {"image_size", "load_size", "mean", "std", "root"}
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         idx = self.splits[name]
@@ -126,6 +131,7 @@ def write_prepared(root: Path, name: str, x: np.ndarray, y: np.ndarray, splits: 
     assert set(splits) == set(SPLITS)
     d = dataset_dir(root, name)
     d.mkdir(parents=True, exist_ok=True)
+    (d / FILES).unlink(missing_ok=True)
     digest = _save_npz(d / "arrays.npz", x=x, y=y.astype(np.int64),
                        **{f"split_{k}": v.astype(np.int64) for k, v in splits.items()})
     meta = {"name": name, "shape": list(x.shape[1:]), "classes": int(classes), "checksum": digest,
@@ -188,17 +194,50 @@ def _verify(path: Path, expected: str, what: str) -> None:
 def load_prepared(root: Path, name: str) -> Prepared:
     """Load a prepared dataset, verifying its checksum."""
     meta = read_meta(root, name)
-    path = dataset_dir(root, name) / "arrays.npz"
+    path = dataset_dir(root, name) / data_file(meta)
     _verify(path, meta["checksum"], f"dataset {name!r}")
     with np.load(path) as z:
         splits = {k: z[f"split_{k}"] for k in SPLITS}
+        if meta.get("layout") == "files":
+            return Prepared(name, None, z["y"], splits, meta["classes"], meta["checksum"], path,
+                            files=z["files"], stream=meta["stream"])
         return Prepared(name, z["x"], z["y"], splits, meta["classes"], meta["checksum"], path)
+
+
+def write_prepared_files(root: Path, name: str, files: list[str], y: np.ndarray, splits: dict[str, np.ndarray],
+                         classes: int, stream: dict, info: dict | None = None) -> str:
+    """Layout "files": the image paths (the checksum covers the list, not the images' bytes), labels, splits,
+    and `stream` (sizes and normalisation statistics, see data/stream.py); meta.json last."""
+    assert set(splits) == set(SPLITS) and len(files) == len(y)
+    d = dataset_dir(root, name)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "arrays.npz").unlink(missing_ok=True)
+    digest = _save_npz(d / FILES, files=np.asarray(files, dtype=str), y=np.asarray(y, np.int64),
+                       **{f"split_{k}": v.astype(np.int64) for k, v in splits.items()})
+    meta = {"name": name, "layout": "files", "file": FILES, "shape": [3, stream["image_size"], stream["image_size"]],
+            "classes": int(classes), "checksum": digest, "sizes": {k: len(v) for k, v in splits.items()},
+            "stream": stream, "info": info or {}, "copies": {}}
+    atomic_write_json(d / "meta.json", meta)
+    return digest
+
+
+def data_file(meta: dict) -> str:
+    """The file meta.json's checksum is of: arrays.npz, or files.npz for layout "files"."""
+    return meta.get("file", "arrays.npz")
+
+
+def check_copyable(meta: dict, copy: str) -> None:
+    """Copies are made of the images' array: a streamed dataset has none."""
+    if meta.get("layout") == "files":
+        raise ConfigError(f"prepare.copies.{copy}: cannot copy dataset {meta['name']!r}: it is streamed from image "
+                          "files (prepare.imagefolder.layout); list the datasets the copy is for under its `datasets`")
 
 
 def write_copy(root: Path, name: str, copy: str, x: np.ndarray, info: dict | None = None) -> str:
     """A derived copy of a dataset's images (same shape, same order, same labels), with its checksum."""
     d = dataset_dir(root, name)
     meta = read_meta(root, name)
+    check_copyable(meta, copy)
     assert x.dtype == np.uint8 and list(x.shape[1:]) == meta["shape"], "a copy keeps the original's shape"
     (d / "copies").mkdir(exist_ok=True)
     digest = _save_npz(d / "copies" / f"{copy}.npz", x=x)

@@ -15,11 +15,13 @@ from curriculab.data.prepared import DatasetMissing  # noqa: F401  (raised by th
 
 @dataclass
 class Raw:
-    x: np.ndarray
+    x: np.ndarray | None  # None when the images stay files (`files`)
     y: np.ndarray
     splits: dict[str, np.ndarray]
     classes: int
     info: dict
+    files: list[str] | None = None  # layout "files" (prepared.write_prepared_files): one path per item
+    stream: dict | None = None  # layout "files": sizes and normalisation statistics
 
 
 SOURCES: dict[str, Callable[[PrepareParams], Raw]] = {}
@@ -201,24 +203,22 @@ Items = list[tuple[Path, int]]
 
 def _load_images(items: Items, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The images, centre-cropped and resized to size×size uint8, and their labels."""
-    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from curriculab.data.stream import load_square
 
     x = np.empty((len(items), 3, size, size), np.uint8)
-    for i, (path, _) in enumerate(items):
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            s = min(im.size)
-            left, top = (im.width - s) // 2, (im.height - s) // 2
-            im = im.crop((left, top, left + s, top + s)).resize((size, size), Image.BILINEAR)
-            x[i] = np.asarray(im).transpose(2, 0, 1)
+    for i, (path, _) in enumerate(tqdm(items, desc="decode", leave=False, disable=len(items) < 5000)):
+        x[i] = load_square(path, size)
     return x, np.array([c for _, c in items], np.int64)
 
 
 def _train_items(train: Path) -> tuple[Items, list[str]]:
-    """<train>/<class>/**/image: every image under a class folder (Tiny-ImageNet's <class>/images/ too)."""
+    """<train>/<class>/**/image: every image under a class folder (Tiny-ImageNet's <class>/images/ too); a class
+    folder may be empty (a class is a folder)."""
     from torchvision.datasets import ImageFolder
 
-    ds = ImageFolder(str(train))
+    ds = ImageFolder(str(train), allow_empty=True)
     return [(Path(p), c) for p, c in ds.samples], ds.classes
 
 
@@ -277,11 +277,37 @@ def imagefolder(cfg: PrepareParams) -> Raw:
             "and /val/ image folders; download ImageNet (or Tiny-ImageNet) and set prepare.imagefolder.root"
         )
     train, classes = _train_items(root / "train")
-    xtr, ytr = _load_images(train[:c.limit], c.image_size)
-    xte, yte = _load_images(_val_items(root, classes)[:c.limit], c.image_size)
-    val = max(1, min(10000, len(xtr) // 20))
-    return Raw(np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), holdout_val(len(xtr), len(xte), val, cfg.seed),
-               len(classes), {"source": str(root), "image_size": c.image_size})
+    train, test = train[:c.limit], _val_items(root, classes)[:c.limit]
+    val = max(1, min(10000, len(train) // 20))
+    splits = holdout_val(len(train), len(test), val, cfg.seed)
+    if not len(splits["train"]):
+        raise ConfigError(f"dataset 'imagefolder': {root}/train has {len(train)} image(s), all held out for "
+                          "validation: it needs at least 2")
+    info = {"source": str(root), "image_size": c.image_size}
+    if stream_files(c, len(train) + len(test)):
+        import torch
+
+        from curriculab.data.loader import channel_stats
+
+        load = c.load_size or round(c.image_size * 8 / 7)
+        pick = np.random.default_rng(cfg.seed).permutation(splits["train"])[:c.stats_images]
+        sample, _ = _load_images([train[i] for i in np.sort(pick)], c.image_size)
+        mean, std = (t.flatten().tolist() for t in channel_stats(torch.from_numpy(sample)))
+        items = train + test
+        return Raw(None, np.array([k for _, k in items], np.int64), splits, len(classes), info,
+                   files=[str(p) for p, _ in items],
+                   stream={"image_size": c.image_size, "load_size": load, "mean": mean, "std": std,
+                           "stats_images": len(pick)})
+    xtr, ytr = _load_images(train, c.image_size)
+    xte, yte = _load_images(test, c.image_size)
+    return Raw(np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), splits, len(classes), info)
+
+
+def stream_files(c, n: int) -> bool:
+    """Whether `n` images of the image folder are kept as files (prepare.imagefolder.layout)."""
+    if c.layout != "auto":
+        return c.layout == "files"
+    return n * 3 * c.image_size ** 2 > c.files_above_gib * 2 ** 30
 
 
 CELEBA_FILES = ("img_align_celeba/", "list_attr_celeba.txt", "identity_CelebA.txt", "list_bbox_celeba.txt",

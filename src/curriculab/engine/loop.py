@@ -12,7 +12,8 @@ import torch
 from tqdm.auto import tqdm
 
 from curriculab.config import RunConfig
-from curriculab.data.loader import DeviceData
+from curriculab.data.loader import RunData
+from curriculab.data.stream import open_data
 from curriculab.engine.checkpoint import load_checkpoint, save_checkpoint
 from curriculab.engine.devices import autocast, resolve_device, seed_everything
 from curriculab.engine.optim import Schedule, build_optimizer
@@ -78,9 +79,9 @@ class Hooks:
 
 
 def build(run: RunConfig, run_dir: Path, workdir: Path,
-          device: torch.device) -> tuple[DeviceData, Hooks, torch.nn.Module]:
+          device: torch.device) -> tuple[RunData, Hooks, torch.nn.Module]:
     """The run's data on the device, its methods, and its model (wrapped by the methods)."""
-    data = DeviceData(run, Path(workdir) / "data", device)
+    data = open_data(run, Path(workdir) / "data", device)
     ctx = MethodContext(run=run, data=data, device=device, run_dir=Path(run_dir), workdir=Path(workdir))
     hooks = Hooks(build_methods(run.methods, ctx))
     model = create_model(run.model.name, data.in_channels, data.classes, run.model.width,
@@ -190,7 +191,7 @@ def fit(run: RunConfig, run_dir: Path, workdir: Path, run_id: str = "", position
     return record
 
 
-def train_batch_iter(run: RunConfig, data: DeviceData):
+def train_batch_iter(run: RunConfig, data: RunData):
     """The default epoch: shuffled minibatches; a compiled model drops the partial last one (another graph)."""
     return data.batches(run.train.batch_size, drop_last=run.train.compile)
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from curriculab.config import ConfigError
-from curriculab.data.loader import Batch, DeviceData
+from curriculab.data.loader import Batch, RunData
 from curriculab.engine.parallel import Single
 from curriculab.methods.settings import EXCLUSIVE, METHOD_SETTINGS, MethodParams, declare
 from curriculab.registry import Registry, ref_of
@@ -34,7 +34,7 @@ class MethodContext:
     """What a method may know when it is built, before the model exists."""
 
     run: RunConfig
-    data: DeviceData
+    data: RunData
     device: torch.device
     run_dir: Any  # pathlib.Path of the run, for method artefacts
     workdir: Any  # pathlib.Path of the project root (prepared data, pretrained models)
@@ -46,7 +46,7 @@ class TrainState:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    data: DeviceData
+    data: RunData
     epoch: int = 0  # 0-based
     step: int = 0  # global optimiser steps so far
     steps_per_epoch: int = 0
