@@ -106,9 +106,12 @@ def test_smoothing_layer_updates_kernel_in_place_and_identity_at_zero():
     ("vgg16", {}, {"all": 13, "no_shortcut": 13, "vgg_official": 5}),
     ("wrn", {"depth": 16, "widen": 2}, {"all": 16, "no_shortcut": 13}),
     ("resnext50", {}, {"all": 53, "no_shortcut": 49}),
+    # torchvision's: its shortcut projections are the 1×1 `downsample` convs
+    ("torchvision_imagenet", {"arch": "resnet18"}, {"all": 20, "no_shortcut": 17}),
+    ("torchvision_imagenet", {"arch": "resnext50_32x4d"}, {"all": 53, "no_shortcut": 49}),
 ])
 def test_placement_counts(name, kwargs, counts):
-    model = create_model(name, 3, 10, 0.125, **kwargs)
+    model = create_model(name, 3, 10, 1.0 if name == "torchvision_imagenet" else 0.125, **kwargs)
     for placement, n in counts.items():
         assert len(conv_sites(model, placement)) == n, placement
 

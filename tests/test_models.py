@@ -135,3 +135,21 @@ def test_a_builder_unlike_its_declaration_is_refused_and_an_undeclared_one_decla
     finally:
         MODELS.remove("throwaway_net")
         MODEL_SETTINGS.remove("throwaway_net")
+
+
+def test_torchvision_imagenet_architectures_are_torchvisions():
+    """CBS Tables 2-3 at 224 px: torchvision's networks, untrained; VGG-16 as in [51] (no BN, three FC layers)."""
+    import torchvision.models as tvm
+
+    for arch, params in (("resnet18", 11_181_642), ("vgg16", 134_301_514)):  # 10 classes
+        net = create_model("torchvision_imagenet", 3, 10, arch=arch)
+        assert type(net) is type(tvm.get_model(arch, weights=None))
+        assert sum(p.numel() for p in net.parameters()) == params
+    vgg = create_model("torchvision_imagenet", 3, 10, arch="vgg16")
+    assert sum(isinstance(m, nn.Linear) for m in vgg.modules()) == 3
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in vgg.modules())
+    assert create_model("torchvision_imagenet", 3, 5).eval()(torch.randn(1, 3, 64, 64)).shape == (1, 5)
+    with pytest.raises(ConfigError, match="'resnet19' is not a torchvision classification model"):
+        create_model("torchvision_imagenet", 3, 10, arch="resnet19")
+    with pytest.raises(ConfigError, match="takes RGB images at width 1.0"):
+        create_model("torchvision_imagenet", 1, 10)

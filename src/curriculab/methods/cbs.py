@@ -32,6 +32,7 @@ __all__ = ["CBS", "GaussianSmoothing", "SmoothedInput", "WeightInit", "conv_site
            "sigma_at"]
 
 PLACEMENTS = ("all", "no_shortcut", "vgg_official", "single")
+SHORTCUTS = {"shortcut", "downsample"}  # a residual shortcut's module name: ours, torchvision's ResNets
 _VGG_CONV = re.compile(r"^(?P<block>.*blocks\.\d+)\.conv(?P<k>\d+)\.conv$")
 
 
@@ -93,7 +94,7 @@ def conv_sites(model: nn.Module, placement: str = "all", transposed: bool = Fals
     if placement == "all":
         return [n for n, _ in convs]
     if placement == "no_shortcut":
-        return [n for n, m in convs if not ("shortcut" in n.split(".") and tuple(m.kernel_size) == (1, 1))]
+        return [n for n, m in convs if not (SHORTCUTS & set(n.split(".")) and tuple(m.kernel_size) == (1, 1))]
     if placement == "vgg_official":
         last: dict[str, tuple[int, str]] = {}
         for n, _ in convs:

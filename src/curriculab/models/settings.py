@@ -41,6 +41,7 @@ BUILT_IN = {
                 ("resnext", ("depth", "cardinality", "group_width")), ("resnext50", ("cardinality", "group_width")),
                 ("wide_resnet50", ())],
     "toy": [("basic_conv", ())],
+    "imagenet": [("torchvision_imagenet", ("arch",))],
     "vae": [("vae", ("latent", "image_size")), ("wae", ("latent", "image_size", "kernel", "decoder_layers"))],
 }
 
