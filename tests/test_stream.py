@@ -152,3 +152,37 @@ def test_center_crop_offsets_are_torchvisions():
     x = torch.arange(2 * 3 * 9 * 11).float().view(2, 3, 9, 11)
     for size in (4, 5, 9):
         assert torch.equal(center_crop(x, size), tv_center_crop(x, [size, size]))
+
+
+def test_webvision_reads_its_file_lists(tmp_path):
+    """WebVision 1.0: training images from info/'s Google and Flickr lists, the labelled validation images
+    (val_filelist.txt, images in val_images_256/) as test; labels as listed."""
+    from PIL import Image
+
+    from curriculab.config import PrepareParams
+    from curriculab.data.sources import SOURCES, DatasetMissing
+
+    def img(path, value):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (9, 7), (value, value, value)).save(path)
+
+    root = tmp_path / "webvision"
+    lists = {"train_filelist_google.txt": [f"google/q0001/{i}.jpg {i % 2}" for i in range(4)],
+             "train_filelist_flickr.txt": [f"flickr/q0002/{i}.jpg 2" for i in range(2)],
+             "val_filelist.txt": ["val000001.jpg 2", "val000002.jpg 0"]}
+    cfg = PrepareParams(webvision={"root": str(root), "image_size": 4})
+    with pytest.raises(DatasetMissing, match="train_filelist_google.txt, train_filelist_flickr.txt"):
+        SOURCES["webvision"](cfg)
+    for name, lines in lists.items():
+        (root / "info").mkdir(parents=True, exist_ok=True)
+        (root / "info" / name).write_text("\n".join(lines) + "\n")
+    for line in lists["train_filelist_google.txt"] + lists["train_filelist_flickr.txt"]:
+        img(root / line.split()[0], 10)
+    with pytest.raises(DatasetMissing, match="validation images of .* are in none of"):
+        SOURCES["webvision"](cfg)
+    img(root / "val_images_256" / "val000001.jpg", 200)
+    img(root / "val_images_256" / "val000002.jpg", 100)
+    raw = SOURCES["webvision"](cfg)
+    assert raw.classes == 3 and len(raw.y) == 8
+    assert raw.y[raw.splits["test"]].tolist() == [2, 0] and raw.x[raw.splits["test"], 0, 0, 0].tolist() == [200, 100]
+    assert sorted(raw.y[np.concatenate([raw.splits["train"], raw.splits["val"]])].tolist()) == [0, 0, 1, 1, 2, 2]

@@ -66,6 +66,29 @@ def test_render_with_paper_numbers_claims_and_missing_runs(tmp_path):
     assert row["mean"] == pytest.approx(92.0) and row["unit"] == "%" and row["n"] == 3 and row["paper"] == 95.0
 
 
+def test_cells_run_only_the_listed_rows_of_a_column_with_their_overrides(tmp_path):
+    """`cells`: a column listed there runs only its listed rows, each with its override merged last; the others
+    show as no cell of the table, not as missing runs; a cell naming no row or column is refused."""
+    from curriculab.config import ConfigError, validate
+    from curriculab.tables.spec import expand_table
+
+    table = {"seeds": [0], "rows": {"good": {"train": {"epochs": 3}}, "bad": {"train": {"epochs": 2}}},
+             "columns": {"digits": {"data": {"dataset": "digits"}}, "syndigits": {"data": {"dataset": "syndigits"}}},
+             "cells": {"syndigits": {"good": {"train": {"epochs": 5, "batch_size": 7}}}}}
+    params = Params.model_validate({"prepare": {"datasets": ["digits", "syndigits"]}, "tables": {"test_report": table}})
+    runs = {(r.row, r.column): r.config.train for r in expand_table(SPEC, params)}
+    assert set(runs) == {("good", "digits"), ("bad", "digits"), ("good", "syndigits")}
+    assert (runs["good", "syndigits"].epochs, runs["good", "syndigits"].batch_size) == (5, 7)
+    assert runs["good", "digits"].epochs == 3
+    md, _, _ = render_table(load_result("test.report", params, tmp_path))
+    assert "| bad | not run | — (not a cell: `cells`) |" in md
+    for cells, err in (({"cifar": {"good": {}}}, "cells.cifar: not a column"),
+                       ({"digits": {"ugly": {}}}, "cells.digits.ugly: not a row")):
+        with pytest.raises(ConfigError, match=err):
+            validate(Params, {"prepare": {"datasets": ["digits", "syndigits"]},
+                              "tables": {"test_report": {**table, "cells": cells}}})
+
+
 def test_sweep_table_chooses_on_validation_only():
     """The `sweep` kind: the row with the best mean last-epoch validation score, test never consulted."""
     from types import SimpleNamespace

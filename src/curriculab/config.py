@@ -293,6 +293,8 @@ class DigitsParams(Strict):
 
 
 class ImageFolderParams(Strict):
+    """A dataset of listed image files (`imagefolder`, `webvision`)."""
+
     root: str | None = None
     image_size: PosInt = 64
     limit: PosInt | None = None
@@ -318,6 +320,7 @@ class PrepareParams(Strict):
     syndigits: SynDigitsParams = SynDigitsParams()
     fashion_mnist: FashionParams = FashionParams()
     imagefolder: ImageFolderParams = ImageFolderParams()
+    webvision: ImageFolderParams = ImageFolderParams()
     copies: dict[str, dict[str, Any]] = {}  # name → method-specific settings of a derived copy
 
     @field_validator("root")
@@ -358,6 +361,26 @@ class TableParams(Strict):
     rows: Annotated[dict[str, dict[str, Any]], Field(min_length=1)]
     columns: Annotated[dict[str, dict[str, Any]], Field(min_length=1)] = {"all": {}}
     options: dict[str, Any] = {}  # table-specific settings (evaluation, figures), validated by its spec
+    # column → {row: override}: that column runs only the rows listed, each with its override merged last
+    # (a paper's sparse table whose columns set some hyper-parameters of a row differently)
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+
+    @model_validator(mode="after")
+    def _cells_name_rows_and_columns(self):
+        for col, rows in self.cells.items():
+            if col not in self.columns:
+                raise ValueError(f"cells.{col}: not a column (columns: {', '.join(self.columns)})")
+            for row in rows:
+                if row not in self.rows:
+                    raise ValueError(f"cells.{col}.{row}: not a row (rows: {', '.join(self.rows)})")
+        return self
+
+    def runs_cell(self, row: str, column: str) -> bool:
+        return column not in self.cells or row in self.cells[column]
+
+    def cell(self, row: str, column: str) -> dict[str, Any]:
+        """The override of one cell (empty when `cells` does not list it)."""
+        return self.cells.get(column, {}).get(row) or {}
 
 
 class Params(Strict):

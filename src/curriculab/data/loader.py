@@ -195,7 +195,7 @@ class DeviceData(RunData):
         cfg = run.data
         prep = load_prepared(Path(root), cfg.dataset)
         if prep.x is None:
-            raise ConfigError(f"dataset {cfg.dataset!r} is prepared as image files (prepare.imagefolder.layout); "
+            raise ConfigError(f"dataset {cfg.dataset!r} is prepared as image files (prepare.{cfg.dataset}.layout); "
                               "it is read with data.stream.open_data, which streams it")
         super().__init__(run, prep, device)
         self.root = Path(root)

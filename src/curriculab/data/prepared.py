@@ -229,8 +229,9 @@ def data_file(meta: dict) -> str:
 def check_copyable(meta: dict, copy: str) -> None:
     """Copies are made of the images' array: a streamed dataset has none."""
     if meta.get("layout") == "files":
-        raise ConfigError(f"prepare.copies.{copy}: cannot copy dataset {meta['name']!r}: it is streamed from image "
-                          "files (prepare.imagefolder.layout); list the datasets the copy is for under its `datasets`")
+        name = meta["name"]
+        raise ConfigError(f"prepare.copies.{copy}: cannot copy dataset {name!r}: it is streamed from image files "
+                          f"(prepare.{name}.layout); list the datasets the copy is for under its `datasets`")
 
 
 def write_copy(root: Path, name: str, copy: str, x: np.ndarray, info: dict | None = None) -> str:

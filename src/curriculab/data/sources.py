@@ -262,7 +262,8 @@ def _val_items(root: Path, classes: list[str]) -> Items:
     if unknown:  # e.g. Tiny-ImageNet's val/images/ without its annotations file: one class, meaningless labels
         raise ConfigError(f"dataset 'imagefolder': {val}/{unknown[0]}/ is not a class of {root}/train; give val/ one "
                           "folder per training class, or Tiny-ImageNet's val_annotations.txt, or ImageNet's devkit")
-    found = make_dataset(str(val), {c: index[c] for c in folders}, extensions=tuple(IMAGE_SUFFIXES))
+    found = make_dataset(str(val), {c: index[c] for c in folders}, extensions=tuple(IMAGE_SUFFIXES),
+                         allow_empty=True)
     return [(Path(p), c) for p, c in found]
 
 
@@ -277,11 +278,18 @@ def imagefolder(cfg: PrepareParams) -> Raw:
             "and /val/ image folders; download ImageNet (or Tiny-ImageNet) and set prepare.imagefolder.root"
         )
     train, classes = _train_items(root / "train")
-    train, test = train[:c.limit], _val_items(root, classes)[:c.limit]
+    return _listed("imagefolder", root, train, _val_items(root, classes), len(classes), c, cfg.seed)
+
+
+def _listed(name: str, root: Path, train: Items, test: Items, classes: int, c, seed: int) -> Raw:
+    """Listed image files as a prepared dataset: a seeded validation holdout of the training items (5%, at most
+    10,000), the test items as test; decoded into an array, or kept as files (`stream_files`) with the
+    normalisation statistics of `c.stats_images` seeded training images."""
+    train, test = train[:c.limit], test[:c.limit]
     val = max(1, min(10000, len(train) // 20))
-    splits = holdout_val(len(train), len(test), val, cfg.seed)
+    splits = holdout_val(len(train), len(test), val, seed)
     if not len(splits["train"]):
-        raise ConfigError(f"dataset 'imagefolder': {root}/train has {len(train)} image(s), all held out for "
+        raise ConfigError(f"dataset {name!r}: {root} has {len(train)} training image(s), all held out for "
                           "validation: it needs at least 2")
     info = {"source": str(root), "image_size": c.image_size}
     if stream_files(c, len(train) + len(test)):
@@ -290,21 +298,56 @@ def imagefolder(cfg: PrepareParams) -> Raw:
         from curriculab.data.loader import channel_stats
 
         load = c.load_size or round(c.image_size * 8 / 7)
-        pick = np.random.default_rng(cfg.seed).permutation(splits["train"])[:c.stats_images]
+        pick = np.random.default_rng(seed).permutation(splits["train"])[:c.stats_images]
         sample, _ = _load_images([train[i] for i in np.sort(pick)], c.image_size)
         mean, std = (t.flatten().tolist() for t in channel_stats(torch.from_numpy(sample)))
         items = train + test
-        return Raw(None, np.array([k for _, k in items], np.int64), splits, len(classes), info,
+        return Raw(None, np.array([k for _, k in items], np.int64), splits, classes, info,
                    files=[str(p) for p, _ in items],
                    stream={"image_size": c.image_size, "load_size": load, "mean": mean, "std": std,
                            "stats_images": len(pick)})
     xtr, ytr = _load_images(train, c.image_size)
     xte, yte = _load_images(test, c.image_size)
-    return Raw(np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), splits, len(classes), info)
+    return Raw(np.concatenate([xtr, xte]), np.concatenate([ytr, yte]), splits, classes, info)
+
+
+WEBVISION_LISTS = ("train_filelist_google.txt", "train_filelist_flickr.txt", "val_filelist.txt")
+WEBVISION_VAL_DIRS = ("val_images_256", "val_images_resized", "val_images", "val")
+
+
+def _file_list(path: Path, base: Path) -> Items:
+    """Lines '<path relative to base> <label>'."""
+    rows = [line.rsplit(maxsplit=1) for line in path.read_text().splitlines() if line.strip()]
+    return [(base / r[0], int(r[1])) for r in rows]
+
+
+@source("webvision")
+def webvision(cfg: PrepareParams) -> Raw:
+    """WebVision 1.0 (the 2017 challenge's; DP §3.4): the Google and Flickr training lists of <root>/info/ (2.4M web
+    images, labels from their search queries: noisy, 1000 ImageNet classes) and its 50,000 human-labelled validation
+    images as the test set."""
+    c = cfg.webvision
+    root = Path(c.root).expanduser() if c.root else None
+    info = root / "info" if root else None
+    if info is None or not all((info / f).is_file() for f in WEBVISION_LISTS):
+        raise DatasetMissing(
+            f"dataset 'webvision' is not available: expected {root or '<prepare.webvision.root>'}/info/ with "
+            f"{', '.join(WEBVISION_LISTS)} and the images they list; download WebVision 1.0 (the resized "
+            "images and the info files) and set prepare.webvision.root"
+        )
+    train = _file_list(info / "train_filelist_google.txt", root) + _file_list(info / "train_filelist_flickr.txt", root)
+    names = _file_list(info / "val_filelist.txt", Path())
+    folder = next((d for d in WEBVISION_VAL_DIRS if names and (root / d / names[0][0]).is_file()), None)
+    if folder is None:
+        raise DatasetMissing(f"dataset 'webvision': the validation images of {info / 'val_filelist.txt'} are in none "
+                             f"of {', '.join(f'{root}/{d}/' for d in WEBVISION_VAL_DIRS)}")
+    test = [(root / folder / p, k) for p, k in names]
+    classes = 1 + max(k for _, k in train + test)
+    return _listed("webvision", root, train, test, classes, c, cfg.seed)
 
 
 def stream_files(c, n: int) -> bool:
-    """Whether `n` images of the image folder are kept as files (prepare.imagefolder.layout)."""
+    """Whether `n` listed images are kept as files (prepare.<dataset>.layout)."""
     if c.layout != "auto":
         return c.layout == "files"
     return n * 3 * c.image_size ** 2 > c.files_above_gib * 2 ** 30

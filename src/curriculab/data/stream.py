@@ -86,7 +86,7 @@ class StreamData(RunData):
             raise ConfigError(f"data.channels: {run.data.dataset!r} is streamed as RGB images; leave it unset or 3")
         if self._size > self.load_size:
             raise ConfigError(f"data.image_size: {self._size} is larger than the {self.load_size} px squares that "
-                              f"{run.data.dataset!r} is decoded to (prepare.imagefolder.load_size)")
+                              f"{run.data.dataset!r} is decoded to (prepare.{run.data.dataset}.load_size)")
         if run.data.augment.normalize:
             self.mean = torch.tensor(s["mean"], device=device).view(1, 3, 1, 1)
             self.std = torch.tensor(s["std"], device=device).view(1, 3, 1, 1).clamp_min(1e-3)
@@ -102,7 +102,7 @@ class StreamData(RunData):
         return self._size
 
     def _no_arrays(self, what: str):
-        return ConfigError(f"{what}: dataset {self.name!r} is streamed from image files (prepare.imagefolder.layout: "
+        return ConfigError(f"{what}: dataset {self.name!r} is streamed from image files (prepare.{self.name}.layout: "
                            "files), so its images are not held as one array; this needs the device loader "
                            "(layout: arrays, at a size that fits in memory)")
 

@@ -156,7 +156,7 @@ def _source_path(key: str, fragments: list[tuple[str, dict]], loc: str) -> str:
 
 
 def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: int) -> RunSpec:
-    """Merge run ← column ← row, validate, and hash. Errors name the key path to edit."""
+    """Merge run ← column ← row ← cell, validate, and hash. Errors name the key path to edit."""
     from pydantic import ValidationError
 
     from curriculab.config import format_error
@@ -166,8 +166,9 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
     from curriculab.models import check_model
 
     t = params.tables[spec.key]
-    frags = [("run", t.run), (f"columns.{column}", t.columns[column]), (f"rows.{row}", t.rows[row])]
-    merged = deep_merge(t.run, t.columns[column], t.rows[row], {"seed": seed})
+    frags = [("run", t.run), (f"columns.{column}", t.columns[column]), (f"rows.{row}", t.rows[row]),
+             (f"cells.{column}.{row}", t.cell(row, column))]
+    merged = deep_merge(t.run, t.columns[column], t.rows[row], t.cell(row, column), {"seed": seed})
     try:
         cfg = RunConfig.model_validate(merged)
     except ValidationError as err:
@@ -214,10 +215,11 @@ def _check_runner(spec: TableSpec, cfg: RunConfig, path: str) -> None:
 
 
 def expand_table(spec: TableSpec, params: Params) -> list[RunSpec]:
-    """Every run of a table, rows × columns × seeds, in that order."""
+    """Every run of a table, rows × columns × seeds (the cells it has: `cells`), in that order."""
     t = params.tables[spec.key]
     validate(spec.OptionsParams, t.options, prefix=f"tables.{spec.key}.options")
-    return [resolve_run(spec, params, r, c, s) for r in t.rows for c in t.columns for s in t.seeds]
+    return [resolve_run(spec, params, r, c, s) for r in t.rows for c in t.columns if t.runs_cell(r, c)
+            for s in t.seeds]
 
 
 def options(spec: TableSpec, params: Params) -> BaseModel:
