@@ -71,7 +71,8 @@ CASES = [(name, *case) for name in model_names() for case in sorted(USED[name] o
                          ids=[f"{n}-{s}px{c}ch{'-' + str(dict(k)) if k else ''}" for n, s, c, k in CASES])
 def test_every_model_forwards_at_every_profile_input_size(name, side, channels, kwargs):
     torch.manual_seed(0)
-    model = create_model(name, channels, 10, width=0.25, image_size=side, **dict(kwargs)).eval()
+    width = 1.0 if name == "torchvision_imagenet" else 0.25  # torchvision's networks have no width multiplier
+    model = create_model(name, channels, 10, width=width, image_size=side, **dict(kwargs)).eval()
     with torch.no_grad():
         out = model(torch.rand(2, channels, side, side))
     first = out[0] if isinstance(out, tuple) else out

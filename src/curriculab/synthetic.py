@@ -56,8 +56,11 @@ REAL: dict[str, Shape] = {
     "svhn_extra": Shape(3, 32, 10, 543950, 60438, 26032, "SVHN train + extra 604,388/26,032"),
     "cifar10": Shape(3, 32, 10, 45000, 5000, 10000, "CIFAR-10 50k/10k"),
     "cifar100": Shape(3, 32, 100, 45000, 5000, 10000, "CIFAR-100 50k/10k"),
-    "imagefolder": Shape(3, 64, 200, 95000, 5000, 10000,
-                         "assumed Tiny-ImageNet (200 classes, 100k/10k) at prepare.imagefolder.image_size"),
+    "imagefolder": Shape(3, 224, 1000, 1271167, 10000, 50000,
+                         "assumed ImageNet-1k (1,281,167/50,000; 10,000 held out) at prepare.imagefolder.image_size"),
+    "webvision": Shape(3, 224, 1000, 2429574, 10000, 50000,
+                       "WebVision 1.0: 2,439,574 Google + Flickr training images (10,000 held out) / 50,000 validation "
+                       "images, at prepare.webvision.image_size"),
     "celeba": Shape(3, 64, 1, 162770, 19867, 19962, "CelebA (labels unused) at prepare.imagefolder.image_size"),
 }
 
@@ -67,10 +70,11 @@ def real_shape(name: str, params: Params) -> Shape:
         s = params.prepare.syndigits
         return Shape(1, s.size, 10, s.train, s.val, s.test, "syndigits (prepare.syndigits)")
     if name not in REAL:
-        raise ConfigError(f"dryrun: no known shape for dataset {name!r}; add it to curriculab.dryrun.REAL")
+        raise ConfigError(f"dryrun: no known shape for dataset {name!r}; add it to curriculab.synthetic.REAL")
     shape = REAL[name]
-    if name in ("imagefolder", "celeba"):
-        shape = replace(shape, size=params.prepare.imagefolder.image_size)
+    if name in ("imagefolder", "webvision", "celeba"):  # celeba: at prepare.imagefolder's side
+        shape = replace(shape, size=getattr(params.prepare, "webvision" if name == "webvision" else
+                                            "imagefolder").image_size)
     if name == "fashion_mnist":
         val = params.prepare.fashion_mnist.val
         shape = replace(shape, train=60000 - val, val=val)
@@ -289,16 +293,75 @@ def _dry_attacks(attacks, path: str) -> dict:
             for n, a in parsed.items()}
 
 
+LISTED = ("imagefolder", "webvision")  # datasets of image files, which prepare may keep as files
+
+
+def streams(name: str, params: Params) -> bool:
+    """Whether `prepare` would keep the real dataset as image files (data/stream.py) rather than an array."""
+    from curriculab.data.sources import stream_files
+
+    if name not in LISTED:
+        return False
+    s = real_shape(name, params)
+    return stream_files(getattr(params.prepare, name), s.train + s.val + s.test)
+
+
+def write_image_files(name: str, root: Path, shape: Shape, train: int, test: int, load_size: int, seed: int) -> None:
+    """Random JPEGs, a little wider than tall, in the real dataset's layout: an ImageNet-style folder
+    (train/<class>/, val/<class>/, a folder for each of the shape's classes) or WebVision's lists (info/ with the
+    Google and Flickr training lists and the validation list, val_images_256/). Labels spread over the classes,
+    first and last included."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    lines: dict[str, list[str]] = {"train": [], "val": []}
+    if name == "imagefolder":
+        for c in range(shape.classes):
+            for split in ("train", "val"):
+                (root / split / f"c{c:04d}").mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", train), ("val", test)):
+        for i in range(n):
+            label = round(i * (shape.classes - 1) / max(1, n - 1))
+            if name == "imagefolder":
+                rel = f"{split}/c{label:04d}/{i}.jpg"
+            else:
+                rel = f"google/q{label:04d}/{i}.jpg" if split == "train" else f"val{i:06d}.jpg"
+                lines[split].append(f"{rel} {label}")
+                rel = rel if split == "train" else f"val_images_256/{rel}"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            px = rng.integers(0, 256, (load_size, load_size + load_size // 8, 3), dtype=np.uint8)
+            Image.fromarray(px).save(root / rel, quality=90)
+    if name == "webvision":
+        (root / "info").mkdir(parents=True, exist_ok=True)
+        for fname, rows in (("train_filelist_google.txt", lines["train"]), ("train_filelist_flickr.txt", []),
+                            ("val_filelist.txt", lines["val"])):
+            (root / "info" / fname).write_text("".join(f"{r}\n" for r in rows))
+
+
 def write_synthetic(params: Params, workdir: Path, sizes: dict[str, tuple[int, int, int]]) -> None:
     """Random uint8 images with the real channels, side and classes; `sizes` gives (train, val, test) per
-    dataset. Written with the settings stamp `prepare` expects, so `prepare_all` keeps them and makes the copies."""
+    dataset. Written with the settings stamp `prepare` expects, so `prepare_all` keeps them and makes the copies.
+
+    A dataset that `prepare` would keep as image files at its real size (ImageNet at 224 px) is written as a
+    folder of random JPEG files instead and prepared from it by the real source, as files: the dry run then
+    trains through the streaming path."""
     from curriculab.data.prepare import _source_settings, prepare_all
     from curriculab.data.prepared import write_prepared
 
     root = workdir / params.prepare.root
+    arrays = []
     for i, name in enumerate(params.prepare.datasets):
         shape = real_shape(name, params)
         ntr, nva, nte = sizes.get(name, (16, 8, 8))
+        if streams(name, params):
+            listed = getattr(params.prepare, name)
+            tree = workdir / f"{name}_files"
+            write_image_files(name, tree, shape, ntr + nva, nte, listed.load_size or shape.size, i)
+            own = params.model_copy(deep=True)
+            setattr(own.prepare, name, listed.model_copy(update={"root": str(tree), "layout": "files"}))
+            prepare_all(own, workdir, names=[name])
+            continue
+        arrays.append(name)
         n = ntr + nva + nte
         rng = np.random.default_rng(i)
         x = rng.integers(0, 256, (n, shape.channels, shape.size, shape.size), dtype=np.uint8)
@@ -307,4 +370,5 @@ def write_synthetic(params: Params, workdir: Path, sizes: dict[str, tuple[int, i
         splits = {"train": np.arange(ntr), "val": np.arange(ntr, ntr + nva), "test": np.arange(ntr + nva, n)}
         info = {"source": "synthetic (curriculab dryrun)", "settings": stable_hash(_source_settings(params, name))}
         write_prepared(root, name, x, y, splits, shape.classes, info)
-    prepare_all(params, workdir)  # the derived copies, by the normal code
+    if arrays:
+        prepare_all(params, workdir, names=arrays)  # the derived copies, by the normal code

@@ -50,6 +50,10 @@ IMAGENET_SCHEDULES = ("Paper profile: VGG-16 trains with Simonyan & Zisserman's 
                       "plateau, 74 epochs), ResNet-18 with He et al.'s as torchvision's reference runs it (lr 0.1 "
                       "÷10 every 30 of 90 epochs); the CBS paper gives no ImageNet schedule.")
 
+IMAGENET_DATA = ("Paper profile: full ImageNet (the `imagefolder` source, prepare.imagefolder.root) at 224 px with "
+                 "torchvision's ResNet-18 and VGG-16 (`torchvision_imagenet`), streamed from the image files "
+                 "(data/stream.py: too large to hold in memory).")
+
 
 def _paper(rows: dict[str, list[float]], cols: list[str]) -> dict[str, dict[str, float]]:
     return {row: dict(zip(cols, vals, strict=True)) for row, vals in rows.items()}
@@ -128,8 +132,8 @@ register_table(TableSpec(
                "(period 0.5).",
     claims=[BEATS, Claim("CBS beats the baseline (top-5)", "cbs", "baseline", metric="test_top5")],
     figures=[sigma_curve("cbs.t2")],
-    notes=SELECTION + " " + IMAGENET_SCHEDULES + " ImageNet comes through the `imagefolder` source "
-                      "(prepare.imagefolder.root); the offline profile has no block for this table.",
+    notes=SELECTION + " " + IMAGENET_SCHEDULES + " " + IMAGENET_DATA + " The offline profile has no block for "
+                      "this table.",
 ))
 
 # --------------------------------------------------------------------------- Table 3
@@ -161,7 +165,7 @@ register_table(TableSpec(
           "epoch (only the final checkpoint is kept); `test_acc` is its own source accuracy. The paper's "
           "\"3 layer fully connected network with 500 hidden units in each layer\" is read as 3 linear layers, "
           "i.e. 2 hidden layers of 500 (`evaluate.cbs_t3.layers: 3`); `layers: 4` is the other reading (3 "
-          "hidden layers). " + IMAGENET_SCHEDULES,
+          "hidden layers). " + IMAGENET_SCHEDULES + " " + IMAGENET_DATA,
 ))
 
 # --------------------------------------------------------------------------- Table 5

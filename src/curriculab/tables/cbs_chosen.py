@@ -20,7 +20,13 @@ CBS_T1_CHOSEN = {
 }
 
 CBS_IMAGENET_CHOSEN = {
-    **CBS_COMMON, **CBS_INIT,
+    "methods.cbs.kernel_size": CBS_COMMON["methods.cbs.kernel_size"],
+    "data.augment.normalize": "per-channel mean/std of 10,000 seeded training images (not stated; chosen here)",
+    "data.augment.resized_crop": "torchvision's RandomResizedCrop to 224 and a flip, the standard ImageNet "
+                                 "augmentation (not stated); drawn on the device from each image's centred 256 px "
+                                 "square, not from the whole image (chosen here); test: centre 224 of 256",
+    "model.kwargs": "torchvision's untrained resnet18 / vgg16 (the paper cites [51]: no BN, three FC layers)",
+    **CBS_INIT,
     "seed": "0, 1 (the paper's 2 seeds; seed values chosen here)",
     "train.batch_size": "256 (not stated; the original papers')",
     "train.epochs": "ResNet-18 90 (torchvision's reference), VGG-16 74 (S&Z) (not stated)",
