@@ -386,3 +386,29 @@ def test_train_probe_learns_separable_features():
     pp = ProbeParams(epochs=5, lr=1e-3, hidden=64)
     res = train_probe(split(300), split(100), split(200), 3, pp, seed=0)
     assert res["acc"] > 0.95 and res["acc_at_best_val"] > 0.95
+
+
+def test_an_oracle_takes_its_targets_subset_and_reuses_the_reverse_run(workdir):
+    """ADDA's protocol (Table 5): sources are samples (data.subset); the oracle of a target trains on
+    `oracle_subset`'s sample of it, and so reuses the reverse column's run, and not the source's subset."""
+    from curriculab.evaluate.transfer import ZeroShotParams, oracle_record, target_data
+    from curriculab.executor import execute
+    from curriculab.tables.spec import RunSpec, run_id
+
+    def spec(column: str, dataset: str, subset: int) -> RunSpec:
+        data = {"dataset": dataset, "image_size": 16, "channels": 1, "subset": subset}
+        cfg = micro_run(CBS_RUN, data=data, train={"epochs": 1})
+        return RunSpec("cbs.t5", "cbs", column, 0, cfg, run_id(cfg))
+
+    fwd, back = spec("d2s", "digits", 150), spec("s2d", "syndigits", 120)
+    execute(back, workdir)
+    p = ZeroShotParams(targets={"d2s": "syndigits"}, oracle_subset={"syndigits": 120})
+    assert oracle_record(fwd, "syndigits", workdir, p.oracle_subset["syndigits"])["run_id"] == back.run_id
+    assert not (workdir / "runs" / "eval").exists()
+    whole = oracle_record(fwd, "syndigits", workdir)  # no subset: the whole split, trained here
+    assert whole["run_id"] != back.run_id and (workdir / "runs" / "eval").exists()
+    from curriculab.engine.loop import build
+
+    data, _, _ = build(fwd.config, workdir / "x", workdir, torch.device("cpu"))
+    assert data.n_train == 150
+    assert target_data(fwd.config, "syndigits", data, workdir).n_train > 120  # the target's test split: no sample

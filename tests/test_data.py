@@ -86,6 +86,22 @@ def test_subset_per_class():
     assert not np.array_equal(idx, subset_per_class(y, 7, seed=1))
 
 
+def test_subset_is_a_seeded_uniform_sample_of_the_training_items(prepared_root):
+    """data.subset (CBS Table 5, ADDA's protocol: 2,000 MNIST / 1,800 USPS images): n training items drawn
+    uniformly (not per class) by the run's seed, after subset_per_class."""
+    def data(seed, **extra):
+        run = RunConfig.model_validate({"seed": seed, "data": {"dataset": "digits", **extra}})
+        return DeviceData(run, prepared_root / "data", torch.device("cpu"))
+
+    full, a, b = data(0), data(0, subset=100), data(1, subset=100)
+    assert a.n_train == 100 and set(a.train_pos) <= set(full.train_pos) and list(a.train_pos) == sorted(a.train_pos)
+    assert np.array_equal(a.train_pos, data(0, subset=100).train_pos) and not np.array_equal(a.train_pos, b.train_pos)
+    assert len(set(np.bincount(a.train_y.numpy(), minlength=10))) > 1  # not balanced per class
+    both = data(0, subset_per_class=20, subset=50)
+    assert both.n_train == 50 and set(both.train_pos) <= set(data(0, subset_per_class=20).train_pos)
+    assert data(0, subset=10**6).n_train == full.n_train
+
+
 def test_resize_and_channels():
     x = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     y = resize(x, 16, 3)

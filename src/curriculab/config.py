@@ -203,6 +203,7 @@ class DataParams(Strict):
 
     dataset: str = "digits"
     subset_per_class: PosInt | None = None
+    subset: PosInt | None = None  # a seeded uniform sample of N training items (after subset_per_class)
     test_limit: PosInt | None = None  # the first N test items (offline profiles, for speed)
     val_limit: PosInt | None = None  # the first N validation items
     image_size: PosInt | None = None

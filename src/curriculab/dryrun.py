@@ -231,6 +231,8 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
             ntrain = shape.train
             if r.config.data.subset_per_class:
                 ntrain = min(ntrain, r.config.data.subset_per_class * shape.classes)
+            if r.config.data.subset:
+                ntrain = min(ntrain, r.config.data.subset)
             steps = r.config.train.epochs * math.ceil(ntrain / r.config.train.batch_size)
             seconds += steps * a.step_s * r.config.train.batch_size / a.batch
         rep.cpu_hours = seconds / 3600

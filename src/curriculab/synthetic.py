@@ -154,6 +154,7 @@ def config_key(cfg: RunConfig, params: Params) -> str:
     d["data"]["dataset"] = [s.channels, s.size, s.classes]
     d["data"]["noise"]["rate"] = d["data"]["noise"]["rate"] > 0
     d["data"]["subset_per_class"] = d["data"]["subset_per_class"] is not None
+    d["data"]["subset"] = d["data"]["subset"] is not None
     for k in ("lr", "momentum", "weight_decay", "betas"):
         d["train"]["optimizer"].pop(k)
     for k in ("milestones", "gamma", "step_size", "patience"):

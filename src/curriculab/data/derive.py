@@ -14,6 +14,11 @@ def subset_per_class(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
+def sample(n_items: int, n: int, seed: int) -> np.ndarray:
+    """Positions of a seeded uniform sample of n of n_items (all when fewer), in ascending order."""
+    return np.sort(np.random.default_rng(seed).permutation(n_items)[:n])
+
+
 def corrupt_labels(y: np.ndarray, rate: float, kind: str, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Noisy labels and the mask of items chosen for corruption.
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from curriculab.config import AugmentParams, ConfigError, RunConfig
-from curriculab.data.derive import corrupt_labels, resize, subset_per_class
+from curriculab.data.derive import corrupt_labels, resize, sample, subset_per_class
 from curriculab.data.prepared import Prepared, load_copy, load_prepared
 
 
@@ -126,6 +126,8 @@ class RunData:
         pos = prep.splits["train"]
         if cfg.subset_per_class is not None:
             pos = pos[subset_per_class(prep.y[pos], cfg.subset_per_class, run.seed)]
+        if cfg.subset is not None:
+            pos = pos[sample(len(pos), cfg.subset, run.seed)]
         true_y = prep.y[pos]
         noisy_y, chosen = corrupt_labels(true_y, cfg.noise.rate, cfg.noise.kind, prep.classes, run.seed)
         if cfg.noise.oracle:  # DP Table 2's oracle: train only on the items that were not corrupted

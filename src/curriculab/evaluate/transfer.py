@@ -38,7 +38,7 @@ def target_data(run: RunConfig, dataset: str, source: DeviceData, workdir: Path,
     """`dataset` at the source run's image shape, normalised with the source's statistics."""
     cfg = run.model_copy(update={"data": run.data.model_copy(update={
         "dataset": dataset, "image_size": source.image_size, "channels": source.in_channels,
-        "subset_per_class": subset_per_class, "test_limit": test_limit,
+        "subset_per_class": subset_per_class, "subset": None, "test_limit": test_limit,
         "noise": type(run.data.noise)()})})
     data = DeviceData(cfg, Path(workdir) / "data", source.device)
     data.mean, data.std = source.mean, source.std
@@ -145,8 +145,9 @@ def accuracy(model: nn.Module, predict, data: DeviceData, split: str = "test", b
     return int(correct) / n if n else 0.0
 
 
-def oracle_record(run, target: str, workdir: Path) -> dict:
-    """The target-only oracle: the run's settings with the target as training set.
+def oracle_record(run, target: str, workdir: Path, subset: int | None = None) -> dict:
+    """The target-only oracle: the run's settings with the target (a sample of `subset` of its training items,
+    or all) as training set.
 
     A run of the same table with exactly these settings (e.g. the reverse direction's column) is reused;
     otherwise it is trained here, under runs/eval/<table>/oracle/<run-id>/.
@@ -155,7 +156,8 @@ def oracle_record(run, target: str, workdir: Path) -> dict:
     from curriculab.executor import read_record
     from curriculab.tables.spec import run_id
 
-    cfg = run.config.model_copy(update={"data": run.config.data.model_copy(update={"dataset": target})})
+    cfg = run.config.model_copy(update={"data": run.config.data.model_copy(update={"dataset": target,
+                                                                                   "subset": subset})})
     rid = run_id(cfg)  # as the table names its runs: settings and code
     key = table_key(run.table)
     for d in (Path(workdir) / "runs" / key / rid, Path(workdir) / "runs" / "eval" / key / "oracle" / rid):
@@ -184,7 +186,7 @@ def _zero_shot(run, p: ZeroShotParams, target: str, workdir: Path) -> dict[str, 
     tgt = target_data(run.config, target, data, workdir, test_limit=run.config.data.test_limit)
     out = {"target_acc": accuracy(model, hooks.predict, tgt)}
     if p.oracle:
-        rec = oracle_record(run, target, workdir)
+        rec = oracle_record(run, target, workdir, p.oracle_subset.get(target))
         out["target_only_acc"] = rec["final"]["test_acc"]
         out["target_only_acc_at_best_val"] = rec["final"]["test_acc_at_best_val"]
     return out

@@ -30,5 +30,7 @@ class ZeroShotParams(Strict):
 
     targets: Annotated[dict[str, str], Field(min_length=1)]  # table column → target dataset
     oracle: bool = True  # also report the target-only oracle (same settings, trained on the target)
+    # target dataset → `data.subset` of its oracle (default: the whole training split), e.g. ADDA's 1,800 USPS
+    oracle_subset: dict[str, Annotated[int, Field(ge=1)]] = {}
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Annotated[int, Field(ge=1)] = 1  # CPU threads, fixed so the numbers do not depend on the machine

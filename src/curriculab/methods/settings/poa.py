@@ -82,6 +82,8 @@ def _train_size(run: RunConfig) -> int | None:
         return None
     if run.data.subset_per_class is not None:
         n = min(n, run.data.subset_per_class * meta.get("classes", 0))
+    if run.data.subset is not None:
+        n = min(n, run.data.subset)
     return n
 
 
