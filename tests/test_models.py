@@ -153,3 +153,16 @@ def test_torchvision_imagenet_architectures_are_torchvisions():
         create_model("torchvision_imagenet", 3, 10, arch="resnet19")
     with pytest.raises(ConfigError, match="takes RGB images at width 1.0"):
         create_model("torchvision_imagenet", 1, 10)
+
+
+def test_vgg16_head_fc3_is_simonyan_and_zissermans_classifier():
+    """CBS Table 1's VGG-16 [51]: no BN and three FC layers (512 → 4096 → 4096 → classes, dropout 0.5)."""
+    net = create_model("vgg16", 3, 10, bn=False, head="fc3")
+    linears = [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, nn.Linear)]
+    assert linears == [(512, 4096), (4096, 4096), (4096, 10)]
+    assert sum(isinstance(m, nn.Dropout) and m.p == 0.5 for m in net.modules()) == 2
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    assert sum(p.numel() for p in net.parameters()) == 33_638_218
+    assert net.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="'fc2' is not a VGG head"):
+        create_model("vgg16", 3, 10, head="fc2")

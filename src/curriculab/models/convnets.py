@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from curriculab.config import ConfigError
 from curriculab.models import register_model
 from curriculab.models.layers import ch
 
@@ -83,9 +84,11 @@ VGG16 = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]
 
 
 class VGG(nn.Module):
-    """VGG-16, CIFAR style (one linear classifier). Convs are `blocks.<b>.conv<k>.conv`, k from 1."""
+    """VGG-16 for small images: 13 convs (`blocks.<b>.conv<k>.conv`, k from 1), global average pooling, then one
+    linear classifier (`head: linear`, CIFAR style) or Simonyan & Zisserman's three fully connected layers
+    (`head: fc3`: 4096, 4096 with ReLU and dropout 0.5, then the classes; [51], as the CBS official code)."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: float, bn: bool):
+    def __init__(self, in_channels: int, num_classes: int, width: float, bn: bool, head: str = "linear"):
         super().__init__()
         self.blocks = nn.ModuleList()
         cin = in_channels
@@ -97,7 +100,14 @@ class VGG(nn.Module):
             block.add_module("pool", MaybePool())
             self.blocks.append(block)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
+        if head == "linear":
+            self.fc = nn.Linear(cin, num_classes)
+        elif head == "fc3":
+            hidden = ch(4096, width)
+            self.fc = nn.Sequential(nn.Linear(cin, hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, hidden),
+                                    nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, num_classes))
+        else:
+            raise ConfigError(f"model.kwargs.head: {head!r} is not a VGG head (linear, fc3)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for b in self.blocks:
@@ -106,6 +116,8 @@ class VGG(nn.Module):
 
 
 @register_model
-def vgg16(in_channels: int, num_classes: int, width: float = 1.0, bn: bool = True) -> nn.Module:
-    """VGG-16 with BatchNorm (`bn: false` gives the original, as in the CBS official code)."""
-    return VGG(in_channels, num_classes, width, bn)
+def vgg16(in_channels: int, num_classes: int, width: float = 1.0, bn: bool = True, head: str = "linear"
+          ) -> nn.Module:
+    """VGG-16 with BatchNorm and one linear classifier; `bn: false, head: fc3` is the paper's [51] (no BatchNorm,
+    three fully connected layers)."""
+    return VGG(in_channels, num_classes, width, bn, head)

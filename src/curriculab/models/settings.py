@@ -36,7 +36,7 @@ def declare_model(name: str, impl: str, kwargs: tuple[str, ...] = ()) -> ModelSe
 
 # module of curriculab.models → (name, keyword arguments) of the models it defines
 BUILT_IN = {
-    "convnets": [("small_cnn", ()), ("lenet", ()), ("vgg16", ("bn",))],
+    "convnets": [("small_cnn", ()), ("lenet", ()), ("vgg16", ("bn", "head"))],
     "resnets": [("resnet18", ()), ("wrn", ("depth", "widen", "dropout")), ("preact_resnet", ("depth",)),
                 ("resnext", ("depth", "cardinality", "group_width")), ("resnext50", ("cardinality", "group_width")),
                 ("wide_resnet50", ())],

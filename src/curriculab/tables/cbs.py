@@ -31,8 +31,9 @@ PLACEMENT = ("CBS rows smooth the output of every conv except 1×1 shortcut proj
              "no_shortcut`, as the official ResNet; the same as `all` for models without shortcuts), with a "
              "3×3 kernel and zero padding, kept on at test time. The official VGG-16 (10 convs, no BN) "
              "smooths only the last conv of each block: `placement: vgg_official` on the registry's vgg16. "
-             "The paper's VGG-16 has no BatchNorm: the paper profile sets `model.kwargs.bn: false`; the "
-             "offline profile's small VGG keeps BN (the registry default).")
+             "The paper's VGG-16 [51] has no BatchNorm and three fully connected layers (4096, 4096, classes; the "
+             "official code's classifier too): the paper profile sets `model.kwargs: {bn: false, head: fc3}`; the "
+             "offline profile's small VGG keeps BN and one linear classifier (the registry default).")
 OFFLINE_SCHEDULE = ("Offline runs train for a few epochs, so σ's period is scaled with them: the paper "
                     "decays σ by 0.9 every 5 of (official default) 200 epochs, 39 decays in all; the offline "
                     "profile keeps σ0 = 1 and 0.9 and sets the period to epochs/40 (fractional periods decay "
