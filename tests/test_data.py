@@ -102,6 +102,17 @@ def test_subset_is_a_seeded_uniform_sample_of_the_training_items(prepared_root):
     assert data(0, subset=10**6).n_train == full.n_train
 
 
+def test_train_split_train_plus_val_trains_on_the_whole_official_training_split(prepared_root):
+    """data.train_split: train+val (the papers train on all of the training split): the holdout joins the training
+    items; the validation split is still evaluated (now on trained items)."""
+    p = load_prepared(prepared_root / "data", "digits")
+    run = RunConfig.model_validate({"data": {"dataset": "digits", "train_split": "train+val"}})
+    d = DeviceData(run, prepared_root / "data", torch.device("cpu"))
+    both = np.sort(np.concatenate([p.splits["train"], p.splits["val"]]))
+    assert np.array_equal(d.train_pos, both) and torch.equal(d.train_y, torch.from_numpy(p.y[both]))
+    assert torch.equal(d.val[1], torch.from_numpy(p.y[p.splits["val"]]))
+
+
 def test_resize_and_channels():
     x = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     y = resize(x, 16, 3)

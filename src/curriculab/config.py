@@ -204,6 +204,9 @@ class DataParams(Strict):
     dataset: str = "digits"
     subset_per_class: PosInt | None = None
     subset: PosInt | None = None  # a seeded uniform sample of N training items (after subset_per_class)
+    # train+val: train on the whole official training split, the validation holdout included (as the papers
+    # do); the validation metrics are then on items the run trains on, not a held-out selection
+    train_split: Literal["train", "train+val"] = "train"
     test_limit: PosInt | None = None  # the first N test items (offline profiles, for speed)
     val_limit: PosInt | None = None  # the first N validation items
     image_size: PosInt | None = None

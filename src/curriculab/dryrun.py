@@ -228,7 +228,7 @@ def dry_table(key: str, raw: dict, real: Params, workdir: Path, archs: dict[str,
         for r in runs:  # the real schedule: epochs × ⌈train / batch⌉ steps, a step scaled linearly in batch size
             shape = real_shape(r.config.data.dataset, real)
             a = archs[arch_key(r.config, shape)]
-            ntrain = shape.train
+            ntrain = shape.train + (shape.val if r.config.data.train_split == "train+val" else 0)
             if r.config.data.subset_per_class:
                 ntrain = min(ntrain, r.config.data.subset_per_class * shape.classes)
             if r.config.data.subset:

@@ -124,6 +124,8 @@ class RunData:
         self.name, self.device = cfg.dataset, device
         self.checksum, self.classes = prep.checksum, prep.classes
         pos = prep.splits["train"]
+        if cfg.train_split == "train+val":
+            pos = np.sort(np.concatenate([pos, prep.splits["val"]]))
         if cfg.subset_per_class is not None:
             pos = pos[subset_per_class(prep.y[pos], cfg.subset_per_class, run.seed)]
         if cfg.subset is not None:

@@ -16,7 +16,7 @@ from curriculab.config import NonNegInt, PosInt, Strict
 from curriculab.methods.settings.data_parameters import DataParametersParams
 from curriculab.tables.dp_chosen import DP_RAND_CHOSEN, DP_T1_CHOSEN, DP_T2_CHOSEN
 from curriculab.tables.figures import curves, pyplot, save_figure
-from curriculab.tables.spec import QUOTED, Claim, Section, TableSpec, register_table
+from curriculab.tables.spec import FULL_SPLIT, QUOTED, Claim, Section, TableSpec, register_table
 from curriculab.tables.sweep import sweep_spec
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ register_table(TableSpec(
           "from the image files, with torchvision's ResNet-18 trained as the pytorch/examples script the paper "
           "cites (100 epochs, ÷10 at 30/60/90, batch 256, wd 1e-4); data parameters with wd 1e-4 and instance "
           "lr 0.8 (§3.3, and §3.4 for WebVision: the same); each runs only the paper's rows of its dataset "
-          "(`cells`).",
+          "(`cells`); they keep the 10,000-image validation holdout (0.8% of ImageNet). " + FULL_SPLIT,
     chosen_here=DP_T1_CHOSEN,
 ))
 
@@ -338,7 +338,7 @@ register_table(TableSpec(
           "above, in its panel titles and in `figures/dp.f4.claim.csv` (read at epoch 20, or at the last epoch "
           "when a run is shorter). The share above every clean item is no test of it: the clamp at σ = 20 "
           "creates ties, and a single clean item at the clamp makes it 0. The AUROC is the tie-robust view of "
-          "the same ranking." + SWEEP_NOTE,
+          "the same ranking." + SWEEP_NOTE + " " + FULL_SPLIT,
     chosen_here=DP_T2_CHOSEN,
 ))
 
@@ -352,7 +352,8 @@ register_table(TableSpec(
                "noise, 35% at 80%); the supplement states DCL beats MentorNet PD by 3 and 22 points at these "
                "noise levels.",
     claims=[Claim("DCL (instance) beats the baseline", "instance", "baseline")],
-    notes="The sweep was run at 40% noise only; the same value is used at 20% and 80%." + SWEEP_NOTE,
+    notes="The sweep was run at 40% noise only; the same value is used at 20% and 80%." + SWEEP_NOTE + " "
+          + FULL_SPLIT,
     chosen_here=DP_T2_CHOSEN,
 ))
 
@@ -375,7 +376,7 @@ register_table(TableSpec(
           "gradients shrink, eq. (4)); the `class` row is that curriculum, the `instance` row is shown beside"
           " it. As in Zhang et al.'s memorisation setup, which the paper replicates: no augmentation and no "
           "weight decay (the schedule, not given in the paper, is the profile's CIFAR / offline one). "
-          "Curves: figures/dp.rand.png." + SWEEP_NOTE,
+          "Curves: figures/dp.rand.png." + SWEEP_NOTE + " " + FULL_SPLIT,
     chosen_here=DP_RAND_CHOSEN,
 ))
 

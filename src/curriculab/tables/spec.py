@@ -43,6 +43,10 @@ class Claim:
     # counts as its `options.analogues` entry (the paper column it stands in for) where it has one
 
 
+FULL_SPLIT = ("Paper profile: runs with `data.train_split: train+val` train on the whole official training split, "
+              "the validation holdout included, as the paper does; their `val_*` metrics are then on items they "
+              "trained on, so a number selected on them (`*_at_best_val`) is not a held-out selection there: the "
+              "final epoch (`test_acc`) is the paper's number.")
 QUOTED = "(quoted from the paper, not run here)"  # marks a paper row or column no run of curriculab stands for
 
 

@@ -80,6 +80,8 @@ def _train_size(run: RunConfig) -> int | None:
     n = meta.get("sizes", {}).get("train") if isinstance(meta.get("sizes"), dict) else None
     if n is None:
         return None
+    if run.data.train_split == "train+val":
+        n += meta["sizes"].get("val", 0)
     if run.data.subset_per_class is not None:
         n = min(n, run.data.subset_per_class * meta.get("classes", 0))
     if run.data.subset is not None:
