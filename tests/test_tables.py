@@ -69,7 +69,7 @@ def test_render_with_paper_numbers_claims_and_missing_runs(tmp_path):
 def test_cells_run_only_the_listed_rows_of_a_column_with_their_overrides(tmp_path):
     """`cells`: a column listed there runs only its listed rows, each with its override merged last; the others
     show as no cell of the table, not as missing runs; a cell naming no row or column is refused."""
-    from curriculab.config import ConfigError, validate
+    from curriculab.config import ConfigError
     from curriculab.tables.spec import expand_table
 
     table = {"seeds": [0], "rows": {"good": {"train": {"epochs": 3}}, "bad": {"train": {"epochs": 2}}},
@@ -82,11 +82,12 @@ def test_cells_run_only_the_listed_rows_of_a_column_with_their_overrides(tmp_pat
     assert runs["good", "digits"].epochs == 3
     md, _, _ = render_table(load_result("test.report", params, tmp_path))
     assert "| bad | not run | — (not a cell: `cells`) |" in md
-    for cells, err in (({"cifar": {"good": {}}}, "cells.cifar: not a column"),
-                       ({"digits": {"ugly": {}}}, "cells.digits.ugly: not a row")):
+    for cells, err in (({"cifar": {"good": {}}}, "tables.test_report.cells.cifar: not a column"),
+                       ({"digits": {"ugly": {}}}, "tables.test_report.cells.digits.ugly: not a row")):
+        bad = Params.model_validate({"prepare": {"datasets": ["digits", "syndigits"]},
+                                     "tables": {"test_report": {**table, "cells": cells}}})
         with pytest.raises(ConfigError, match=err):
-            validate(Params, {"prepare": {"datasets": ["digits", "syndigits"]},
-                              "tables": {"test_report": {**table, "cells": cells}}})
+            expand_table(SPEC, bad)
 
 
 def test_sweep_table_chooses_on_validation_only():

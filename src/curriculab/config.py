@@ -302,13 +302,11 @@ class ImageFolderParams(Strict):
     root: str | None = None
     image_size: PosInt = 64
     limit: PosInt | None = None
-    # arrays: decoded once into the prepared uint8 array (held on the device by each run); files: a list of
-    # the image files, decoded by DataLoader workers while training (data/stream.py); auto: files when the
-    # uint8 array would exceed files_above_gib (224 px ImageNet: ~193 GB)
+    # arrays: decoded once into the prepared uint8 array (held on the device by each run); files: the list of image
+    # files, decoded while training (data/stream.py); auto: files above files_above_gib (224 px ImageNet: ~193 GB)
     layout: Literal["auto", "arrays", "files"] = "auto"
     files_above_gib: PosFloat = 8.0
-    load_size: PosInt | None = None  # files: each image's shorter side is resized to this and centre-cropped
-    #                                  square; the device crops image_size from it (None: image_size · 8/7)
+    load_size: PosInt | None = None  # files: the centred square decoded, which the device crops (None: size · 8/7)
     stats_images: PosInt = 10000  # files: the normalisation statistics from this many training images (seeded)
 
 
@@ -365,26 +363,9 @@ class TableParams(Strict):
     rows: Annotated[dict[str, dict[str, Any]], Field(min_length=1)]
     columns: Annotated[dict[str, dict[str, Any]], Field(min_length=1)] = {"all": {}}
     options: dict[str, Any] = {}  # table-specific settings (evaluation, figures), validated by its spec
-    # column → {row: override}: that column runs only the rows listed, each with its override merged last
-    # (a paper's sparse table whose columns set some hyper-parameters of a row differently)
+    # column → {row: override}: that column runs only the rows listed, each with its override merged last (a
+    # paper's sparse table whose columns set some hyper-parameters of a row differently); tables/spec.py reads it
     cells: dict[str, dict[str, dict[str, Any]]] = {}
-
-    @model_validator(mode="after")
-    def _cells_name_rows_and_columns(self):
-        for col, rows in self.cells.items():
-            if col not in self.columns:
-                raise ValueError(f"cells.{col}: not a column (columns: {', '.join(self.columns)})")
-            for row in rows:
-                if row not in self.rows:
-                    raise ValueError(f"cells.{col}.{row}: not a row (rows: {', '.join(self.rows)})")
-        return self
-
-    def runs_cell(self, row: str, column: str) -> bool:
-        return column not in self.cells or row in self.cells[column]
-
-    def cell(self, row: str, column: str) -> dict[str, Any]:
-        """The override of one cell (empty when `cells` does not list it)."""
-        return self.cells.get(column, {}).get(row) or {}
 
 
 class Params(Strict):

@@ -14,7 +14,7 @@ from curriculab.config import Params, table_key
 from curriculab.data.prepared import missing_datasets
 from curriculab.engine.records import is_done
 from curriculab.tables.result import TableResult, load_result
-from curriculab.tables.spec import RunSpec, paper_key
+from curriculab.tables.spec import RunSpec, paper_key, runs_cell
 from curriculab.tables.stats import KINDS, check_claim, holm, kind, still_improving, verdict
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def render_table(res: TableResult) -> tuple[str, pd.DataFrame, list[dict]]:
             for col in cols:
                 vals = df[(df["row"] == row) & (df["column"] == col)][metric].dropna() if metric in df else pd.Series()
                 paper = spec.paper.get(row, {}).get(paper_key(spec.metrics, col, metric))
-                cell = _cell(vals, spec.percent) if t.runs_cell(row, col) else "— (not a cell: `cells`)"
+                cell = _cell(vals, spec.percent) if runs_cell(t, row, col) else "— (not a cell: `cells`)"
                 gone = sum(1 for r, _ in diverged if r.row == row and r.column == col)
                 if gone:
                     cell = f"{gone} diverged" if vals.empty else f"{cell} · {gone} diverged"

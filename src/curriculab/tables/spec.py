@@ -171,8 +171,8 @@ def resolve_run(spec: TableSpec, params: Params, row: str, column: str, seed: in
 
     t = params.tables[spec.key]
     frags = [("run", t.run), (f"columns.{column}", t.columns[column]), (f"rows.{row}", t.rows[row]),
-             (f"cells.{column}.{row}", t.cell(row, column))]
-    merged = deep_merge(t.run, t.columns[column], t.rows[row], t.cell(row, column), {"seed": seed})
+             (f"cells.{column}.{row}", t.cells.get(column, {}).get(row) or {})]
+    merged = deep_merge(*(f for _, f in frags), {"seed": seed})
     try:
         cfg = RunConfig.model_validate(merged)
     except ValidationError as err:
@@ -222,8 +222,19 @@ def expand_table(spec: TableSpec, params: Params) -> list[RunSpec]:
     """Every run of a table, rows × columns × seeds (the cells it has: `cells`), in that order."""
     t = params.tables[spec.key]
     validate(spec.OptionsParams, t.options, prefix=f"tables.{spec.key}.options")
-    return [resolve_run(spec, params, r, c, s) for r in t.rows for c in t.columns if t.runs_cell(r, c)
+    for col, rows in t.cells.items():
+        if col not in t.columns:
+            raise ConfigError(f"tables.{spec.key}.cells.{col}: not a column (columns: {', '.join(t.columns)})")
+        for row in rows:
+            if row not in t.rows:
+                raise ConfigError(f"tables.{spec.key}.cells.{col}.{row}: not a row (rows: {', '.join(t.rows)})")
+    return [resolve_run(spec, params, r, c, s) for r in t.rows for c in t.columns if runs_cell(t, r, c)
             for s in t.seeds]
+
+
+def runs_cell(table, row: str, column: str) -> bool:
+    """Whether a table (TableParams) has the cell: every row of a column that `cells` does not list."""
+    return column not in table.cells or row in table.cells[column]
 
 
 def options(spec: TableSpec, params: Params) -> BaseModel:
