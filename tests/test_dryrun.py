@@ -216,3 +216,23 @@ def test_same_epoch_record_treats_nan_as_equal():
     nan = float("nan")
     assert same_epoch({"a": 1.0, "b": nan}, {"a": 1.0, "b": nan})
     assert not same_epoch({"a": 1.0, "b": nan}, {"a": 2.0, "b": nan})
+
+
+def test_a_dataset_prepare_would_stream_is_written_as_image_files_in_its_real_layout(tmp_path):
+    """ImageNet and WebVision at their real sizes are streamed: the dry run writes JPEGs in each one's layout
+    (class folders; WebVision's file lists) and prepares them by the real source, as files, with all 1,000 classes."""
+    from curriculab.config import Params
+    from curriculab.data.prepared import read_meta
+    from curriculab.synthetic import streams, write_synthetic
+
+    small = {"image_size": 16, "load_size": 20, "files_above_gib": 0.001}
+    params = Params.model_validate({"prepare": {"datasets": ["digits", "imagefolder", "webvision"],
+                                                "imagefolder": small, "webvision": small}})
+    assert [streams(n, params) for n in params.prepare.datasets] == [False, True, True]
+    write_synthetic(params, tmp_path, {"imagefolder": (6, 2, 3), "webvision": (6, 2, 3)})
+    for name in ("imagefolder", "webvision"):
+        meta = read_meta(tmp_path / "data", name)
+        assert meta["layout"] == "files" and meta["classes"] == 1000 and meta["sizes"]["test"] == 3
+        assert meta["stream"]["load_size"] == 20 and meta["shape"] == [3, 16, 16]
+    assert (tmp_path / "webvision_files" / "info" / "val_filelist.txt").read_text().count(".jpg") == 3
+    assert read_meta(tmp_path / "data", "digits").get("layout") is None
