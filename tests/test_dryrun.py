@@ -236,3 +236,14 @@ def test_a_dataset_prepare_would_stream_is_written_as_image_files_in_its_real_la
         assert meta["stream"]["load_size"] == 20 and meta["shape"] == [3, 16, 16]
     assert (tmp_path / "webvision_files" / "info" / "val_filelist.txt").read_text().count(".jpg") == 3
     assert read_meta(tmp_path / "data", "digits").get("layout") is None
+
+
+def test_each_image_dataset_takes_its_own_side_in_the_paper_profile():
+    """ImageNet and WebVision at 224 px, CelebA at its 64 px (CBS Table 6): CelebA once took the image folder's
+    side and would have been prepared at 224 px."""
+    from curriculab.project import load_params
+    from curriculab.synthetic import real_shape
+
+    paper = load_params(PAPER)
+    assert [real_shape(n, paper).size for n in ("imagefolder", "webvision", "celeba")] == [224, 224, 64]
+    assert paper.prepare.celeba.image_size == 64

@@ -204,8 +204,7 @@ class DataParams(Strict):
     dataset: str = "digits"
     subset_per_class: PosInt | None = None
     subset: PosInt | None = None  # a seeded uniform sample of N training items (after subset_per_class)
-    # train+val: train on the whole official training split, the validation holdout included (as the papers
-    # do); the validation metrics are then on items the run trains on, not a held-out selection
+    # train+val: the whole official training split, the validation holdout included (validation then trained on)
     train_split: Literal["train", "train+val"] = "train"
     test_limit: PosInt | None = None  # the first N test items (offline profiles, for speed)
     val_limit: PosInt | None = None  # the first N validation items
@@ -291,6 +290,10 @@ class SynDigitsParams(Strict):
     size: PosInt = 28
 
 
+class CelebAParams(Strict):
+    image_size: PosInt = 64  # the 140 px centre crop resized to this side (CBS Table 6: 64 px)
+
+
 class DigitsParams(Strict):
     val: PosInt = 180
     test: PosInt = 360
@@ -323,6 +326,7 @@ class PrepareParams(Strict):
     fashion_mnist: FashionParams = FashionParams()
     imagefolder: ImageFolderParams = ImageFolderParams()
     webvision: ImageFolderParams = ImageFolderParams()
+    celeba: CelebAParams = CelebAParams()
     copies: dict[str, dict[str, Any]] = {}  # name → method-specific settings of a derived copy
 
     @field_validator("root")

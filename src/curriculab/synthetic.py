@@ -61,7 +61,7 @@ REAL: dict[str, Shape] = {
     "webvision": Shape(3, 224, 1000, 2429574, 10000, 50000,
                        "WebVision 1.0: 2,439,574 Google + Flickr training images (10,000 held out) / 50,000 validation "
                        "images, at prepare.webvision.image_size"),
-    "celeba": Shape(3, 64, 1, 162770, 19867, 19962, "CelebA (labels unused) at prepare.imagefolder.image_size"),
+    "celeba": Shape(3, 64, 1, 162770, 19867, 19962, "CelebA (labels unused) at prepare.celeba.image_size"),
 }
 
 
@@ -72,9 +72,8 @@ def real_shape(name: str, params: Params) -> Shape:
     if name not in REAL:
         raise ConfigError(f"dryrun: no known shape for dataset {name!r}; add it to curriculab.synthetic.REAL")
     shape = REAL[name]
-    if name in ("imagefolder", "webvision", "celeba"):  # celeba: at prepare.imagefolder's side
-        shape = replace(shape, size=getattr(params.prepare, "webvision" if name == "webvision" else
-                                            "imagefolder").image_size)
+    if name in ("imagefolder", "webvision", "celeba"):
+        shape = replace(shape, size=getattr(params.prepare, name).image_size)
     if name == "fashion_mnist":
         val = params.prepare.fashion_mnist.val
         shape = replace(shape, train=60000 - val, val=val)

@@ -364,7 +364,7 @@ def celeba(cfg: PrepareParams) -> Raw:
     from torchvision import transforms as T
 
     root = Path(cfg.torchvision_root).expanduser()
-    size = cfg.imagefolder.image_size
+    size = cfg.celeba.image_size
     tf = T.Compose([T.CenterCrop(140), T.Resize(size), T.PILToTensor()])
     try:
         sets = [tvd.CelebA(str(root), split=s, target_type="identity", transform=tf, download=cfg.download)
