@@ -195,7 +195,7 @@ def test_config_key_merges_same_shape_runs():
 
 @pytest.mark.slow
 def test_dryrun_paper_profile(capsys, monkeypatch):
-    """Every table of the paper profile (slow: ~33 min on the 2-core machine; .ci/run runs it). A table past
+    """Every table of the paper profile (slow: 33-60 min on the 2-core machine; .ci/run runs it). A table past
     the time cap is 'skipped', which fails the command as a failed table does."""
     from curriculab.cli import main
     from curriculab.project import load_params
