@@ -79,6 +79,7 @@ class TableReport:
     status: str = "ok"  # ok | failed | skipped
     reason: str = ""
     seconds: float = 0.0
+    disk_gib: float = 0.0  # what the table's folder held on disk when it ended (hard links counted once)
     notes: list[str] = field(default_factory=list)
 
 
@@ -320,13 +321,18 @@ def dryrun(path: Path, command: Callable[[list[str]], int], tables: list[str] | 
     deadline = time.perf_counter() + budget_s
     archs: dict[str, Arch] = {}
     before = torch.get_num_threads()
-    log(f"dry run of {path} ({real.profile!r}): {len(keys)} table(s) in {workdir}, time cap {budget_s:.0f} s, "
+    log(f"dry run of {path} ({real.profile!r}): {len(keys)} table(s) in {workdir} "
+        f"({shutil.disk_usage(workdir).free / 2**30:.1f} GiB free), time cap {budget_s:.0f} s, "
         f"{torch.get_num_threads()} CPU thread(s)")
     reports = []
     try:
         for key in keys:
             log(f"{key}: ...")
             rep = dry_table(key, raw, real, workdir, archs, deadline, log, command, run)
+            if (workdir / key).exists():
+                from curriculab.store import disk_bytes
+
+                rep.disk_gib = disk_bytes(workdir / key) / 2**30
             if not keep:  # a table's checkpoints can be GBs (WRN-50-2: 0.18 GB a run): free them as it ends
                 shutil.rmtree(workdir / key, ignore_errors=True)
             log(f"{key}: {rep.status} in {rep.seconds:.0f} s" + (f" ({rep.reason})" if rep.reason else ""))
@@ -342,13 +348,13 @@ def dryrun(path: Path, command: Callable[[list[str]], int], tables: list[str] | 
 def render(reports: list[TableReport], speedup: float, device: str = "cpu") -> str:
     head = ["table", "runs", "configs", "architectures (parameters)", "batch real→dry",
             f"steps/s ({device.upper()}, batch {SMALL_BATCH})",
-            f"{device.upper()} h", "GPU h (projected)", "reached", "status"]
+            f"{device.upper()} h", "GPU h (projected)", "disk (GiB)", "reached", "status"]
     rows = []
     for r in reports:
         batch = f"{r.real_batch}→{r.batch}" + (" (shrunk)" if r.shrunk else "") if r.batch else ""
         rows.append([r.key, str(r.runs), str(r.configs), "; ".join(r.archs), batch, r.steps_per_s,
                      f"{r.cpu_hours:,.0f}" if r.archs else "", f"{r.cpu_hours / speedup:,.2f}" if r.archs else "",
-                     "+".join(r.reached) or "-", r.status])
+                     f"{r.disk_gib:.1f}", "+".join(r.reached) or "-", r.status])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
     total = sum(r.cpu_hours for r in reports)
@@ -356,7 +362,9 @@ def render(reports: list[TableReport], speedup: float, device: str = "cpu") -> s
            f"total: {sum(r.runs for r in reports)} runs, {sum(r.configs for r in reports)} distinct configurations "
            f"(runs that run the same code at the same shapes are one), projected {total:,.0f} "
            f"{device.upper()} hours on this machine, "
-           f"{total / speedup:,.2f} GPU hours.",
+           f"{total / speedup:,.2f} GPU hours; the largest table held "
+           f"{max((r.disk_gib for r in reports), default=0):.1f} GiB on disk (each table's folder is removed as it "
+           f"ends, unless --keep).",
            f"How the projection is made: steps/s is MEASURED here (one SGD step of each architecture at batch "
            f"{SMALL_BATCH}, random input, median of 2 after a warm-up); a step at the real batch size is assumed to "
            f"take batch/{SMALL_BATCH} times as long; each run takes epochs × ⌈real train split / batch⌉ steps; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def link_tree(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes the files under `root` take, a file with several hard links (a dry copy of a run) counted once."""
+    seen, total = set(), 0
+    for f in root.rglob("*"):
+        st = f.lstat()
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
 
 
 def pull(run_dirs) -> int:
