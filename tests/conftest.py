@@ -12,6 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ["CURRICULAB_STRICT_DETERMINISM"] = "1"  # a non-deterministic kernel fails the tests (and their subprocesses)
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 if "MUTANT_UNDER_TEST" in os.environ:  # under mutmut (tests/README.md): subprocesses import the mutated copy too
+    # mutmut forks each mutant's test process from one that already ran torch: an OpenMP thread pool made before
+    # the fork deadlocks the child's first parallel op (a futex wait, no CPU, so mutmut's CPU limit never fires)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
     import curriculab
 
     _mutated = str(Path(curriculab.__file__).resolve().parents[1])
