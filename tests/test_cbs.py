@@ -155,6 +155,25 @@ def test_wrap_model_nested_shapes_and_sigma_zero_recovers_plain_network():
         assert not torch.allclose(wrapped(x), plain(x), atol=1e-3)
 
 
+def test_kernel_size_and_single_layer_reach_the_wrapped_model():
+    """A 5×5 G_σ keeps H×W and stays 5×5 as σ moves (every layer, the input's too); placement 'single' wraps
+    exactly the conv that `layer` names."""
+    net = create_model("resnet18", 3, 10, 0.125)
+    target = conv_sites(net)[2]
+    method = make_cbs(3, sigma=1.0, kernel_size=5, placement="single", layer=2)
+    wrapped = method.wrap_model(net)
+    layers = smoothing_layers(wrapped)
+    assert len(layers) == 1 and isinstance(wrapped.get_submodule(target), nn.Sequential)
+    x = torch.randn(2, layers[0].channels, 9, 9)
+    assert layers[0](x).shape == x.shape
+    method.set_sigma(0.5)
+    assert torch.equal(layers[0].kernel[0, 0], gaussian_kernel(0.5, 5))
+    image = make_cbs(1, sigma=1.0, kernel_size=5, target="image")
+    image.wrap_model(create_model("small_cnn", 1, 10, 0.25))
+    image.set_sigma(0.5)
+    assert [tuple(layer.kernel.shape) for layer in image.layers] == [(1, 1, 5, 5)]
+
+
 def _wrapped_key(key: str, wrapped: nn.Module) -> str:
     mod, _, leaf = key.rpartition(".")
     sub = wrapped.get_submodule(mod) if mod else wrapped

@@ -159,6 +159,23 @@ def test_sparse_sgd_rejects_bad_arguments(kw, msg):
         SparseSGD([torch.nn.Parameter(torch.zeros(2))], **kw)
 
 
+@pytest.mark.parametrize("kw", [dict(nesterov=True, momentum=0.0), dict(nesterov=True, momentum=0.9, dampening=0.1)])
+def test_sparse_sgd_nesterov_needs_momentum_and_no_dampening(kw):
+    with pytest.raises(ValueError, match="nesterov needs momentum > 0 and dampening 0"):
+        SparseSGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, **kw)
+
+
+def test_sparse_sgd_takes_lr_zero_and_sets_gradients_to_none():
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = SparseSGD([p], lr=0.0, nesterov=True)  # a frozen group is allowed; nesterov with the default momentum
+    p.grad = torch.ones(2)
+    opt.present(p, torch.arange(2))
+    opt.step()
+    assert torch.equal(p.detach(), torch.tensor([1.0, 2.0]))
+    opt.zero_grad()  # torch's default: gradients to None, not zeros
+    assert p.grad is None
+
+
 # --------------------------------------------------------------------------- weight decay on log σ
 
 
@@ -236,6 +253,57 @@ def test_clamp_after_every_step_and_switch_off():
         custom.inst_log.fill_(3.0)
     custom.on_step_end(None)
     assert torch.allclose(custom.inst_log, torch.full((12,), math.log(2.0)))
+
+
+@pytest.mark.parametrize("curriculum,init,want", [("instance", None, 1.0), ("joint", None, 1e-3),
+                                                   ("instance", 0.3, 0.3), ("joint", 2.5, 2.5)])
+def test_instance_init_default_and_setting(curriculum, init, want):
+    """§3.1: σ^inst starts at 1 (instance) or 0.001 (joint) unless `inst_init` says otherwise."""
+    m = make(curriculum=curriculum, inst_init=init, class_init=4.0, clamp=None)
+    assert torch.allclose(m.inst_log, torch.full((12,), math.log(want)))
+    if curriculum == "joint":
+        assert torch.allclose(m.class_log, torch.full((5,), math.log(4.0)))
+    else:
+        assert m.class_log is None
+
+
+@pytest.mark.parametrize("mode", ["all", "minibatch"])
+def test_optimizer_groups_take_the_settings(mode):
+    """Each group's lr, the momentum, and the weight decay in the step only under `all` (in the loss under
+    `minibatch`, so never twice)."""
+    m = make(curriculum="joint", class_lr=0.3, inst_lr=0.7, momentum=0.5, class_weight_decay=0.01,
+             inst_weight_decay=0.02, weight_decay_mode=mode)
+    groups = m.optimizers(torch.nn.Linear(1, 1))[0].param_groups
+    assert [(g["params"][0] is t, g["lr"], g["momentum"]) for g, t in zip(groups, (m.class_log, m.inst_log))] == \
+        [(True, 0.3, 0.5), (True, 0.7, 0.5)]
+    assert [g["weight_decay"] for g in groups] == ([0.01, 0.02] if mode == "all" else [0.0, 0.0])
+
+
+def test_soft_and_low_precision_targets_and_outputs():
+    """One-hot targets select σ^class by their argmax, as integer labels do; bfloat16 logits (autocast) are
+    scored in float32."""
+    g = torch.Generator().manual_seed(5)
+    z, y, idx = torch.randn(8, 5, generator=g), torch.randint(0, 5, (8,), generator=g), torch.randperm(12)[:8]
+    m = make(curriculum="joint")
+    randomise(m, 2)
+    hard = m.loss(z, Batch(torch.zeros(8), y, idx), None)
+    soft = m.loss(z, Batch(torch.zeros(8), F.one_hot(y, 5).float(), idx), None)
+    assert torch.allclose(hard, soft, atol=1e-6)
+    low = m.loss(z.bfloat16(), Batch(torch.zeros(8), y, idx), None)
+    assert low.dtype == torch.float32
+    assert torch.equal(low, m.loss(z.bfloat16().float(), Batch(torch.zeros(8), y, idx), None))
+
+
+def test_epoch_artifacts_hold_the_figures_data():
+    """Fig. 1's class σ vector (6 decimals) and Fig. 4's clean/corrupt statistics, nothing else."""
+    corrupt = torch.tensor([True, False] * 6)
+    m = make(curriculum="joint", corrupt=corrupt)
+    randomise(m, 3)
+    m.on_epoch_end(None)
+    art = m.epoch_artifacts()
+    assert art["dp_class_sigma"] == [round(v, 6) for v in m.class_log.exp().tolist()]
+    assert any(v != round(v, 5) for v in art["dp_class_sigma"])  # the sixth decimal is kept
+    assert set(art["dp_f4"]) == set(m.instance_stats(corrupt))
 
 
 def test_state_dict_round_trip_and_mismatch():

@@ -81,6 +81,22 @@ def test_truncated_checkpoint_is_one_line_naming_the_file(workdir):
     assert msg.startswith(f"{ck}: truncated or corrupt") and "\n" not in msg and "delete it" in msg
 
 
+def test_safe_load_defaults_and_the_reason_in_its_message(tmp_path):
+    """On the CPU by default; a corrupt file's message carries torch's first line and the default fix."""
+    from curriculab.engine.checkpoint import safe_load
+
+    path = tmp_path / "x.pt"
+    torch.save({"w": torch.arange(3)}, path)
+    assert torch.equal(safe_load(path)["w"], torch.arange(3))
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(Exception) as raw:
+        torch.load(path, weights_only=True)
+    reason = str(raw.value).strip().splitlines()[0][:80]
+    with pytest.raises(ConfigError) as e:
+        safe_load(path)
+    assert str(e.value) == f"{path}: truncated or corrupt ({reason}); delete it and run the command again"
+
+
 def _params_file(tmp_path, table: dict | None = None, **top) -> str:
     import yaml
 
