@@ -305,6 +305,7 @@ def dryrun(path: Path, command: Callable[[list[str]], int], tables: list[str] | 
 
     from curriculab.project import load_params
     from curriculab.settings_file import load_yaml, resolve_uses
+    from curriculab.store import disk_bytes
     from curriculab.tables.spec import get_spec
 
     real = load_params(path)
@@ -330,8 +331,6 @@ def dryrun(path: Path, command: Callable[[list[str]], int], tables: list[str] | 
             log(f"{key}: ...")
             rep = dry_table(key, raw, real, workdir, archs, deadline, log, command, run)
             if (workdir / key).exists():
-                from curriculab.store import disk_bytes
-
                 rep.disk_gib = disk_bytes(workdir / key) / 2**30
             if not keep:  # a table's checkpoints can be GBs (WRN-50-2: 0.18 GB a run): free them as it ends
                 shutil.rmtree(workdir / key, ignore_errors=True)

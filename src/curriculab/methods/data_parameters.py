@@ -181,11 +181,6 @@ class DataParameters(Method):
             out.append((self.inst_log, idx, p.inst_weight_decay))
         return out
 
-    def sigma(self, cls: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """σ*_i for a minibatch: σ^class_{y_i}, σ^inst_i, or their sum (§2.2)."""
-        parts = [whole.index_select(0, rows).exp() for whole, rows, _ in self.groups(cls, index)]
-        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
-
     def loss(self, outputs: torch.Tensor, batch: Batch, state: TrainState) -> torch.Tensor:
         """CE(z_i / σ*_i) per sample (eq. (1)); with `weight_decay_mode: minibatch` plus the official
         0.5·wd·p² per minibatch occurrence. Marks the batch's classes and samples present for the step.
