@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -183,6 +184,9 @@ def test_epoch_to_copy_mapping(ps_root, tmp_path):
     _, hooks, _ = build(run, tmp_path, ps_root, torch.device("cpu"))
     (m,) = hooks.methods
     assert [m.copy_at(e)[1] for e in range(6)] == [1.0, 1.0, 0.5, 0.5, 0.0, 0.0]
+    for e, sigma in ((0, 1.0), (3, 0.5), (5, 0.0)):  # a Gaussian schedule logs σ under its own name
+        m.on_epoch_start(SimpleNamespace(epoch=e))
+        assert m.state_metrics() == {"ps_sigma": sigma, "ps_stage": float(e // 2)}
 
 
 def test_training_logs_the_kernel_size(ps_root, tmp_path):

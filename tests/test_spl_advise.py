@@ -441,6 +441,23 @@ def test_last_epoch_selection_uses_recorded_losses(micro):
 # --------------------------------------------------------------------------- clusters: adaptive | frozen
 
 
+def test_pace_grows_the_fraction_by_beta1_and_the_diversity_by_beta2(micro):
+    """Algorithm 2's pace from epoch 1: the target share start·(1+β1)^(e-1) and γ/λ = γ0·(1+β2)^(e-1); a share
+    of 1 or more admits every item without a loss pass."""
+    pace = {"selection": "spld", "clusters": "pixels", "k": 3, "start_fraction": 0.4, "beta1": 0.5,
+            "gamma": 0.3, "beta2": 0.4, "losses": "last_epoch"}
+    student, state, _ = _train_epochs(micro, pace, 1)
+    student.recorded = torch.linspace(0.1, 1, 300)[torch.randperm(300, generator=torch.Generator().manual_seed(1))]
+    for epoch in (1, 2, 3):  # 0.4, 0.6, 0.9
+        sel = student.select(epoch, state)
+        m = student.metrics
+        assert m["spl_target_fraction"] == pytest.approx(0.4 * 1.5 ** (epoch - 1))
+        assert m["spl_gamma"] / m["spl_lambda"] == pytest.approx(0.3 * 1.4 ** (epoch - 1))
+        assert len(sel) == pytest.approx(300 * m["spl_target_fraction"], abs=2)
+    assert student.select(4, state) is None and student.metrics == {"spl_selected_fraction": 1.0,
+                                                                    "spl_target_fraction": 1.0}
+
+
 def test_adaptive_refreshes_embedding_and_clusters_frozen_keeps_them(spl_workdir):
     from curriculab.engine.loop import train_epoch
     from curriculab.engine.optim import build_optimizer
@@ -482,6 +499,10 @@ def test_adaptive_refreshes_embedding_and_clusters_frozen_keeps_them(spl_workdir
     assert torch.equal(again.clusters, student.clusters) and again.embedder.refreshes == 4
     assert all(torch.equal(a, b) for a, b in zip(again.embedder.model.state_dict().values(),
                                                  student.embedder.model.state_dict().values()))
+    mine, theirs = again.embedder.index, student.embedder.index  # the Magnet sampler's per-cluster losses too
+    assert student.embedder.index.has_loss.any()
+    for name in ("assign", "centroids", "example_loss", "has_loss"):
+        assert np.array_equal(getattr(mine, name), getattr(theirs, name)), name
     frozen, start, seen = out["frozen"]
     assert frozen.embedder is None and all(torch.equal(c, start) for c in seen)
 

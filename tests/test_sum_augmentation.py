@@ -212,6 +212,54 @@ def _drive(method, state, vals):
     return ks
 
 
+def test_sum_augmentation_from_k_2_and_plain_training_at_k_1():
+    """K = 2 is the smallest sum (§3.3): mixed batches, the sum BCE, top-K training accuracy, `sa_k` logged;
+    K = 1 leaves batches, loss and accuracy to the task."""
+    from types import SimpleNamespace
+
+    from curriculab.methods.base import Batch
+
+    g = torch.Generator().manual_seed(0)
+    z, labels = torch.randn(4, 10, generator=g), torch.randint(0, 10, (8,), generator=g)
+    y = torch.nn.functional.one_hot(labels[:4], 10).float() + torch.nn.functional.one_hot(labels[4:], 10).float()
+    state = SimpleNamespace(data=SimpleNamespace(train_y=labels))
+    batch = Batch(torch.zeros(4), y, torch.arange(8))
+    two, one = _method("sum_augmentation", {"k": 2}, 1), _method("sum_augmentation", {"k": 1}, 1)
+    assert torch.equal(two.loss(z, batch, state), sum_bce(z, y, 2, two.params.loss))
+    assert torch.equal(two.train_correct(z, batch, state), topk_correct(z, labels.reshape(2, -1)))
+    assert two.train_batches(0, state) is not None and two.state_metrics() == {"sa_k": 2.0}
+    assert one.loss(z, batch, state) is None and one.train_correct(z, batch, state) is None
+    assert one.train_batches(0, state) is None
+
+
+def test_ttsa_sampler_draws_from_its_pool_with_its_own_generator():
+    """Images from the chosen split, every item reachable, without augmentation, from a generator seeded by the
+    run's seed plus `seed` (so the global RNG does not change them)."""
+    from types import SimpleNamespace
+
+    from curriculab.methods.settings.sum_augmentation import TTSAParams
+    from curriculab.methods.sum_augmentation import TTSASampler
+
+    flags = []
+
+    def to_input(x, augment):
+        flags.append(augment)
+        return x.float()
+
+    items = torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1).expand(6, 1, 2, 2)
+    data = SimpleNamespace(train_x=items, test=(items + 100, None), device=torch.device("cpu"), to_input=to_input)
+    p = TTSAParams(k=2, c=3)
+    torch.manual_seed(0)
+    a = TTSASampler(p, data, seed=5).draw(4)
+    torch.manual_seed(1)
+    assert torch.equal(a, TTSASampler(p, data, seed=5).draw(4))
+    assert torch.equal(a, TTSASampler(TTSAParams(k=2, c=3, seed=2), data, seed=3).draw(4))
+    assert not torch.equal(a, TTSASampler(p, data, seed=6).draw(4))
+    assert a.shape == (3, 1, 4, 1, 2, 2) and set(flags) == {False}
+    assert set(TTSASampler(p, data, seed=0).draw(100).unique().tolist()) == {0, 1, 2, 3, 4, 5}
+    assert TTSASampler(TTSAParams(k=2, c=3, pool="test"), data, seed=0).draw(4).min() >= 100
+
+
 def test_csa_cascade_restores_the_phase_best_and_stops_after_the_last_phase():
     m = _method("csa", {"cascade": [4, 2, 1], "patience": 2}, epochs=30)
     s = FakeState(30)
@@ -241,6 +289,14 @@ def test_selection_on_test_uses_the_test_metric():
     s = FakeState(10)
     _drive(m, s, [0.9, 0.5, 0.6])  # test_acc = 1 - val_acc: best test at epoch 1, worse at epoch 2
     assert s.restored == [(2, True)] and s.model.weight[0, 0].item() == 1.0
+
+
+def test_selection_on_loss_keeps_the_lowest_loss():
+    """`metric: loss` ranks epochs by validation loss, lower is better (the drive logs val_loss = 1 - val_acc)."""
+    m = _method("csa", {"cascade": [1], "patience": 1, "metric": "loss"}, 10)
+    s = FakeState(10)
+    _drive(m, s, [0.9, 0.5, 0.6])  # val_loss 0.1, 0.5, 0.4: best at epoch 0
+    assert s.restored == [(1, True)] and s.model.weight[0, 0].item() == 0.0
 
 
 def test_lr_resets_per_phase_when_asked():
