@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,7 +11,10 @@ from torch import nn
 
 from curriculab.config import ConfigError, RunConfig
 from curriculab.methods import check_methods
+from curriculab.methods.base import Batch
+from curriculab.methods.settings.sum_augmentation import TTSAParams
 from curriculab.methods.sum_augmentation import (
+    TTSASampler,
     active_groups,
     gcc,
     sum_bce,
@@ -215,10 +219,6 @@ def _drive(method, state, vals):
 def test_sum_augmentation_from_k_2_and_plain_training_at_k_1():
     """K = 2 is the smallest sum (§3.3): mixed batches, the sum BCE, top-K training accuracy, `sa_k` logged;
     K = 1 leaves batches, loss and accuracy to the task."""
-    from types import SimpleNamespace
-
-    from curriculab.methods.base import Batch
-
     g = torch.Generator().manual_seed(0)
     z, labels = torch.randn(4, 10, generator=g), torch.randint(0, 10, (8,), generator=g)
     y = torch.nn.functional.one_hot(labels[:4], 10).float() + torch.nn.functional.one_hot(labels[4:], 10).float()
@@ -235,11 +235,6 @@ def test_sum_augmentation_from_k_2_and_plain_training_at_k_1():
 def test_ttsa_sampler_draws_from_its_pool_with_its_own_generator():
     """Images from the chosen split, every item reachable, without augmentation, from a generator seeded by the
     run's seed plus `seed` (so the global RNG does not change them)."""
-    from types import SimpleNamespace
-
-    from curriculab.methods.settings.sum_augmentation import TTSAParams
-    from curriculab.methods.sum_augmentation import TTSASampler
-
     flags = []
 
     def to_input(x, augment):
