@@ -163,3 +163,152 @@ def test_bad_poa_settings(tmp_path, workdir, monkeypatch):
     assert _bad(tmp_path, {"item": "minibatch"}).startswith(f"{path}.item:")
     msg = _bad(tmp_path, {"target": "external", "external": "test"})
     assert msg.startswith(path) and "allow_test_leak" in msg
+
+
+# -- the Poa data loader's parts, one at a time (mutation testing found each untested)
+SMALL = {"data": {"subset_per_class": 3},
+         "train": {"epochs": 1, "batch_size": 8, "optimizer": RUN["train"]["optimizer"]}}
+
+
+def _poa(micro, poa: dict, *layers):
+    """A Poa method on 30 digits (batch 8: 3 full batches + one of 6) with a fresh model, and its TrainState."""
+    from curriculab.engine.optim import build_optimizer
+    from curriculab.methods.base import TrainState
+
+    data, hooks, model = micro.build(SMALL, {"methods": {"poa": {"k": 2, **poa}}}, *layers)
+    opt = build_optimizer(model.parameters(), micro.run(SMALL).train.optimizer)
+    return hooks.methods[0], TrainState(model=model, optimizer=opt, data=data, epochs=1)
+
+
+def _recorded(poa, state, monkeypatch) -> tuple[list, list]:
+    """The epoch's batches, and per scored choice (candidates, their random scores, positions chosen, take)."""
+    from curriculab.methods import poa as mod
+
+    choices, orig = [], mod.Poa._choose
+
+    def score(self, state, x, y):
+        assert x.shape[:2] == y.shape
+        choices[-1]["x"], choices[-1]["scores"] = x, torch.rand(len(x))
+        return choices[-1]["scores"]
+
+    def choose(self, state, cand, take):
+        choices.append({"cand": cand.clone(), "take": take})
+        choices[-1]["out"] = orig(self, state, cand, take)
+        return choices[-1]["out"]
+
+    monkeypatch.setattr(mod.Poa, "score", score)
+    monkeypatch.setattr(mod.Poa, "_choose", choose)
+    return list(poa.train_batches(0, state)), choices
+
+
+def test_resample_candidates_are_fresh_draws_from_the_remaining_samples(micro, monkeypatch):
+    poa, state = _poa(micro, {"candidates": "resample", "k": 3})
+    batches, choices = _recorded(poa, state, monkeypatch)
+    seen = torch.cat([b.index for b in batches])
+    assert sorted(seen.tolist()) == list(range(30))  # each sample once
+    assert [len(b.index) for b in batches] == [8, 8, 8, 6]
+    left = set(range(30))
+    for b, c in zip(batches, choices, strict=True):
+        assert len(c["cand"]) == min(3, max(1, len(left) // 8))  # K of the remaining batches' count
+        for cand in c["cand"]:  # distinct samples, all still remaining
+            assert len(set(cand.tolist())) == len(cand) == min(8, len(left)) and set(cand.tolist()) <= left
+        if len(c["cand"]) > 1:
+            assert torch.equal(b.index, c["cand"][int(c["scores"].argmin())])
+        left -= set(b.index.tolist())
+
+
+def test_ordering_samples_takes_the_batch_of_lowest_scores(micro, monkeypatch):
+    poa, state = _poa(micro, {"item": "sample", "k": 10})
+    batches, choices = _recorded(poa, state, monkeypatch)
+    assert [len(b.index) for b in batches] == [8, 8, 8, 6]
+    assert sorted(torch.cat([b.index for b in batches]).tolist()) == list(range(30))
+    for i, (b, c) in enumerate(zip(batches, choices, strict=True)):
+        assert c["cand"].shape[1] == 1 and len(c["cand"]) == min(10, 30 - 8 * i)
+        lowest = c["cand"][torch.argsort(c["scores"])[: len(b.index)], 0]
+        assert torch.equal(b.index, lowest)
+
+
+@pytest.mark.parametrize("item,k,per_choice", [("sample", 12, 12), ("batch", 2, 2), ("batch", "all", 3)])
+def test_sampling_draws_n_over_batch_size_batches_from_k_candidates(micro, monkeypatch, item, k, per_choice):
+    poa, state = _poa(micro, {"item": item, "strategy": "sampling", "k": k})
+    batches, choices = _recorded(poa, state, monkeypatch)
+    assert len(batches) == len(choices) == 30 // 8
+    for b, c in zip(batches, choices, strict=True):
+        assert len(c["cand"]) == per_choice and len(b.index) == 8
+        if item == "sample":  # B draws (with replacement) among K distinct samples
+            assert len(set(c["cand"][:, 0].tolist())) == 12 and set(b.index.tolist()) <= set(c["cand"][:, 0].tolist())
+        else:  # one of the K random batches, whole
+            assert any(torch.equal(b.index, cand) for cand in c["cand"])
+
+
+def test_ordering_with_k_all_scores_every_remaining_full_batch(micro, monkeypatch):
+    poa, state = _poa(micro, {"k": "all"})
+    batches, choices = _recorded(poa, state, monkeypatch)
+    assert [len(c["cand"]) for c in choices] == [3, 2, 1]  # every full batch left; the short one is not scored
+    assert [len(b.index) for b in batches] == [8, 8, 8, 6]
+
+
+def test_training_batches_are_augmented_and_scored_candidates_are_not(micro, monkeypatch):
+    poa, state = _poa(micro, {"k": 2}, {"data": {"augment": {"crop_pad": 2, "flip": True}}})
+    data = state.data
+    batches, choices = _recorded(poa, state, monkeypatch)
+    b, c = batches[0], choices[0]
+    assert torch.equal(b.y, data.train_y[b.index])
+    assert not torch.equal(b.x, data.to_input(data.train_x[b.index], augment=False))
+    assert torch.equal(c["x"], data.to_input(data.train_x[c["cand"].flatten()], augment=False).view_as(c["x"]))
+
+
+@pytest.mark.parametrize("scoring", ["loss", "loss_delta"])
+def test_score_follows_the_scoring_and_score_mode_settings(micro, scoring):
+    x, y = None, None
+    got = {}
+    for mode in ("train", "eval"):
+        poa, state = _poa(micro, {"scoring": scoring, "score_mode": mode, "relative": True} if scoring == "loss_delta"
+                          else {"scoring": scoring, "score_mode": mode})
+        if x is None:
+            torch.manual_seed(0)
+            idx = torch.randperm(30)[:24].view(3, 8)
+            x = state.data.to_input(state.data.train_x[idx.flatten()], augment=False)
+            x = x.view(3, 8, *state.data.train_x.shape[1:])
+            y = state.data.train_y[idx]
+        train = mode == "train"
+        want = (candidate_losses(state.model, x, y, train) if scoring == "loss" else
+                loss_deltas(state.model, state.optimizer, x, y, None, True, train))
+        got[mode] = poa.score(state, x, y)
+        torch.testing.assert_close(got[mode], want)
+    assert not torch.allclose(got["train"], got["eval"])  # BatchNorm: batch statistics vs running statistics
+
+
+def test_external_target_scores_against_a_fixed_draw_of_the_chosen_split(micro):
+    for split in ("val", "test"):
+        poa, state = _poa(micro, {"scoring": "loss_delta", "target": "external", "external": split,
+                                  "external_size": 5, "allow_test_leak": True},
+                          {"data": {"augment": {"crop_pad": 2, "flip": True}}})
+        data = state.data
+        gen = torch.Generator().set_state(data.gen.get_state())
+        torch.manual_seed(len(split))  # the draw uses the run's generator, never torch's global one
+        poa.on_epoch_start(state)
+        src_x, src_y = getattr(data, split)
+        idx = torch.randperm(len(src_y), generator=gen)[:5]
+        ext_x, ext_y = poa.external
+        assert torch.equal(ext_y, src_y[idx])
+        assert torch.equal(ext_x, data.to_input(src_x[idx], augment=False))  # plain images
+        x = data.to_input(data.train_x[:16], augment=False).view(2, 8, *data.train_x.shape[1:])
+        y = data.train_y[:16].view(2, 8)
+        torch.testing.assert_close(poa.score(state, x, y),
+                                   loss_deltas(state.model, state.optimizer, x, y, poa.external, False, True))
+        assert not torch.allclose(poa.score(state, x, y),
+                                  loss_deltas(state.model, state.optimizer, x, y, None, False, True))
+    poa, state = _poa(micro, {"scoring": "loss_delta"})
+    before = state.data.gen.get_state()
+    poa.on_epoch_start(state)
+    assert poa.external is None and torch.equal(state.data.gen.get_state(), before)  # target same: no draw
+
+
+def test_k_above_the_learning_items_and_a_compiled_model(micro):
+    from curriculab.methods.poa import _plain
+
+    with pytest.raises(ConfigError, match="K = 4 is more than the 3 learning items"):
+        _poa(micro, {"k": 4})
+    model = create_model("small_cnn", 1, 10, 0.25)
+    assert _plain(torch.compile(model)) is model and _plain(model) is model
