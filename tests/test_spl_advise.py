@@ -218,6 +218,90 @@ def test_seed_probabilities_follow_cluster_losses():
     assert p[2] == pytest.approx(3 * p[0]) and p.sum() == pytest.approx(1)
 
 
+def _sparse_index(m=4) -> ClusterIndex:
+    """Clusters of sizes 5, 2, 6, 1, 4, 0: one of a single example, and an empty last one whose centroid
+    is nearest cluster 0."""
+    idx = _index(m=m, sizes=(5, 2, 6, 1, 4, 0))
+    cents = idx.centroids.copy()
+    cents[5] = [0.05, 0.0]
+    idx.set_clusters(idx.assign, cents)
+    return idx
+
+
+def test_seed_probabilities_exactly_for_measured_unmeasured_small_and_empty_clusters():
+    idx = _sparse_index()
+    pos = np.flatnonzero(idx.assign == 0)[:2]  # two of cluster 0's five examples measured: mean 2
+    idx.update_losses(np.concatenate([pos, np.flatnonzero(idx.assign == 2)[:1]]), np.array([1.0, 3.0, 1.0]))
+    w = np.array([2.0, 1.5, 1.0, 1.5, 1.5, 0.0])  # unmeasured clusters: the measured clusters' mean; empty: 0
+    assert idx.seed_probs() == pytest.approx(w / w.sum())
+    idx.update_losses(np.arange(len(idx.labels)), np.full(len(idx.labels), 0.001))  # small losses: still ∝
+    idx.update_losses(np.flatnonzero(idx.assign == 2), np.full(6, 0.004))
+    w = np.array([0.001, 0.001, 0.004, 0.001, 0.001, 0.0])
+    assert idx.seed_probs() == pytest.approx(w / w.sum())
+    idx.update_losses(np.arange(len(idx.labels)), np.zeros(len(idx.labels)))  # all zero: uniform, never empty
+    assert idx.seed_probs() == pytest.approx([0.2] * 5 + [0.0])
+
+
+def test_the_seed_cluster_is_drawn_by_its_probability_and_impostors_skip_empty_clusters():
+    idx = _sparse_index()
+    losses = np.where(idx.assign == 2, 1.0, 0.0)
+    idx.update_losses(np.arange(len(losses)), losses)
+    assert all(idx.sample()[3][0] == 2 for _ in range(20))  # only cluster 2 has a loss
+    assert idx.impostors(0).tolist() == [4, 3, 2]  # not the empty cluster 5; cluster 3 (one example) counts
+    with pytest.raises(ConfigError, match="^m: 6 clusters per minibatch need 5 non-empty impostor clusters"):
+        _sparse_index(m=6).impostors(0)
+
+
+def test_kmeans_per_class_skips_empty_classes_and_takes_exactly_k_samples():
+    from curriculab.methods.magnet import kmeans_per_class
+
+    labels = np.array([1, 1, 2, 2, 2, 3, 3])  # class 0 empty, class 1 with exactly k = 2 samples
+    feats = np.arange(14, dtype=np.float32).reshape(7, 2)
+    assign, cents = kmeans_per_class(feats, labels, 2, 4, seed=0)
+    assert (assign // 2 == labels).all() and len(set(assign[:2].tolist())) == 2
+    assert np.isnan(cents[:2]).all() and not np.isnan(cents[2:]).any()
+    with pytest.raises(ConfigError, match="^clusters: class 1 has 2 samples, fewer than the 3"):
+        kmeans_per_class(feats, labels, 3, 4, seed=0)
+
+
+def test_cluster_refreshes_are_counted():
+    idx = _index()
+    feats = np.random.default_rng(0).normal(size=(len(idx.labels), 2)).astype(np.float32)
+    idx.refresh(feats)
+    idx.refresh(feats)
+    assert idx.refreshes == 2
+
+
+def test_a_magnet_step_trains_on_the_rows_it_maps_without_augmentation():
+    from types import SimpleNamespace
+
+    from curriculab.methods.magnet import magnet_step
+
+    idx = _index(m=3, b=4)
+    rows = np.arange(len(idx.labels)) * 2 + 1  # index position p is training row 2p + 1
+    seen = []
+    g = torch.Generator().manual_seed(0)
+    train_x = torch.cat([torch.arange(60.0).view(60, 1), torch.randn(60, 3, generator=g)], 1).view(60, 1, 1, 4)
+    scale = torch.tensor([1 / 60, 1, 1, 1])  # first pixel: the row
+    data = SimpleNamespace(device=torch.device("cpu"), train_x=train_x,
+                           to_input=lambda x, augment: seen.append((x, augment)) or x * scale)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    before = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    before.load_state_dict(model.state_dict())
+    drawn, sample = [], idx.sample
+    idx.sample = lambda: drawn.append(sample()) or drawn[-1]
+    losses = magnet_step(model, torch.optim.SGD(model.parameters(), lr=0.1), idx, data, 1.0, "squared", rows=rows)
+    (pos, slot, cls, _), = drawn
+    (x, augment), = seen
+    assert x[:, 0, 0, 0].long().tolist() == rows[pos].tolist() and augment is False
+    with torch.no_grad():
+        r, slot, cls = before(x * scale), torch.as_tensor(slot), torch.as_tensor(cls)
+        want = magnet_loss(r, slot, cls, 1.0, "squared", reduction="none")
+        other = magnet_loss(r, slot, cls, 1.0, "rippel", reduction="none")
+    assert losses == pytest.approx(want.numpy()) and not np.allclose(losses, other.numpy())
+    assert (idx.example_loss[pos] == losses).all() and not torch.equal(model[1].weight, before[1].weight)
+
+
 # --------------------------------------------------------------------------- pretrain and the student
 
 
