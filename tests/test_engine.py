@@ -55,6 +55,19 @@ def test_best_val_selection_never_uses_test(workdir):
     assert s["test_acc_best_epoch_oracle"] == 0.9
 
 
+def test_best_val_selection_of_a_lower_is_better_metric_takes_the_lowest():
+    """A task whose primary metric is a loss (the VAE's NLL): the best epoch has the lowest validation value."""
+    from types import SimpleNamespace
+
+    from curriculab.engine.loop import summarize
+
+    hist = [{"epoch": e + 1, "val_nll": v, "test_nll": t, "train_acc": 0} for e, (v, t) in
+            enumerate([(3.0, 30.0), (1.0, 12.0), (2.0, 10.0), (1.0, 11.0)])]
+    s = summarize(hist, SimpleNamespace(primary="nll", higher_is_better=False))
+    assert s["best_val_epoch"] == 2 and s["test_nll_at_best_val"] == 12.0  # ties: the earlier epoch
+    assert s["test_nll_best_epoch_oracle"] == 10.0 and s["test_nll"] == 11.0
+
+
 @pytest.mark.parametrize("name,expect", [
     ("multistep", [1, 1, 0.1, 0.1, 0.01]), ("step", [1, 1, 0.1, 0.1, 0.01]), ("constant", [1] * 5),
     ("cosine", [1.0, 0.9045, 0.6545, 0.3455, 0.0955])])
