@@ -429,3 +429,11 @@ def test_records_status_and_timing_files(tmp_path):
     assert read_timing(tmp_path, 2) == [None, None]
     (tmp_path / "timing.json").write_text('{"seconds": 3}')
     assert read_timing(tmp_path, 1) == [None]
+
+
+def test_loading_a_run_that_has_no_checkpoint_says_to_train_it_first(micro):
+    from curriculab.config import ConfigError
+    from curriculab.engine.loop import load_trained
+
+    with pytest.raises(ConfigError, match=r"run_x: no checkpoint; train the run first \(train.checkpoint must be"):
+        load_trained(micro.run(), micro.workdir / "run_x", micro.workdir, "cpu")
