@@ -180,15 +180,16 @@ def _poa(micro, poa: dict, *layers):
     return hooks.methods[0], TrainState(model=model, optimizer=opt, data=data, epochs=1)
 
 
-def _recorded(poa, state, monkeypatch) -> tuple[list, list]:
-    """The epoch's batches, and per scored choice (candidates, their random scores, positions chosen, take)."""
+def _recorded(poa, state, monkeypatch, scores=lambda k: torch.rand(k)) -> tuple[list, list]:
+    """The epoch's batches, and per scored choice (candidates, their scores (random by default), positions
+    chosen, take)."""
     from curriculab.methods import poa as mod
 
     choices, orig = [], mod.Poa._choose
 
     def score(self, state, x, y):
         assert x.shape[:2] == y.shape
-        choices[-1]["x"], choices[-1]["scores"] = x, torch.rand(len(x))
+        choices[-1]["x"], choices[-1]["scores"] = x, scores(len(x))
         return choices[-1]["scores"]
 
     def choose(self, state, cand, take):
@@ -312,3 +313,46 @@ def test_k_above_the_learning_items_and_a_compiled_model(micro):
         _poa(micro, {"k": 4})
     model = create_model("small_cnn", 1, 10, 0.25)
     assert _plain(torch.compile(model)) is model and _plain(model) is model
+
+
+@pytest.mark.parametrize("weighting", ["score", "inverse"])
+def test_sampling_weights_by_score_or_inverse_with_replacement_from_the_runs_generator(micro, monkeypatch, weighting):
+    from curriculab.methods import poa as mod
+
+    poa, state = _poa(micro, {"item": "sample", "strategy": "sampling", "k": 12, "weighting": weighting})
+    _, choices = _recorded(poa, state, monkeypatch, lambda k: torch.tensor([1e6] + [1e-6] * (k - 1)))
+    picks = [c["out"].tolist() for c in choices]
+    if weighting == "score":  # candidate 0 holds all the weight: drawn B times (with replacement)
+        assert picks == [[0] * 8] * 3
+    else:
+        assert all(0 not in p for p in picks)
+    # the draws come from the run's generator, not torch's global one
+    monkeypatch.setattr(mod.Poa, "score", lambda self, s, x, y: torch.linspace(1, 2, len(x)))
+    g = state.data.gen.get_state()
+    runs = []
+    for seed in (1, 2):
+        state.data.gen.set_state(g)
+        torch.manual_seed(seed)
+        runs.append([b.index.tolist() for b in poa.train_batches(0, state)])
+    assert runs[0] == runs[1]
+
+
+def test_logged_scores_are_the_epochs_count_and_sum_of_chosen_scores(micro, monkeypatch):
+    poa, state = _poa(micro, {"k": 3})
+    poa.scored, poa.score_sum = 7, 5.0  # the last epoch's
+    poa.on_epoch_start(state)
+    _, choices = _recorded(poa, state, monkeypatch)
+    scored = [c for c in choices if "scores" in c]
+    m = poa.state_metrics()
+    assert m["poa_scored"] == sum(len(c["cand"]) for c in scored) == 3 + 2
+    assert m["poa_chosen_score"] == pytest.approx(sum(float(c["scores"][c["out"]].mean()) for c in scored))
+
+
+@pytest.mark.parametrize("poa", [{"candidates": "resample", "k": 3},
+                                 {"item": "sample", "strategy": "sampling", "k": 12},
+                                 {"item": "sample", "k": 10, "scoring": "loss_delta"}])
+def test_each_data_loader_scores_with_the_live_model(micro, poa):
+    """The loaders above, with the real scoring instead of recorded random scores."""
+    method, state = _poa(micro, poa)
+    batches = list(method.train_batches(0, state))
+    assert len(batches) == (3 if method.p.strategy == "sampling" else 4) and method.scored > 0
