@@ -60,10 +60,11 @@ def test_csa_mixes_k_images_per_sample_until_k_1(micro, loss):
     assert not torch.equal(sum_bce(z, y, 2, "thesis"), sum_bce(z, y, 2, "official"))  # the two losses differ
 
 
-def test_gcsa_mixes_with_the_gcc_weights_of_each_step(micro):
+@pytest.mark.parametrize("loss", ["thesis", "official"])
+def test_gcsa_mixes_with_the_gcc_weights_of_each_step(micro, loss):
     n, epochs = 4, 2
     m, state = _method(micro, "gcsa", {"start": n, "cascade_epochs": epochs, "t_update": "step", "uneven": "drop",
-                                       "loss": "official"})
+                                       "loss": loss})
     data, steps = state.data, 4  # ⌈30 / 8⌉
     seen_k = set()
     for epoch in range(epochs):
@@ -81,7 +82,7 @@ def test_gcsa_mixes_with_the_gcc_weights_of_each_step(micro):
             assert metrics["sa_t"] == t and metrics["sa_k"] == pytest.approx(n - t * (n - 1))
             z = _outputs(b)
             if k > 1:
-                assert torch.equal(m.loss(z, b, state), sum_bce(z, y, k, "official"))
+                assert torch.equal(m.loss(z, b, state), sum_bce(z, y, k, loss))
                 assert torch.equal(m.train_correct(z, b, state),
                                    topk_correct(z, data.train_y[b.index].reshape(k, -1)))
             else:
@@ -127,6 +128,7 @@ def test_sample_pairing_averages_with_augmented_random_partners_in_its_phase_onl
         m.on_epoch_start(state)
         batches = m.train_batches(epoch, state)
         assert (batches is not None) == (epoch % 2 == 1) and m.state_metrics()["sp_on"] == float(epoch % 2)
+        assert m.state_metrics()["sa_k"] == 2  # two images per sample, as mixup
         for b in batches or []:
             assert torch.equal(b.y, data.train_y[b.index])
             partners += (b.x[:, 0, 0, 0] * 2 - b.index.float()).long().tolist()  # (i + j) / 2 → j
