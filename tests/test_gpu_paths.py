@@ -268,3 +268,18 @@ def test_compiled_runs_drop_the_last_partial_batch(workdir):
         data = DeviceData(run, workdir / "data", torch.device("cpu"))
         sizes = [len(b.y) for b in train_batch_iter(run, data)]
         assert (sizes[-1] < 64) == (not compile_) and sum(sizes) >= data.n_train - 63
+
+
+def test_bf16_autocast_is_on_cuda_only_and_only_when_asked():
+    """`train.bf16` autocasts CUDA runs; CPU runs and runs without it get no autocast (mutmut: untested)."""
+    import contextlib
+    import warnings
+
+    from curriculab.engine.devices import autocast
+
+    for device, bf16 in (("cpu", True), ("cpu", False), ("cuda", False)):
+        assert isinstance(autocast(torch.device(device), bf16), contextlib.nullcontext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # without a CUDA device, torch warns that the context is disabled
+        ac = autocast(torch.device("cuda"), True)
+    assert isinstance(ac, torch.autocast) and ac.device == "cuda" and ac.fast_dtype == torch.bfloat16
