@@ -81,6 +81,16 @@ class Micro:
         return build(micro_run(*layers, **over), self.workdir / f"run{next(self.counter)}", self.workdir,
                      torch.device("cpu"))
 
+    def method(self, *layers, **over):
+        """The run's first method, built on the CPU, and a TrainState with its model and its optimiser."""
+        from curriculab.engine.optim import build_optimizer
+        from curriculab.methods.base import TrainState
+
+        run = micro_run(*layers, **over)
+        data, hooks, model = self.build(*layers, **over)
+        opt = build_optimizer(model.parameters(), run.train.optimizer)
+        return hooks.methods[0], TrainState(model=model, optimizer=opt, data=data, epochs=run.train.epochs)
+
 
 @pytest.fixture
 def micro(workdir) -> Micro:

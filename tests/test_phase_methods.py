@@ -8,17 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from curriculab.methods.base import Batch, TrainState
+from curriculab.methods.base import Batch
 from curriculab.methods.sum_augmentation import active_groups, gcc, sum_bce, sum_mix, topk_correct
 
 SMALL = {"data": {"subset_per_class": 3}, "train": {"epochs": 50, "batch_size": 8}}
 
 
 def _method(micro, name: str, params: dict):
-    """One phase method on 30 digits (batch 8), its TrainState, and the model's outputs for a batch."""
-    data, hooks, model = micro.build(SMALL, {"methods": {name: params}})
-    state = TrainState(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), data=data, epochs=50)
-    return hooks.methods[0], state
+    """One phase method on 30 digits (batch 8), and its TrainState."""
+    return micro.method(SMALL, {"methods": {name: params}})
 
 
 def _plain_batches(data, bs: int) -> list[Batch]:

@@ -172,12 +172,13 @@ SMALL = {"data": {"subset_per_class": 3},
 
 def _poa(micro, poa: dict, *layers):
     """A Poa method on 30 digits (batch 8: 3 full batches + one of 6) with a fresh model, and its TrainState."""
-    from curriculab.engine.optim import build_optimizer
-    from curriculab.methods.base import TrainState
+    return micro.method(SMALL, {"methods": {"poa": {"k": 2, **poa}}}, *layers)
 
-    data, hooks, model = micro.build(SMALL, {"methods": {"poa": {"k": 2, **poa}}}, *layers)
-    opt = build_optimizer(model.parameters(), micro.run(SMALL).train.optimizer)
-    return hooks.methods[0], TrainState(model=model, optimizer=opt, data=data, epochs=1)
+
+def _candidates(data, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain images (K, b, C, H, W) and labels (K, b) of the training items idx (K, b)."""
+    x = data.to_input(data.train_x[idx.flatten()], augment=False)
+    return x.view(*idx.shape, *data.train_x.shape[1:]), data.train_y[idx]
 
 
 def _recorded(poa, state, monkeypatch, scores=lambda k: torch.rand(k)) -> tuple[list, list]:
@@ -256,22 +257,16 @@ def test_training_batches_are_augmented_and_scored_candidates_are_not(micro, mon
     b, c = batches[0], choices[0]
     assert torch.equal(b.y, data.train_y[b.index])
     assert not torch.equal(b.x, data.to_input(data.train_x[b.index], augment=False))
-    assert torch.equal(c["x"], data.to_input(data.train_x[c["cand"].flatten()], augment=False).view_as(c["x"]))
+    assert torch.equal(c["x"], _candidates(data, c["cand"])[0])
 
 
 @pytest.mark.parametrize("scoring", ["loss", "loss_delta"])
 def test_score_follows_the_scoring_and_score_mode_settings(micro, scoring):
-    x, y = None, None
     got = {}
     for mode in ("train", "eval"):
         poa, state = _poa(micro, {"scoring": scoring, "score_mode": mode, "relative": True} if scoring == "loss_delta"
                           else {"scoring": scoring, "score_mode": mode})
-        if x is None:
-            torch.manual_seed(0)
-            idx = torch.randperm(30)[:24].view(3, 8)
-            x = state.data.to_input(state.data.train_x[idx.flatten()], augment=False)
-            x = x.view(3, 8, *state.data.train_x.shape[1:])
-            y = state.data.train_y[idx]
+        x, y = _candidates(state.data, torch.randperm(30, generator=torch.Generator().manual_seed(0))[:24].view(3, 8))
         train = mode == "train"
         want = (candidate_losses(state.model, x, y, train) if scoring == "loss" else
                 loss_deltas(state.model, state.optimizer, x, y, None, True, train))
@@ -294,8 +289,7 @@ def test_external_target_scores_against_a_fixed_draw_of_the_chosen_split(micro):
         ext_x, ext_y = poa.external
         assert torch.equal(ext_y, src_y[idx])
         assert torch.equal(ext_x, data.to_input(src_x[idx], augment=False))  # plain images
-        x = data.to_input(data.train_x[:16], augment=False).view(2, 8, *data.train_x.shape[1:])
-        y = data.train_y[:16].view(2, 8)
+        x, y = _candidates(data, torch.arange(16).view(2, 8))
         torch.testing.assert_close(poa.score(state, x, y),
                                    loss_deltas(state.model, state.optimizer, x, y, poa.external, False, True))
         assert not torch.allclose(poa.score(state, x, y),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -286,8 +287,7 @@ def test_a_magnet_step_trains_on_the_rows_it_maps_without_augmentation():
     data = SimpleNamespace(device=torch.device("cpu"), train_x=train_x,
                            to_input=lambda x, augment: seen.append((x, augment)) or x * scale)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
-    before = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
-    before.load_state_dict(model.state_dict())
+    before = copy.deepcopy(model)
     drawn, sample = [], idx.sample
     idx.sample = lambda: drawn.append(sample()) or drawn[-1]
     losses = magnet_step(model, torch.optim.SGD(model.parameters(), lr=0.1), idx, data, 1.0, "squared", rows=rows)
