@@ -57,6 +57,14 @@ def micro_run(*layers: dict, **over):
     return RunConfig.model_validate(deep_merge(MICRO, *layers, over))
 
 
+@pytest.fixture
+def spl_workdir(prepared_root, tmp_path):
+    """A project whose data/ is its own (the pretrain stage writes data/pretrained), sharing prepared/."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prepared").symlink_to(prepared_root / "data" / "prepared")
+    return tmp_path
+
+
 class Micro:
     """Micro runs in one project: `run(**over)` is the settings, `fit(**over)` trains one in a fresh run
     dir, `build(**over)` gives its (data, hooks, model) on the CPU."""

@@ -34,26 +34,29 @@ def _loop(model, opt, xb, yb, order):
         opt.step()
 
 
-@pytest.mark.parametrize("arch", ["basic_conv", "small_cnn"])  # plain-op BN and nn.BatchNorm2d
-def test_batched_orders_equal_one_model_at_a_time(arch):
+@pytest.mark.parametrize("arch,cfg", [("basic_conv", CFG), ("small_cnn", CFG),  # plain-op BN and nn.BatchNorm2d
+                                      ("basic_conv", SGDConfig(lr=0.1))])  # plain SGD: no momentum, no decay
+def test_batched_orders_equal_one_model_at_a_time(arch, cfg):
     torch.manual_seed(0)
     model = create_model(arch, 1, 2, 0.25)
     xb, yb = torch.randn(4, 6, 1, 8, 8), torch.randint(0, 2, (4, 6))
     orders = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]])
     # two epochs: the second continues each network's own momentum from where the first left it
-    stack = train_orders(model, Stack.of(model, 1), torch.zeros(3, dtype=torch.long), orders, xb, yb, CFG)
-    stack = train_orders(model, stack, torch.arange(3), orders.flip(1), xb, yb, CFG)
+    stack = train_orders(model, Stack.of(model, 1), torch.zeros(3, dtype=torch.long), orders, xb, yb, cfg)
+    stack = train_orders(model, stack, torch.arange(3), orders.flip(1), xb, yb, cfg)
     xt, yt = torch.randn(20, 1, 8, 8), torch.randint(0, 2, (20,))
     loss, acc = evaluate(model, stack, xt, yt, batch_size=7)
     for i, order in enumerate(orders.tolist()):
         ref = copy.deepcopy(model)
-        opt = torch.optim.SGD(ref.parameters(), lr=CFG.lr, momentum=CFG.momentum, nesterov=True,
-                              weight_decay=CFG.weight_decay)
+        opt = torch.optim.SGD(ref.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                              weight_decay=cfg.weight_decay)
         _loop(ref, opt, xb, yb, order)
         _loop(ref, opt, xb, yb, order[::-1])
         for k, v in ref.named_parameters():
             torch.testing.assert_close(stack.params[k][i], v.detach(), atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(stack.momentum[k][i], opt.state[v]["momentum_buffer"], atol=1e-5, rtol=1e-5)
+            buf = opt.state[v].get("momentum_buffer")  # none without momentum: the stack's stays zero
+            torch.testing.assert_close(stack.momentum[k][i], torch.zeros_like(v) if buf is None else buf,
+                                       atol=1e-5, rtol=1e-5)
         for k, v in ref.named_buffers():
             torch.testing.assert_close(stack.buffers[k][i].float(), v.float(), atol=1e-5, rtol=1e-5)
         ref.eval()

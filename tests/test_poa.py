@@ -10,9 +10,11 @@ import torch.nn.functional as F
 import yaml
 
 from curriculab.config import ConfigError, RunConfig
+from curriculab.engine.batched import SGDConfig, trial_steps, vmap_net
 from curriculab.engine.loop import fit
 from curriculab.methods.poa import candidate_losses, loss_deltas
 from curriculab.models import create_model
+from curriculab.models.toy import PlainBatchNorm2d
 from curriculab.project import load_params
 from curriculab.settings_file import load_yaml
 from tests.conftest import ROOT
@@ -90,6 +92,42 @@ def test_scoring_leaves_weights_momentum_and_bn_buffers_bit_identical():
     for k, v in before[1].items():
         assert torch.equal(opt.state_dict()["state"][k]["momentum_buffer"], v)
     assert model.training
+
+
+def test_trial_steps_default_to_train_mode_on_the_model_itself():
+    model, opt = _trained()
+    x, y = torch.randn(3, 8, 1, 8, 8), torch.randint(0, 10, (3, 8))
+    prev, out = trial_steps(model, opt, x, y, lambda p, b: p["0.conv.weight"].sum((1, 2, 3, 4)))
+    torch.testing.assert_close(prev, candidate_losses(model, x, y, True), atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(prev, candidate_losses(model, x, y, False))
+    assert out.shape == (3,) and len(set(out.tolist())) == 3  # each candidate's own step
+
+
+def test_vmap_net_swaps_batchnorm_in_a_copy_only():
+    model, _ = _trained()
+    x = torch.randn(8, 1, 8, 8)
+    net = vmap_net(model)
+    assert any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in net.modules())
+    assert any(isinstance(m, PlainBatchNorm2d) for m in net.modules())
+    for mode in (True, False):
+        model.train(mode), net.train(mode)
+        torch.testing.assert_close(net(x), model(x), atol=1e-5, rtol=1e-5)  # the running stats move alike
+    for (k, a), b in zip(net.state_dict().items(), model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_batched_trial_steps_refuse_optimisers_they_cannot_replay():
+    model, _ = _trained()
+    with pytest.raises(TypeError, match="torch.optim.SGD with one parameter group"):
+        SGDConfig.of(torch.optim.Adam(model.parameters()))
+    first, rest = list(model.parameters())[:1], list(model.parameters())[1:]
+    with pytest.raises(TypeError, match="torch.optim.SGD with one parameter group"):
+        SGDConfig.of(torch.optim.SGD([{"params": first}, {"params": rest}], lr=0.1))
+    with pytest.raises(TypeError, match="dampening 0"):
+        SGDConfig.of(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, dampening=0.1))
+    assert SGDConfig.of(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                                        weight_decay=1e-4)) == SGDConfig(0.1, 0.9, True, 1e-4)
 
 
 RUN = {"data": {"dataset": "digits", "subset_per_class": 20}, "model": {"name": "small_cnn", "width": 0.25},

@@ -40,14 +40,6 @@ def stage(embedding: dict, datasets=("digits",)) -> PretrainParams:
                                      "tsne_iterations": 250, "device": "cpu"})
 
 
-@pytest.fixture
-def spl_workdir(prepared_root, tmp_path):
-    """A project whose data/ is its own (the pretrain stage writes data/pretrained), sharing prepared/."""
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "prepared").symlink_to(prepared_root / "data" / "prepared")
-    return tmp_path
-
-
 # --------------------------------------------------------------------------- Magnet loss
 
 

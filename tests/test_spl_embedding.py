@@ -1,0 +1,156 @@
+"""SPL-ADVisE's pretrain stage (methods/spl_embedding.py): what it writes, when it retrains, its timing clock and
+its checks. The student's use of the files is tested in test_spl_advise.py."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import curriculab.methods.spl_embedding as spl_embedding
+from curriculab.config import ConfigError, validate
+from curriculab.data.derive import subset_per_class
+from curriculab.data.prepared import load_prepared
+from curriculab.engine.checkpoint import safe_load
+from curriculab.methods.spl_embedding import (
+    EmbeddingParams,
+    PretrainParams,
+    _Clock,
+    embed,
+    load_embedding_clusters,
+    pretrain_dir,
+    pretrain_embedding,
+)
+from tests.test_spl_advise import TINY
+
+# digits only: 5 images per class in the index, 11 iterations refreshed every 5 (odd, so the middle is 11 // 2)
+DIGITS = {"subset_per_class": 5, "iterations": 11, "refresh": 5, "lr": 2e-3, "weight_decay": 1e-4, "seed": 3}
+
+
+def stage(embedding: dict, tsne_points: int = 20) -> PretrainParams:
+    return validate(PretrainParams, {"datasets": ["digits"], "embedding": embedding, "tsne_points": tsne_points,
+                                     "tsne_iterations": 250, "device": "cpu"})
+
+
+def test_pretrain_writes_what_it_trained(spl_workdir):
+    emb = {**TINY, "per_dataset": {"digits": DIGITS}}
+    msg = pretrain_embedding(stage(emb), "digits", spl_workdir)
+    cfg = validate(EmbeddingParams, emb).resolve("digits")
+    prep = load_prepared(spl_workdir / "data", "digits")
+    train = prep.splits["train"]
+    d = pretrain_dir(spl_workdir, "digits")
+
+    meta = json.loads((d / "meta.json").read_text())
+    index = train[subset_per_class(prep.y[train], 5, 3)]  # the per-dataset override's subset and seed
+    assert {k: meta[k] for k in ("dataset", "checksum", "settings", "index_size", "train_size", "device")} == {
+        "dataset": "digits", "checksum": prep.checksum, "settings": cfg.model_dump(mode="json"),
+        "index_size": 50, "train_size": len(train), "device": "cpu"}
+    assert meta["refreshes"] == 3  # before iteration 1, after 5 and after 10 (none after the last)
+    assert [c["iteration"] for c in meta["loss_curve"]] == [5, 10, 11]
+    assert all(np.isfinite(c["loss"]) and c["loss"] >= 0 for c in meta["loss_curve"])
+
+    with np.load(d / "clusters.npz") as z:
+        assert z["index_positions"].tolist() == index.tolist()
+        assert z["assign"].dtype == np.int64 and len(z["assign"]) == len(prep.y)
+    with np.load(d / "tsne.npz") as z:
+        assert z["coords"].shape == (3, 20, 2) and z["coords"].dtype == np.float32
+        assert z["iterations"].tolist() == [0, 5, 11]
+        assert set(z["positions"].tolist()) <= set(index.tolist()) and len(set(z["positions"].tolist())) == 20
+        assert z["labels"].tolist() == prep.y[z["positions"]].tolist()
+        assert not np.allclose(z["coords"][0], z["coords"][-1])
+
+    ck = safe_load(d / "model.pt")
+    assert ck["hash"] == meta["hash"] and ck["settings"] == meta["settings"] and ck["in_channels"] == 1
+    assert {k: ck["optimizer"]["param_groups"][0][k] for k in ("lr", "weight_decay")} == {
+        "lr": 2e-3, "weight_decay": 1e-4}
+    assert len(ck["optimizer"]["state"]) > 0  # Adam's moments, for the adaptive student to continue from
+
+    timing = json.loads((d / "timing.json").read_text())
+    for key in ("seconds", "cpu_seconds"):
+        t = timing[key]
+        assert set(t) == {"snapshots", "refresh", "train", "final", "tsne", "total"}
+        assert all(v >= 0 for v in t.values())
+        assert sum(v for k, v in t.items() if k != "total") <= t["total"] + 1e-6
+    cpu = timing["cpu_seconds"]
+    share = cpu["refresh"] / (cpu["refresh"] + cpu["train"])
+    curve = meta["loss_curve"]
+    assert msg.startswith(f"11 iterations, 3 cluster refreshes ({share:.1%} of the training CPU time), "
+                          f"loss {curve[0]['loss']:.3f} → {curve[-1]['loss']:.3f}, ")
+
+
+def test_pretrain_retrains_when_settings_or_figure_change(spl_workdir):
+    d = pretrain_dir(spl_workdir, "digits")
+    small = dict(TINY, iterations=4, refresh=2, subset_per_class=4)
+    pretrain_embedding(stage(small), "digits", spl_workdir)
+    first = json.loads((d / "meta.json").read_text())
+    assert pretrain_embedding(stage(small), "digits", spl_workdir).startswith("up to date")
+
+    # other settings, the t-SNE figure already there: trained again, over the old files
+    msg = pretrain_embedding(stage(dict(small, iterations=6)), "digits", spl_workdir)
+    assert msg.startswith("6 iterations")
+    again = json.loads((d / "meta.json").read_text())
+    assert again["hash"] != first["hash"] and again["loss_curve"][-1]["iteration"] == 6
+
+    # the same settings, another figure: redrawn
+    assert pretrain_embedding(stage(dict(small, iterations=6), tsne_points=12), "digits",
+                              spl_workdir).startswith("6 iterations")
+    with np.load(d / "tsne.npz") as z:
+        assert z["coords"].shape == (3, 12, 2)
+
+    # a missing clusters file is "missing", never a traceback
+    (d / "clusters.npz").unlink()
+    emb = validate(EmbeddingParams, dict(small, iterations=6))
+    with pytest.raises(ConfigError, match="embedding checkpoint missing"):
+        load_embedding_clusters(spl_workdir, emb, "digits", again["checksum"])
+
+
+def test_impostor_count_limit_is_exact(spl_workdir, monkeypatch):
+    # digits: (10 − 1)·2 = 18 impostor clusters; m = 19 needs exactly 18, m = 20 one more
+    with pytest.raises(ConfigError, match=re.escape("only (10−1)·2 = 18; lower m")):
+        pretrain_embedding(stage(dict(TINY, m=20)), "digits", spl_workdir)
+
+    class Passed(Exception):
+        pass
+
+    def passed(seed):
+        raise Passed
+
+    monkeypatch.setattr(spl_embedding, "seed_everything", passed)  # the first step after the checks
+    with pytest.raises(Passed):
+        pretrain_embedding(stage(dict(TINY, m=19)), "digits", spl_workdir)
+
+
+def test_clock_counts_each_section_without_its_nested_ones(monkeypatch):
+    wall, cpu = iter([100.0, 101.0, 103.0, 110.0, 111.0, 115.0]), iter([10.0, 10.5, 11.0, 12.0, 14.0, 20.0])
+    monkeypatch.setattr(spl_embedding.time, "perf_counter", lambda: next(wall))
+    monkeypatch.setattr(spl_embedding.time, "process_time", lambda: next(cpu))
+    clock = _Clock()  # starts at 100 / 10
+    with clock("loop"):  # 101 → 111 wall, 10.5 → 14 CPU
+        with clock("refresh"):  # 103 → 110 wall, 11 → 12 CPU
+            pass
+    assert clock.report() == {
+        "seconds": {"train": 10.0 - 7.0, "refresh": 7.0, "total": 15.0},
+        "cpu_seconds": {"train": 3.5 - 1.0, "refresh": 1.0, "total": 10.0},
+    }
+
+
+def test_embed_uses_unaugmented_inputs_in_eval_mode():
+    class Data:
+        train_x = torch.arange(10.0).view(10, 1)
+        seen = []
+
+        def to_input(self, x, augment):
+            self.seen.append(augment)
+            return x
+
+    model = torch.nn.Sequential(torch.nn.Linear(1, 2), torch.nn.Dropout(0.9))
+    data = Data()
+    out = embed(model, data, torch.tensor([7, 2, 5]), bs=2)
+    assert data.seen == [False, False] and model.training
+    lin = model[0]
+    with torch.no_grad():
+        want = lin(torch.tensor([[7.0], [2.0], [5.0]]))
+    np.testing.assert_allclose(out, want.numpy(), rtol=1e-6)  # no dropout: eval mode
