@@ -21,22 +21,26 @@ from curriculab.methods.spl_embedding import (
     _Clock,
     embed,
     load_embedding_clusters,
+    load_embedding_model,
     pretrain_dir,
     pretrain_embedding,
 )
 from tests.test_spl_advise import TINY
 
 # digits only: 5 images per class in the index, 11 iterations refreshed every 5 (odd, so the middle is 11 // 2)
-DIGITS = {"subset_per_class": 5, "iterations": 11, "refresh": 5, "lr": 2e-3, "weight_decay": 1e-4, "seed": 3}
+DIGITS = {"subset_per_class": 5, "iterations": 11, "refresh": 5, "lr": 2e-3, "weight_decay": 1e-4, "seed": 3,
+          "dim": 3}
 
 
-def stage(embedding: dict, tsne_points: int = 20) -> PretrainParams:
-    return validate(PretrainParams, {"datasets": ["digits"], "embedding": embedding, "tsne_points": tsne_points,
+def stage(embedding: dict, tsne_points: int = 20, dataset: str = "digits") -> PretrainParams:
+    return validate(PretrainParams, {"datasets": [dataset], "embedding": embedding, "tsne_points": tsne_points,
                                      "tsne_iterations": 250, "device": "cpu"})
 
 
-def test_pretrain_writes_what_it_trained(spl_workdir):
+def test_pretrain_writes_what_it_trained(spl_workdir, monkeypatch):
     emb = {**TINY, "per_dataset": {"digits": DIGITS}}
+    rows, step = [], spl_embedding.magnet_step
+    monkeypatch.setattr(spl_embedding, "magnet_step", lambda *a: rows.append(a[-1]) or step(*a))
     msg = pretrain_embedding(stage(emb), "digits", spl_workdir)
     cfg = validate(EmbeddingParams, emb).resolve("digits")
     prep = load_prepared(spl_workdir / "data", "digits")
@@ -44,7 +48,9 @@ def test_pretrain_writes_what_it_trained(spl_workdir):
     d = pretrain_dir(spl_workdir, "digits")
 
     meta = json.loads((d / "meta.json").read_text())
-    index = train[subset_per_class(prep.y[train], 5, 3)]  # the per-dataset override's subset and seed
+    subset = subset_per_class(prep.y[train], 5, 3)  # the per-dataset override's size and seed
+    index = train[subset]
+    assert len(rows) == 11 and all(r.tolist() == subset.tolist() for r in rows)  # steps on the subset's images
     assert {k: meta[k] for k in ("dataset", "checksum", "settings", "index_size", "train_size", "device")} == {
         "dataset": "digits", "checksum": prep.checksum, "settings": cfg.model_dump(mode="json"),
         "index_size": 50, "train_size": len(train), "device": "cpu"}
@@ -60,13 +66,17 @@ def test_pretrain_writes_what_it_trained(spl_workdir):
         assert z["iterations"].tolist() == [0, 5, 11]
         assert set(z["positions"].tolist()) <= set(index.tolist()) and len(set(z["positions"].tolist())) == 20
         assert z["labels"].tolist() == prep.y[z["positions"]].tolist()
-        assert not np.allclose(z["coords"][0], z["coords"][-1])
+        assert not np.allclose(z["coords"][0], z["coords"][1]) and not np.allclose(z["coords"][1], z["coords"][2])
 
     ck = safe_load(d / "model.pt")
     assert ck["hash"] == meta["hash"] and ck["settings"] == meta["settings"] and ck["in_channels"] == 1
     assert {k: ck["optimizer"]["param_groups"][0][k] for k in ("lr", "weight_decay")} == {
         "lr": 2e-3, "weight_decay": 1e-4}
-    assert len(ck["optimizer"]["state"]) > 0  # Adam's moments, for the adaptive student to continue from
+    assert {float(v["step"]) for v in ck["optimizer"]["state"].values()} == {11.0}  # one Adam step per iteration
+    model, opt, centroids = load_embedding_model(spl_workdir, validate(EmbeddingParams, emb), "digits",
+                                                 prep.checksum, torch.device("cpu"))
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 3) and centroids.shape == (20, 3)  # the override's dim
+    assert opt.param_groups[0]["lr"] == 2e-3 and opt.state_dict()["state"].keys() == ck["optimizer"]["state"].keys()
 
     timing = json.loads((d / "timing.json").read_text())
     for key in ("seconds", "cpu_seconds"):
@@ -82,29 +92,49 @@ def test_pretrain_writes_what_it_trained(spl_workdir):
 
 
 def test_pretrain_retrains_when_settings_or_figure_change(spl_workdir):
-    d = pretrain_dir(spl_workdir, "digits")
+    d = pretrain_dir(spl_workdir, "syndigits")
     small = dict(TINY, iterations=4, refresh=2, subset_per_class=4)
-    pretrain_embedding(stage(small), "digits", spl_workdir)
+
+    def pretrain(emb, tsne_points=20):
+        return pretrain_embedding(stage(emb, tsne_points, "syndigits"), "syndigits", spl_workdir)
+
+    pretrain(small)
     first = json.loads((d / "meta.json").read_text())
-    assert pretrain_embedding(stage(small), "digits", spl_workdir).startswith("up to date")
+    assert first["dataset"] == "syndigits" and first["index_size"] == 40  # syndigits' own data
+    assert first["refreshes"] == 2  # before iteration 1 and after 2, not after the last
+    assert pretrain(small).startswith("up to date")
 
     # other settings, the t-SNE figure already there: trained again, over the old files
-    msg = pretrain_embedding(stage(dict(small, iterations=6)), "digits", spl_workdir)
-    assert msg.startswith("6 iterations")
+    assert pretrain(dict(small, iterations=6)).startswith("6 iterations")
     again = json.loads((d / "meta.json").read_text())
     assert again["hash"] != first["hash"] and again["loss_curve"][-1]["iteration"] == 6
 
-    # the same settings, another figure: redrawn
-    assert pretrain_embedding(stage(dict(small, iterations=6), tsne_points=12), "digits",
-                              spl_workdir).startswith("6 iterations")
+    # the same settings, another figure: redrawn; 3 points or fewer are too few for t-SNE and stay at 0
+    assert pretrain(dict(small, iterations=6), tsne_points=12).startswith("6 iterations")
     with np.load(d / "tsne.npz") as z:
         assert z["coords"].shape == (3, 12, 2)
+    assert pretrain(dict(small, iterations=6), tsne_points=3).startswith("6 iterations")
+    with np.load(d / "tsne.npz") as z:
+        assert z["coords"].shape == (3, 3, 2) and not z["coords"].any()
 
     # a missing clusters file is "missing", never a traceback
     (d / "clusters.npz").unlink()
     emb = validate(EmbeddingParams, dict(small, iterations=6))
     with pytest.raises(ConfigError, match="embedding checkpoint missing"):
-        load_embedding_clusters(spl_workdir, emb, "digits", again["checksum"])
+        load_embedding_clusters(spl_workdir, emb, "syndigits", again["checksum"])
+
+
+def test_pretrain_files_are_the_same_on_a_second_run(spl_workdir, tmp_path):
+    """Every written file but timing.json is a function of the settings and the data (figure spl.f2 included)."""
+    other = tmp_path / "other"
+    (other / "data").mkdir(parents=True)
+    (other / "data" / "prepared").symlink_to((spl_workdir / "data" / "prepared").resolve())
+    emb = dict(TINY, iterations=4, refresh=2, subset_per_class=4)
+    for wd in (spl_workdir, other):
+        pretrain_embedding(stage(emb), "digits", wd)
+    for name in ("meta.json", "model.pt", "clusters.npz", "tsne.npz"):
+        a, b = (pretrain_dir(wd, "digits") / name for wd in (spl_workdir, other))
+        assert a.read_bytes() == b.read_bytes(), name
 
 
 def test_impostor_count_limit_is_exact(spl_workdir, monkeypatch):
@@ -124,16 +154,19 @@ def test_impostor_count_limit_is_exact(spl_workdir, monkeypatch):
 
 
 def test_clock_counts_each_section_without_its_nested_ones(monkeypatch):
-    wall, cpu = iter([100.0, 101.0, 103.0, 110.0, 111.0, 115.0]), iter([10.0, 10.5, 11.0, 12.0, 14.0, 20.0])
+    wall = iter([100.0, 101.0, 103.0, 110.0, 110.5, 111.0, 112.0, 115.0])
+    cpu = iter([10.0, 10.5, 11.0, 12.0, 12.5, 13.0, 14.0, 20.0])
     monkeypatch.setattr(spl_embedding.time, "perf_counter", lambda: next(wall))
     monkeypatch.setattr(spl_embedding.time, "process_time", lambda: next(cpu))
     clock = _Clock()  # starts at 100 / 10
-    with clock("loop"):  # 101 → 111 wall, 10.5 → 14 CPU
+    with clock("loop"):  # 101 → 112 wall, 10.5 → 14 CPU
         with clock("refresh"):  # 103 → 110 wall, 11 → 12 CPU
             pass
+        with clock("refresh"):  # 110.5 → 111 wall, 12.5 → 13 CPU: added to the first
+            pass
     assert clock.report() == {
-        "seconds": {"train": 10.0 - 7.0, "refresh": 7.0, "total": 15.0},
-        "cpu_seconds": {"train": 3.5 - 1.0, "refresh": 1.0, "total": 10.0},
+        "seconds": {"train": 11.0 - 7.5, "refresh": 7.5, "total": 15.0},
+        "cpu_seconds": {"train": 3.5 - 1.5, "refresh": 1.5, "total": 10.0},
     }
 
 
