@@ -76,10 +76,20 @@ def test_streamed_batches_equal_the_device_loaders(streamed, tmp_path):
     dev = DeviceData(run, tmp_path / "arrays" / "data", torch.device("cpu"))
     st = open_data(run, streamed, torch.device("cpu"))
     assert isinstance(st, StreamData) and st.n_train == dev.n_train and torch.equal(st.train_y, dev.train_y)
-    for workers in (0, 1):
+    some = torch.tensor([0, 2, 3, 7, 11, 12])  # 6 items: a last batch of one
+    for workers, kw in ((0, {}), (1, {}), (0, {"drop_last": True}), (0, {"indices": some}),
+                        (0, {"indices": some, "drop_last": True, "shuffle": False})):
         st.workers = workers
-        for a, b in zip(dev.batches(5), st.batches(5), strict=True):
+        dev.gen.manual_seed(5), st.gen.manual_seed(5)
+        got = list(st.batches(5, **kw))
+        for a, b in zip(dev.batches(5, **kw), got, strict=True):
             assert torch.equal(a.index, b.index) and torch.equal(a.y, b.y) and torch.equal(a.x, b.x)
+        items = kw.get("indices", torch.arange(st.n_train))
+        seen = torch.cat([b.index for b in got])
+        if kw.get("drop_last"):  # whole batches only
+            assert [len(b.index) for b in got] == [5] * (len(items) // 5) and set(seen.tolist()) < set(items.tolist())
+        else:
+            assert sorted(seen.tolist()) == items.tolist()
     for split in ("val", "test", "train"):
         for (xa, ya), (xb, yb) in zip(dev.eval_batches(split, 4), st.eval_batches(split, 4), strict=True):
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
@@ -93,6 +103,26 @@ def test_streamed_test_images_are_centre_crops(tmp_path):
     x, _ = next(st.eval_batches("test", 2))
     assert full.shape[-1] == SIDE + 4 and x.shape[-1] == SIDE
     assert torch.equal(x, full[:, :, 2:2 + SIDE, 2:2 + SIDE].float() / 255)
+
+
+def test_decoding_processes_and_channels(streamed, monkeypatch):
+    from curriculab.data.stream import loader_workers
+
+    monkeypatch.delenv("CURRICULAB_DATA_WORKERS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 12)
+    assert loader_workers() == 8
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert loader_workers() == 1
+    for env, want in (("0", 0), ("3", 3)):
+        monkeypatch.setenv("CURRICULAB_DATA_WORKERS", env)
+        assert loader_workers() == want and open_data(_run(), streamed, torch.device("cpu")).workers == want
+    monkeypatch.setenv("CURRICULAB_DATA_WORKERS", "two")
+    with pytest.raises(ConfigError, match="CURRICULAB_DATA_WORKERS='two': must be a whole number"):
+        loader_workers()
+    monkeypatch.setenv("CURRICULAB_DATA_WORKERS", "0")
+    assert open_data(_run(channels=3), streamed, torch.device("cpu")).in_channels == 3
+    with pytest.raises(ConfigError, match="data.channels: 'imagefolder' is streamed as RGB images"):
+        open_data(_run(channels=1), streamed, torch.device("cpu"))
 
 
 def test_streamed_data_has_no_arrays_and_says_so(streamed):
