@@ -11,7 +11,7 @@ from curriculab.data.derive import resize, subset_per_class
 from curriculab.data.loader import DeviceData, random_crop, random_flip
 from curriculab.data.prepared import dataset_dir, load_prepared, write_copy
 from curriculab.data.sources import SOURCES, DatasetMissing, Raw
-from curriculab.data.syndigits import render
+from curriculab.data.syndigits import FONTS, _glyphs, render
 from tests.conftest import FASHION
 
 
@@ -76,6 +76,27 @@ def test_syndigits_seeded_and_varied():
     assert np.array_equal(a, b) and np.array_equal(ya, yb) and not np.array_equal(a, c)
     assert a.shape == (64, 1, 16, 16) and len(fonts) >= 10
     assert a.reshape(64, -1).std(1).min() > 10  # every image has a glyph on it
+
+
+def test_syndigits_glyphs_are_centred_upright_and_fill_80_percent_of_the_raster():
+    g = _glyphs(FONTS[:3])
+    assert g.shape == (3, 10, 64, 64) and g.dtype == np.float32 and not np.array_equal(g[0], g[1])
+    for f in range(3):
+        for d in range(10):
+            ys, xs = np.nonzero(g[f, d] > 0.5)
+            assert 48 <= max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 <= 53  # 0.8 · 64 on the longer side
+            # centred; across, up to 4.5 px right of centre, because the box taken from the path's vertices
+            # includes its CLOSEPOLY vertices, stored at (0, 0) (left as it is: the prepared data depend on it)
+            assert abs((ys.min() + ys.max()) / 2 - 31.5) <= 1.5 and 0 <= (xs.min() + xs.max()) / 2 - 31.5 <= 5
+    seven = g[0, 7]
+    assert seven[:32].sum() > 1.5 * seven[32:].sum()  # upright: the bar of the 7 is at the top
+
+
+def test_syndigits_labels_and_inversions():
+    x, y, _ = render(400, 16, seed=0)
+    assert y.dtype == np.int64 and np.bincount(y, minlength=10).min() >= 20  # every digit, about evenly
+    border = np.concatenate([x[:, 0, 0, :], x[:, 0, -1, :]], 1).mean(1)
+    assert 0.22 < (border > 128).mean() < 0.38  # about 30% drawn dark on light
 
 
 def test_subset_per_class():
