@@ -105,6 +105,22 @@ def test_streamed_test_images_are_centre_crops(tmp_path):
     assert torch.equal(x, full[:, :, 2:2 + SIDE, 2:2 + SIDE].float() / 255)
 
 
+def test_load_square_takes_the_centred_square_in_rgb(tmp_path):
+    from PIL import Image
+
+    from curriculab.data.stream import load_square
+
+    rng = np.random.default_rng(1)
+    for h, w in ((12, 17), (19, 12)):  # wide: 2 columns cut on the left; tall: 3 rows cut at the top
+        px = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        Image.fromarray(px).save(tmp_path / "g.png")  # grayscale on disk
+        top, left = (h - 12) // 2, (w - 12) // 2
+        want = np.repeat(px[top:top + 12, left:left + 12][None], 3, 0)
+        assert np.array_equal(load_square(tmp_path / "g.png", 12), want)
+        small = Image.fromarray(want[0]).resize((5, 5), Image.BILINEAR)
+        assert np.array_equal(load_square(tmp_path / "g.png", 5)[1], np.asarray(small))
+
+
 def test_decoding_processes_and_channels(streamed, monkeypatch):
     from curriculab.data.stream import loader_workers
 
