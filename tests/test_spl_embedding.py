@@ -124,6 +124,23 @@ def test_pretrain_retrains_when_settings_or_figure_change(spl_workdir):
         load_embedding_clusters(spl_workdir, emb, "syndigits", again["checksum"])
 
 
+def test_a_pretrain_that_fails_while_writing_leaves_no_meta(spl_workdir, monkeypatch):
+    """meta.json goes first and comes back last: new files beside an old meta.json would pass its hash check."""
+    emb = dict(TINY, iterations=2, refresh=2, subset_per_class=4)
+    pretrain_embedding(stage(emb), "digits", spl_workdir)
+    write = spl_embedding.atomic_write_bytes
+
+    def fail_on_clusters(path, data):
+        if path.name == "clusters.npz":
+            raise OSError("disk full")
+        write(path, data)
+
+    monkeypatch.setattr(spl_embedding, "atomic_write_bytes", fail_on_clusters)
+    with pytest.raises(OSError, match="disk full"):
+        pretrain_embedding(stage(dict(emb, iterations=3)), "digits", spl_workdir)
+    assert not (pretrain_dir(spl_workdir, "digits") / "meta.json").exists()
+
+
 def test_pretrain_files_are_the_same_on_a_second_run(spl_workdir, tmp_path):
     """Every written file but timing.json is a function of the settings and the data (figure spl.f2 included)."""
     other = tmp_path / "other"
