@@ -99,6 +99,27 @@ def test_syndigits_labels_and_inversions():
     assert 0.22 < (border > 128).mean() < 0.38  # about 30% drawn dark on light
 
 
+def test_prepare_rewrites_a_dataset_exactly_when_its_own_settings_or_the_seed_change(tmp_path):
+    import json
+
+    from curriculab.data.prepare import prepare_all
+
+    def prepare(seed=0, train=20):
+        params = Params.model_validate({"prepare": {
+            "datasets": ["digits", "syndigits"], "seed": seed,
+            "syndigits": {"train": train, "val": 10, "test": 10, "size": 8}}})
+        return prepare_all(params, tmp_path)
+
+    assert prepare() == ["digits", "syndigits"]
+    assert prepare() == []
+    assert prepare(train=30) == ["syndigits"]  # syndigits' own block: digits keeps its bytes
+    assert len(load_prepared(tmp_path / "data", "syndigits").splits["train"]) == 30
+    assert prepare(seed=1, train=30) == ["digits", "syndigits"]
+    meta = dataset_dir(tmp_path / "data", "syndigits") / "meta.json"
+    meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "info"}))
+    assert prepare(seed=1, train=30) == ["syndigits"]  # a meta.json without its info is rebuilt
+
+
 def test_subset_per_class():
     y = np.repeat(np.arange(5), 20)
     idx = subset_per_class(y, 7, seed=0)
