@@ -57,12 +57,17 @@ def micro_run(*layers: dict, **over):
     return RunConfig.model_validate(deep_merge(MICRO, *layers, over))
 
 
+def own_data_workdir(prepared_root: Path, path: Path) -> Path:
+    """A project at `path` whose data/ is its own (the pretrain stage writes data/pretrained), sharing the
+    session's prepared/."""
+    (path / "data").mkdir(parents=True)
+    (path / "data" / "prepared").symlink_to(prepared_root / "data" / "prepared")
+    return path
+
+
 @pytest.fixture
 def spl_workdir(prepared_root, tmp_path):
-    """A project whose data/ is its own (the pretrain stage writes data/pretrained), sharing prepared/."""
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "prepared").symlink_to(prepared_root / "data" / "prepared")
-    return tmp_path
+    return own_data_workdir(prepared_root, tmp_path)
 
 
 class Micro:

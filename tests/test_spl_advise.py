@@ -35,8 +35,8 @@ TINY = {"model": {"name": "lenet", "width": 0.5}, "dim": 4, "clusters": 2, "m": 
         "refresh": 5, "lr": 1e-3}
 
 
-def stage(embedding: dict, datasets=("digits",)) -> PretrainParams:
-    return validate(PretrainParams, {"datasets": list(datasets), "embedding": embedding, "tsne_points": 30,
+def stage(embedding: dict, datasets=("digits",), tsne_points: int = 30) -> PretrainParams:
+    return validate(PretrainParams, {"datasets": list(datasets), "embedding": embedding, "tsne_points": tsne_points,
                                      "tsne_iterations": 250, "device": "cpu"})
 
 

@@ -17,7 +17,6 @@ from curriculab.data.prepared import load_prepared
 from curriculab.engine.checkpoint import safe_load
 from curriculab.methods.spl_embedding import (
     EmbeddingParams,
-    PretrainParams,
     _Clock,
     embed,
     load_embedding_clusters,
@@ -25,23 +24,19 @@ from curriculab.methods.spl_embedding import (
     pretrain_dir,
     pretrain_embedding,
 )
-from tests.test_spl_advise import TINY
+from tests.conftest import own_data_workdir
+from tests.test_spl_advise import TINY, stage
 
 # digits only: 5 images per class in the index, 11 iterations refreshed every 5 (odd, so the middle is 11 // 2)
 DIGITS = {"subset_per_class": 5, "iterations": 11, "refresh": 5, "lr": 2e-3, "weight_decay": 1e-4, "seed": 3,
           "dim": 3}
 
 
-def stage(embedding: dict, tsne_points: int = 20, dataset: str = "digits") -> PretrainParams:
-    return validate(PretrainParams, {"datasets": [dataset], "embedding": embedding, "tsne_points": tsne_points,
-                                     "tsne_iterations": 250, "device": "cpu"})
-
-
 def test_pretrain_writes_what_it_trained(spl_workdir, monkeypatch):
     emb = {**TINY, "per_dataset": {"digits": DIGITS}}
     rows, step = [], spl_embedding.magnet_step
     monkeypatch.setattr(spl_embedding, "magnet_step", lambda *a: rows.append(a[-1]) or step(*a))
-    msg = pretrain_embedding(stage(emb), "digits", spl_workdir)
+    msg = pretrain_embedding(stage(emb, tsne_points=20), "digits", spl_workdir)
     cfg = validate(EmbeddingParams, emb).resolve("digits")
     prep = load_prepared(spl_workdir / "data", "digits")
     train = prep.splits["train"]
@@ -96,7 +91,7 @@ def test_pretrain_retrains_when_settings_or_figure_change(spl_workdir):
     small = dict(TINY, iterations=4, refresh=2, subset_per_class=4)
 
     def pretrain(emb, tsne_points=20):
-        return pretrain_embedding(stage(emb, tsne_points, "syndigits"), "syndigits", spl_workdir)
+        return pretrain_embedding(stage(emb, ("syndigits",), tsne_points), "syndigits", spl_workdir)
 
     pretrain(small)
     first = json.loads((d / "meta.json").read_text())
@@ -141,11 +136,9 @@ def test_a_pretrain_that_fails_while_writing_leaves_no_meta(spl_workdir, monkeyp
     assert not (pretrain_dir(spl_workdir, "digits") / "meta.json").exists()
 
 
-def test_pretrain_files_are_the_same_on_a_second_run(spl_workdir, tmp_path):
+def test_pretrain_files_are_the_same_on_a_second_run(spl_workdir, prepared_root, tmp_path):
     """Every written file but timing.json is a function of the settings and the data (figure spl.f2 included)."""
-    other = tmp_path / "other"
-    (other / "data").mkdir(parents=True)
-    (other / "data" / "prepared").symlink_to((spl_workdir / "data" / "prepared").resolve())
+    other = own_data_workdir(prepared_root, tmp_path / "other")
     emb = dict(TINY, iterations=4, refresh=2, subset_per_class=4)
     for wd in (spl_workdir, other):
         pretrain_embedding(stage(emb), "digits", wd)
